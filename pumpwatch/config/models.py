@@ -1,0 +1,330 @@
+"""Typed configuration: tenants, stations (with geometry), controllers and register maps.
+
+Every model forbids unknown keys, so a typo is an error that names the key, not a silently ignored line.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+PointName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+StationKind = Literal["manhole_pump", "relay_pump", "stormwater_pump", "treatment_plant"]
+PUMPING_KINDS = frozenset({"manhole_pump", "relay_pump", "stormwater_pump"})
+Table = Literal["coil", "discrete_input", "input_register", "holding_register"]
+BIT_TABLES = frozenset({"coil", "discrete_input"})
+RegisterType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32"]
+REGISTER_WIDTH = {"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}
+WordOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+MAX_READ = {"coil": 2000, "discrete_input": 2000, "input_register": 125, "holding_register": 125}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- tenants -------------------------------------------------------------------------------------------
+
+
+class TenantConfig(Strict):
+    id: Ident
+    name: str
+    timezone: str = "Asia/Tokyo"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+
+class TenantsFile(Strict):
+    tenants: list[TenantConfig] = Field(min_length=1)
+
+
+# --- register maps -------------------------------------------------------------------------------------
+
+
+class PointSpec(Strict):
+    """One point of a register map: where it is on the wire and how to turn words into a value."""
+
+    name: PointName
+    table: Table
+    address: int = Field(ge=0, le=65535)
+    type: RegisterType = "uint16"
+    word_order: WordOrder | None = None  # None: the map's default
+    bit: int | None = Field(default=None, ge=0, le=15)  # one bit of a 16-bit register, as a state
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None
+    kind: Literal["analog", "state", "counter"] | None = None
+    not_available: int | None = Field(default=None, ge=0, le=0xFFFFFFFF)  # raw word(s) meaning "no value"
+    valid_min: float | None = None
+    valid_max: float | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PointSpec:
+        if self.table in BIT_TABLES and self.type != "bool":
+            raise ValueError(f"table {self.table} holds single bits: type must be bool, not {self.type}")
+        if self.table not in BIT_TABLES and self.type == "bool" and self.bit is None:
+            raise ValueError(f"type bool in table {self.table} needs `bit` (which bit of the register)")
+        if self.bit is not None and (self.table in BIT_TABLES or self.type not in ("uint16", "int16", "bool")):
+            raise ValueError("`bit` applies only to a 16-bit register (type uint16, int16 or bool)")
+        if self.scale == 0 or not math.isfinite(self.scale):
+            raise ValueError("scale must be a finite, non-zero number")
+        if self.valid_min is not None and self.valid_max is not None and self.valid_min > self.valid_max:
+            raise ValueError("valid_min is greater than valid_max")
+        return self
+
+    @property
+    def is_state(self) -> bool:
+        return self.type == "bool" or self.bit is not None
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits) it occupies."""
+        return 1 if self.is_state else REGISTER_WIDTH[self.type]
+
+    @property
+    def point_kind(self) -> str:
+        return self.kind or ("state" if self.is_state else "analog")
+
+
+class RegisterMap(Strict):
+    name: Ident
+    description: str = ""
+    address_base: Literal[0, 1] = 0  # 1: addresses are documentation numbers (first register is 1)
+    word_order: WordOrder = "ABCD"  # default for 32-bit values
+    max_gap: int = Field(default=8, ge=0, le=100)  # unused registers a read may span to join two blocks
+    points: list[PointSpec] = Field(min_length=1)
+
+    def wire_address(self, p: PointSpec) -> int:
+        return p.address - self.address_base
+
+    @model_validator(mode="after")
+    def _no_overlaps(self) -> RegisterMap:
+        seen: dict[str, int] = {}
+        for i, p in enumerate(self.points):
+            if p.name in seen:
+                raise ValueError(f"points[{i}] name {p.name!r} is used twice (first at points[{seen[p.name]}])")
+            seen[p.name] = i
+            if p.address < self.address_base:
+                raise ValueError(
+                    f"points[{i}] {p.name}: address {p.address} is below address_base {self.address_base}"
+                )
+            if self.wire_address(p) + p.width > 65536:
+                raise ValueError(f"points[{i}] {p.name}: runs past the last address 65535")
+        # Per table, a register (or bit) belongs to one point; bit fields may share a register, not a bit.
+        owners: dict[tuple[str, int], tuple[str, int | None]] = {}
+        for p in self.points:
+            for a in range(self.wire_address(p), self.wire_address(p) + p.width):
+                key = (p.table, a)
+                if key in owners:
+                    other, other_bit = owners[key]
+                    if p.bit is None or other_bit is None or other_bit == p.bit:
+                        raise ValueError(
+                            f"points {other!r} and {p.name!r} overlap at {p.table} address "
+                            f"{a + self.address_base}"
+                        )
+                owners[key] = (p.name, p.bit)
+        return self
+
+    def point_word_order(self, p: PointSpec) -> str:
+        return p.word_order or self.word_order
+
+
+# --- stations ------------------------------------------------------------------------------------------
+
+
+class Location(Strict):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    address: str | None = None
+
+
+class WetWell(Strict):
+    diameter_m: Positive | None = None
+    area_m2: Positive | None = None
+
+    @model_validator(mode="after")
+    def _one_size(self) -> WetWell:
+        if (self.diameter_m is None) == (self.area_m2 is None):
+            raise ValueError("give exactly one of diameter_m or area_m2")
+        return self
+
+    @property
+    def area(self) -> float:
+        return self.area_m2 if self.area_m2 is not None else math.pi * self.diameter_m**2 / 4  # type: ignore[operator]
+
+
+class Levels(Strict):
+    """Elevations in metres above the wet-well floor (datum 0)."""
+
+    lwl_m: NonNegative | None = None  # low-low float: blocks running
+    stop_m: NonNegative
+    start_m: Positive
+    lag_m: Positive | None = None  # second pump joins
+    hwl_m: Positive  # high-water float / alarm
+    inlet_invert_m: Positive  # inflow sewer invert at the wet well
+    spill_m: Positive  # lowest house connection or lid that would overflow
+    ground_m: Positive | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Levels:
+        chain = [("lwl_m", self.lwl_m), ("stop_m", self.stop_m), ("start_m", self.start_m)]
+        if self.lag_m is not None:
+            chain.append(("lag_m", self.lag_m))
+        chain += [("hwl_m", self.hwl_m), ("spill_m", self.spill_m)]
+        if self.ground_m is not None:
+            chain.append(("ground_m", self.ground_m))
+        chain = [(k, v) for k, v in chain if v is not None]
+        for (ka, a), (kb, b) in zip(chain, chain[1:], strict=False):
+            if not a < b:
+                raise ValueError(f"{ka} ({a}) must be below {kb} ({b})")
+        if not self.inlet_invert_m < self.spill_m:
+            raise ValueError(f"inlet_invert_m ({self.inlet_invert_m}) must be below spill_m ({self.spill_m})")
+        return self
+
+
+class Pipe(Strict):
+    """One upstream gravity sewer, straight, rising from the wet well at `slope`."""
+
+    diameter_m: Positive
+    length_m: Positive
+    slope: Annotated[float, Field(gt=0, lt=0.5)]
+    invert_m: NonNegative  # invert where it enters the wet well
+    manhole_spacing_m: Positive | None = None  # a manhole every so many metres along it
+    manhole_area_m2: Positive = 0.636  # 1号 manhole, φ900
+
+
+class UpstreamStorage(Strict):
+    pipes: list[Pipe] = Field(default_factory=list)
+    # Alternative to pipes: upstream storage (m³, wet well excluded) at a level (m), from the utility's study.
+    storage_curve: list[tuple[float, float]] | None = None
+    usable_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
+
+    @model_validator(mode="after")
+    def _curve(self) -> UpstreamStorage:
+        if self.storage_curve is not None:
+            if self.pipes:
+                raise ValueError("give pipes or storage_curve, not both")
+            if len(self.storage_curve) < 2:
+                raise ValueError("storage_curve needs at least two [level_m, volume_m3] points")
+            for (z0, v0), (z1, v1) in zip(self.storage_curve, self.storage_curve[1:], strict=False):
+                if not (z1 > z0 and v1 >= v0):
+                    raise ValueError("storage_curve levels must rise and volumes must not fall")
+        return self
+
+
+class Pump(Strict):
+    name: Ident
+    rated_flow_m3_min: Positive
+    rated_current_a: Positive
+    power_kw: Positive | None = None
+    install_year: int | None = Field(default=None, ge=1950, le=2100)
+    standby: bool = False
+
+
+class Catchment(Strict):
+    population: Annotated[int, Field(ge=0)]
+    per_capita_l_day: Positive = 300.0
+
+
+class StationConfig(Strict):
+    id: Ident
+    tenant: Ident
+    name: str
+    kind: StationKind
+    type: Ident | None = None  # the station type (template) it was built from
+    power_area: str | None = None
+    location: Location | None = None
+    wet_well: WetWell | None = None
+    levels: Levels | None = None
+    upstream: UpstreamStorage = Field(default_factory=UpstreamStorage)
+    pumps: list[Pump] = Field(default_factory=list)
+    catchment: Catchment | None = None
+
+    @model_validator(mode="after")
+    def _geometry(self) -> StationConfig:
+        if self.kind in PUMPING_KINDS:
+            missing = [k for k in ("wet_well", "levels") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"a {self.kind} station needs its geometry: missing {', '.join(missing)}")
+            if not self.pumps:
+                raise ValueError(f"a {self.kind} station needs at least one pump")
+        names = [p.name for p in self.pumps]
+        if len(set(names)) != len(names):
+            raise ValueError("pump names must be unique within a station")
+        return self
+
+
+class StationsFile(Strict):
+    station_types: dict[Ident, dict] = Field(default_factory=dict)
+    stations: list[dict] = Field(default_factory=list)
+
+
+# --- controllers ---------------------------------------------------------------------------------------
+
+
+class ModbusUnit(Strict):
+    unit_id: int = Field(ge=0, le=255)
+    station: Ident
+    map: Ident
+
+
+class ControllerConfig(Strict):
+    """A Modbus TCP endpoint. Several units behind one endpoint (a gateway) are polled one at a time."""
+
+    id: Ident
+    protocol: Literal["modbus_tcp"] = "modbus_tcp"
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    comm_loss_after: Annotated[int, Field(ge=1, le=100)] = 3  # missed polls before values turn comm_loss
+    reconnect_max_s: Annotated[float, Field(gt=0, le=60)] = 10.0  # backoff ceiling (pymodbus default: 300 s)
+    units: list[ModbusUnit] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _units(self) -> ControllerConfig:
+        ids = [u.unit_id for u in self.units]
+        if len(set(ids)) != len(ids):
+            raise ValueError("unit_id values must be unique within a controller")
+        if self.timeout_s >= self.poll_interval_s * max(1, len(self.units)) * 4:
+            raise ValueError("timeout_s is too long for poll_interval_s: a dead unit would stall the cycle")
+        return self
+
+
+class ControllersFile(Strict):
+    controllers: list[ControllerConfig] = Field(default_factory=list)
+
+
+# --- the fleet file ------------------------------------------------------------------------------------
+
+
+class FleetFile(Strict):
+    """`fleet.yaml`: names the other files, relative to its own folder."""
+
+    name: str
+    tenants: list[str]
+    stations: list[str]
+    controllers: list[str]
+    register_maps: list[str]
+    alarm_rules: str | None = None
+    stale_factor: Annotated[float, Field(ge=1.5, le=20)] = 3.0  # value is stale after factor × poll interval
+
+    @field_validator("tenants", "stations", "controllers", "register_maps", mode="before")
+    @classmethod
+    def _listify(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v

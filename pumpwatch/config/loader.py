@@ -86,7 +86,9 @@ def _validate(model: type[M], located: Located, base: KeyPath, problems: list[st
         return None
 
 
-def _files(root: Path, entries: list[str], what: str, problems: list[str], fleet_file: Path) -> Iterator[Path]:
+def _files(
+    root: Path, entries: list[str], what: str, problems: list[str], fleet_file: Path
+) -> Iterator[Path]:
     for entry in entries:
         path = (root / entry).resolve()
         if path.is_dir():

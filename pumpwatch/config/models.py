@@ -79,7 +79,9 @@ class PointSpec(Strict):
             raise ValueError(f"table {self.table} holds single bits: type must be bool, not {self.type}")
         if self.table not in BIT_TABLES and self.type == "bool" and self.bit is None:
             raise ValueError(f"type bool in table {self.table} needs `bit` (which bit of the register)")
-        if self.bit is not None and (self.table in BIT_TABLES or self.type not in ("uint16", "int16", "bool")):
+        if self.bit is not None and (
+            self.table in BIT_TABLES or self.type not in ("uint16", "int16", "bool")
+        ):
             raise ValueError("`bit` applies only to a 16-bit register (type uint16, int16 or bool)")
         if self.scale == 0 or not math.isfinite(self.scale):
             raise ValueError("scale must be a finite, non-zero number")
@@ -117,7 +119,9 @@ class RegisterMap(Strict):
         seen: dict[str, int] = {}
         for i, p in enumerate(self.points):
             if p.name in seen:
-                raise ValueError(f"points[{i}] name {p.name!r} is used twice (first at points[{seen[p.name]}])")
+                raise ValueError(
+                    f"points[{i}] name {p.name!r} is used twice (first at points[{seen[p.name]}])"
+                )
             seen[p.name] = i
             if p.address < self.address_base:
                 raise ValueError(

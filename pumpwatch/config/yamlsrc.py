@@ -68,7 +68,6 @@ def _construct(
     return loader.construct_object(node, deep=True)
 
 
-
 def load_yaml(path: Path) -> Located:
     try:
         text = path.read_text(encoding="utf-8")

@@ -1,0 +1,35 @@
+# make demo   : run the whole stack on simulated stations (SQLite, no services to install)
+# make test   : lint and the whole test suite (needs PostgreSQL; see README)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint format check-config clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pumpwatch demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check-config: $(STAMP)
+	$(BIN)/pumpwatch check-config deploy/config/demo
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

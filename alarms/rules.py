@@ -1,0 +1,149 @@
+"""Alarm rule files: templates per station kind, overridable per station; compiled per station at start."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from pumpwatch.config import ConfigError, Fleet
+from pumpwatch.config.models import Ident, Levels, PointName, StationKind, Strict
+from pumpwatch.config.yamlsrc import load_yaml
+
+log = logging.getLogger(__name__)
+
+Priority = Literal["critical", "high", "medium", "low"]
+LEVEL_NAMES = frozenset(Levels.model_fields)
+
+
+class RuleConfig(Strict):
+    name: Ident
+    type: Literal["state", "limit", "comm_loss"]
+    point: PointName | None = None
+    when: bool = True  # state rules: the value that means "alarm"
+    above: float | str | None = None  # limit rules: a number or a station level name (hwl_m, ...)
+    below: float | str | None = None
+    deadband: Annotated[float, Field(ge=0)] = 0.0
+    on_delay_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
+    off_delay_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
+    priority: Priority = "high"
+    message: str = ""
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _shape(self) -> RuleConfig:
+        if self.type in ("state", "limit") and self.point is None:
+            raise ValueError(f"a {self.type} rule needs `point`")
+        if self.type == "limit" and (self.above is None) == (self.below is None):
+            raise ValueError("a limit rule needs exactly one of `above` or `below`")
+        if self.type != "limit" and (self.above is not None or self.below is not None):
+            raise ValueError("`above`/`below` belong to limit rules")
+        for ref in (self.above, self.below):
+            if isinstance(ref, str) and ref not in LEVEL_NAMES:
+                raise ValueError(f"unknown station level {ref!r} (known: {', '.join(sorted(LEVEL_NAMES))})")
+        return self
+
+
+class RulesFile(Strict):
+    templates: dict[StationKind, list[RuleConfig]] = Field(default_factory=dict)
+    overrides: dict[Ident, dict[Ident, dict]] = Field(default_factory=dict)  # station -> rule -> changes
+
+
+@dataclass(frozen=True, slots=True)
+class StationRule:
+    """A rule resolved for one station: thresholds are numbers now."""
+
+    name: str
+    type: str
+    point: str | None
+    when: bool
+    limit: float | None
+    above: bool  # True: alarm when value > limit; False: when value < limit
+    deadband: float
+    on_delay_s: float
+    off_delay_s: float
+    priority: str
+    message: str
+
+
+def load_rules(path: Path, fleet: Fleet) -> dict[str, list[StationRule]]:
+    """Rules per station id. Raises ConfigError naming file, line and key for any invalid rule."""
+    located = load_yaml(path)
+    problems: list[str] = []
+    try:
+        rf = RulesFile.model_validate(located.data or {})
+    except ValidationError as exc:
+        for err in exc.errors():
+            problems.append(f"{located.where(err['loc'])}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError(problems) from None
+    for kind, rules in rf.templates.items():
+        seen: set[str] = set()
+        for i, r in enumerate(rules):
+            if r.name in seen:
+                problems.append(f"{located.where(('templates', kind, i, 'name'))}: rule {r.name!r} twice")
+            seen.add(r.name)
+    out: dict[str, list[StationRule]] = {}
+    for sid, changes in rf.overrides.items():
+        if sid not in fleet.stations:
+            problems.append(f"{located.where(('overrides', sid))}: unknown station {sid!r}")
+            continue
+        names = {r.name for r in rf.templates.get(fleet.stations[sid].kind, [])}
+        for rname in changes:
+            if rname not in names:
+                problems.append(
+                    f"{located.where(('overrides', sid, rname))}: station {sid} has no rule {rname!r}"
+                )
+    for sid, st in fleet.stations.items():
+        resolved: list[StationRule] = []
+        for i, base in enumerate(rf.templates.get(st.kind, [])):
+            rule = base
+            change = rf.overrides.get(sid, {}).get(base.name)
+            where = ("templates", st.kind, i)
+            if change:
+                where = ("overrides", sid, base.name)
+                try:
+                    rule = RuleConfig.model_validate({**base.model_dump(), **change})
+                except ValidationError as exc:
+                    for err in exc.errors():
+                        msg = err["msg"].removeprefix("Value error, ")
+                        problems.append(f"{located.where((*where, *err['loc']))}: {msg}")
+                    continue
+            if not rule.enabled:
+                continue
+            if rule.point is not None and rule.point not in fleet.points.get(sid, {}):
+                log.info("station %s has no point %r: rule %s not applied", sid, rule.point, rule.name)
+                continue
+            ref = rule.above if rule.above is not None else rule.below
+            limit: float | None = None
+            if isinstance(ref, str):
+                limit = getattr(st.levels, ref, None) if st.levels else None
+                if limit is None:
+                    problems.append(
+                        f"{located.where((*where, 'above' if rule.above is not None else 'below'))}: "
+                        f"station {sid} has no level {ref!r}"
+                    )
+                    continue
+            elif ref is not None:
+                limit = float(ref)
+            resolved.append(
+                StationRule(
+                    name=rule.name,
+                    type=rule.type,
+                    point=rule.point,
+                    when=rule.when,
+                    limit=limit,
+                    above=rule.above is not None,
+                    deadband=rule.deadband,
+                    on_delay_s=rule.on_delay_s,
+                    off_delay_s=rule.off_delay_s,
+                    priority=rule.priority,
+                    message=rule.message or rule.name.replace("_", " "),
+                )
+            )
+        out[sid] = resolved
+    if problems:
+        raise ConfigError(problems)
+    return out

@@ -1,0 +1,14 @@
+"""Dependency aliases, so a handler's signature reads like a sentence."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.context import ApiContext
+
+
+def get_context(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_context)]

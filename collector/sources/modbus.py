@@ -1,0 +1,262 @@
+"""Modbus TCP polling with pymodbus's async client.
+
+One `ModbusSource` per endpoint (host:port). An endpoint is one device or a gateway with several unit ids;
+either way requests go one at a time on one connection, which is what serial gateways need. Each endpoint
+runs in its own task, so a dead station never slows another endpoint.
+
+Failure handling, per unit:
+- no answer (timeout, refused, reset): a missed poll; after `comm_loss_after` misses in a row every point
+  of the unit gets a COMM_LOSS sample (value None), once, and the problem is logged once;
+- an answer that does not fit (exception response, wrong length, unparseable frame): BAD_VALUE samples for
+  the points of that block, logged once until it recovers; an unparseable frame also drops the connection
+  so the next poll starts on a clean stream;
+- reconnects back off with jitter up to `reconnect_max_s` (seconds, not pymodbus's 300 s default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+
+from collector.model import Quality, Sample
+from collector.registers import Block, ReadPlan
+from collector.sources import Emit
+from pumpwatch.clock import Clock
+from pumpwatch.config.models import ControllerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitPlan:
+    unit_id: int
+    station: str
+    plan: ReadPlan
+
+
+@dataclass
+class UnitState:
+    misses: int = 0
+    lost: bool = False
+    problems: dict[str, str] = field(default_factory=dict)  # what is wrong now, by block, for log-once
+
+
+@dataclass
+class SourceStats:
+    polls: int = 0  # unit polls attempted
+    answered: int = 0
+    missed: int = 0
+    bad_blocks: int = 0
+    connects: int = 0
+    late_cycles: int = 0
+
+
+class _NoAnswer(Exception):
+    """The unit did not answer (timeout) or the connection failed."""
+
+
+ClientFactory = Callable[..., AsyncModbusTcpClient]
+
+
+class ModbusSource:
+    def __init__(
+        self,
+        ctrl: ControllerConfig,
+        units: Sequence[UnitPlan],
+        clock: Clock,
+        emit: Emit,
+        *,
+        rng: random.Random | None = None,
+        client_factory: ClientFactory = AsyncModbusTcpClient,
+    ) -> None:
+        self.ctrl = ctrl
+        self.units = list(units)
+        self.clock = clock
+        self.emit = emit
+        self.name = f"collector.modbus[{ctrl.id}]"
+        self.stats = SourceStats()
+        self.state = {u.unit_id: UnitState() for u in self.units}
+        self._rng = rng or random.Random()
+        self._client_factory = client_factory
+        self._client: AsyncModbusTcpClient | None = None
+        self._connect_failures = 0
+        self._retry_at = 0.0  # real monotonic time before which no reconnect is tried
+        self._rx_count = 0  # frames received: tells "garbled answer" from "no answer"
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        interval = self.ctrl.poll_interval_s
+        next_at = self.clock.monotonic()
+        try:
+            while True:
+                await self.poll_once()
+                next_at += interval
+                now = self.clock.monotonic()
+                if next_at < now:  # overran: skip the missed slots rather than burst to catch up
+                    self.stats.late_cycles += 1
+                    next_at = now + interval - ((now - next_at) % interval)
+                await self.clock.sleep(next_at - now)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            self._rx_count += 1
+        return data
+
+    async def _ensure_connected(self) -> bool:
+        if self._client is not None and self._client.connected:
+            return True
+        self._close()
+        if time.monotonic() < self._retry_at:
+            return False
+        self.stats.connects += 1
+        client = self._client_factory(
+            self.ctrl.host,
+            port=self.ctrl.port,
+            timeout=self.ctrl.timeout_s,
+            retries=0,
+            reconnect_delay=0,  # we reconnect ourselves, with a bounded backoff
+            trace_packet=self._trace,
+        )
+        try:
+            ok = await asyncio.wait_for(client.connect(), self.ctrl.timeout_s + 0.5)
+        except (TimeoutError, OSError, ModbusException):
+            ok = False
+        if ok and client.connected:
+            self._client = client
+            self._connect_failures = 0
+            return True
+        client.close()
+        self._connect_failures += 1
+        backoff = self._rng.uniform(0, 1.5 ** min(10, self._connect_failures))
+        self._retry_at = time.monotonic() + min(self.ctrl.reconnect_max_s, backoff)
+        return False
+
+    # -- one cycle -------------------------------------------------------------------------------------
+    async def poll_once(self) -> None:
+        """Poll every unit once, in order."""
+        for unit in self.units:
+            self.stats.polls += 1
+            if not await self._ensure_connected():
+                self._missed(unit, f"cannot connect to {self.ctrl.host}:{self.ctrl.port}")
+                continue
+            try:
+                samples = await self._read_unit(unit)
+            except _NoAnswer as exc:
+                self._missed(unit, str(exc))
+                continue
+            self._answered(unit)
+            if samples:
+                self.emit(samples)
+
+    async def _read_unit(self, unit: UnitPlan) -> list[Sample]:
+        st = self.state[unit.unit_id]
+        out: list[Sample] = []
+        for block in unit.plan.blocks:
+            key = f"{block.table}@{block.start}"
+            words, problem = await self._read_block(unit.unit_id, block)
+            at = self.clock.now()
+            if problem is not None:
+                self.stats.bad_blocks += 1
+                if st.problems.get(key) != problem:
+                    log.warning(
+                        "%s unit %d (%s) %s %d×%d: %s; its points are BAD_VALUE until it recovers",
+                        self.name,
+                        unit.unit_id,
+                        unit.station,
+                        block.table,
+                        block.start,
+                        block.count,
+                        problem,
+                    )
+                    st.problems[key] = problem
+                out.extend(Sample(unit.station, p.name, None, at, Quality.BAD_VALUE) for p in block.points)
+                continue
+            if st.problems.pop(key, None) is not None:
+                log.info(
+                    "%s unit %d (%s) %s %d: reads again",
+                    self.name,
+                    unit.unit_id,
+                    unit.station,
+                    block.table,
+                    block.start,
+                )
+            for p in block.points:
+                value, quality = p.decode(words, p.offset)  # type: ignore[arg-type]
+                out.append(Sample(unit.station, p.name, value, at, quality))
+        return out
+
+    async def _read_block(self, unit_id: int, block: Block) -> tuple[Sequence[int] | None, str | None]:
+        """Words of one block, or (None, why the answer does not fit). Raises _NoAnswer."""
+        client = self._client
+        if client is None:
+            raise _NoAnswer("not connected")
+        read = {
+            1: client.read_coils,
+            2: client.read_discrete_inputs,
+            3: client.read_holding_registers,
+            4: client.read_input_registers,
+        }[block.function_code]
+        rx_before = self._rx_count
+        try:
+            rr = await read(block.start, count=block.count, device_id=unit_id)
+        except ConnectionException as exc:
+            self._close()
+            raise _NoAnswer(f"connection lost: {exc}") from None
+        except (ModbusException, TimeoutError, OSError) as exc:
+            if self._rx_count != rx_before:
+                # Bytes came back but did not make a response: garbled frame. Resync on a new connection.
+                self._close()
+                return None, "malformed response frame"
+            if self._client is None or not self._client.connected:
+                self._close()
+            raise _NoAnswer(f"no answer within {self.ctrl.timeout_s} s ({type(exc).__name__})") from None
+        if rr.isError():
+            return None, f"exception response {getattr(rr, 'exception_code', '?')}"
+        if rr.function_code != block.function_code:
+            return None, f"answer has function code {rr.function_code}, asked {block.function_code}"
+        words: Sequence[int] = rr.bits if block.table in ("coil", "discrete_input") else rr.registers
+        if len(words) < block.count:
+            return None, f"answer has {len(words)} values, asked {block.count}"
+        return words, None
+
+    # -- liveness --------------------------------------------------------------------------------------
+    def _missed(self, unit: UnitPlan, why: str) -> None:
+        self.stats.missed += 1
+        st = self.state[unit.unit_id]
+        st.misses += 1
+        if st.misses >= self.ctrl.comm_loss_after and not st.lost:
+            st.lost = True
+            log.warning(
+                "%s unit %d (%s): communication lost after %d missed polls (%s)",
+                self.name,
+                unit.unit_id,
+                unit.station,
+                st.misses,
+                why,
+            )
+            at = self.clock.now()
+            self.emit(
+                [Sample(unit.station, name, None, at, Quality.COMM_LOSS) for name in unit.plan.point_names]
+            )
+
+    def _answered(self, unit: UnitPlan) -> None:
+        self.stats.answered += 1
+        st = self.state[unit.unit_id]
+        if st.lost:
+            log.info("%s unit %d (%s): communication restored", self.name, unit.unit_id, unit.station)
+        st.misses = 0
+        st.lost = False

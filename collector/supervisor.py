@@ -1,0 +1,38 @@
+"""Run sources as named tasks; a source that crashes on a bug is logged and restarted, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Runnable(Protocol):
+    name: str
+
+    async def run(self) -> None: ...
+
+
+async def _guarded(source: Runnable, restart_max_s: float) -> None:
+    failures = 0
+    while True:
+        try:
+            await source.run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures += 1
+            delay = min(restart_max_s, 0.5 * 2 ** min(failures, 6))
+            log.exception("%s crashed (%d times); restarting in %.1f s", source.name, failures, delay)
+            await asyncio.sleep(delay)
+
+
+async def run_sources(sources: Sequence[Runnable], *, restart_max_s: float = 30.0) -> None:
+    """Run until cancelled. Each source has its own task, named after it (`collector.modbus[gw-1]`)."""
+    async with asyncio.TaskGroup() as tg:
+        for s in sources:
+            tg.create_task(_guarded(s, restart_max_s), name=s.name)

@@ -1,0 +1,124 @@
+"""Wiring: one process runs any of simulator, collector + alarms + historian writer, and the API.
+
+Start order matters: migrate, sync the catalog, restore active alarms, and only then start polling, so
+the first samples already find their points and alarms that were active before a restart can clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import uvicorn
+from sqlalchemy import Engine
+
+from alarms.rules import StationRule, load_rules
+from alarms.service import AlarmService
+from api.context import ApiContext
+from api.main import create_app
+from collector.fleet import build_modbus_sources
+from collector.model import Sample
+from collector.sources.modbus import ModbusSource
+from collector.supervisor import run_sources
+from pumpwatch import historian
+from pumpwatch.clock import Clock
+from pumpwatch.config import Fleet
+from pumpwatch.db.engine import make_engine
+from pumpwatch.db.migrate import upgrade
+from pumpwatch.live import LiveSnapshot
+from pumpwatch.writer import HistorianWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class System:
+    fleet: Fleet
+    engine: Engine
+    clock: Clock
+    catalog: dict[tuple[str, str], int]
+    rules: dict[str, list[StationRule]]
+    live: LiveSnapshot = field(default_factory=LiveSnapshot)
+    writer: HistorianWriter | None = None
+    alarms: AlarmService | None = None
+    sources: list[ModbusSource] = field(default_factory=list)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    @classmethod
+    async def prepare(cls, fleet: Fleet, database_url: str, clock: Clock) -> System:
+        """Validate rules, migrate the database and sync the catalog. Raises ConfigError on bad rules."""
+        rules = load_rules(fleet.alarm_rules, fleet) if fleet.alarm_rules else {}
+        engine = make_engine(database_url)
+        await asyncio.to_thread(upgrade, engine)
+        catalog = await asyncio.to_thread(historian.sync_catalog, engine, fleet)
+        return cls(fleet=fleet, engine=engine, clock=clock, catalog=catalog, rules=rules)
+
+    def emit(self, samples: list[Sample]) -> None:
+        """Fan-out of every batch a source reads: live snapshot, historian, alarms."""
+        self.live.accept(samples)
+        if self.writer is not None:
+            self.writer.accept(samples)
+        if self.alarms is not None:
+            self.alarms.accept(samples)
+
+    async def start_collecting(self, stations: Iterable[str] | None = None) -> None:
+        self.writer = HistorianWriter(self.engine, self.catalog)
+        self.alarms = AlarmService(self.fleet, self.rules, self.engine, self.clock)
+        await self.alarms.restore()
+        self.sources = build_modbus_sources(
+            self.fleet, self.clock, self.emit, stations=set(stations) if stations is not None else None
+        )
+        self._tasks = [
+            asyncio.create_task(run_sources(self.sources), name="collector.sources"),
+            asyncio.create_task(self.writer.run(), name="historian.writer"),
+            asyncio.create_task(self.alarms.run(), name="alarms.service"),
+        ]
+        log.info("collecting from %d controllers, %d stations", len(self.sources), len(self.fleet.stations))
+
+    def readiness(self) -> dict[str, bool]:
+        if not self._tasks:
+            return {}
+        return {t.get_name(): not t.done() for t in self._tasks}
+
+    def api_context(self, *, in_process_live: bool = True) -> ApiContext:
+        return ApiContext(
+            fleet=self.fleet,
+            engine=self.engine,
+            clock=self.clock,
+            catalog=self.catalog,
+            live=self.live if in_process_live else None,
+            readiness=self.readiness,
+        )
+
+    async def stop(self) -> None:
+        """Stop polling, store what was read, then stop the writers."""
+        for t in self._tasks[:1]:  # sources first: nothing new arrives after this
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.alarms is not None:
+            try:
+                await asyncio.wait_for(self.alarms.drain(), 10)
+            except TimeoutError:
+                log.error("alarm events still unstored at shutdown")
+        if self.writer is not None:
+            try:
+                await self.writer.flush()
+            except Exception:
+                log.exception("final historian flush failed; %d rows not written", self.writer.pending)
+        for t in self._tasks[1:]:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        self.engine.dispose()
+
+
+async def serve_api(ctx: ApiContext, host: str, port: int) -> None:
+    """Serve until uvicorn sees SIGINT/SIGTERM (it owns the signals while it runs)."""
+    config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    await server.serve()

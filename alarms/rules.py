@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pumpwatch.config import ConfigError, Fleet
+from pumpwatch.config.loader import describe
 from pumpwatch.config.models import Ident, Levels, PointName, StationKind, Strict
 from pumpwatch.config.yamlsrc import load_yaml
 
@@ -41,10 +42,14 @@ class RuleConfig(Strict):
             raise ValueError("a limit rule needs exactly one of `above` or `below`")
         if self.type != "limit" and (self.above is not None or self.below is not None):
             raise ValueError("`above`/`below` belong to limit rules")
-        for ref in (self.above, self.below):
-            if isinstance(ref, str) and ref not in LEVEL_NAMES:
-                raise ValueError(f"unknown station level {ref!r} (known: {', '.join(sorted(LEVEL_NAMES))})")
         return self
+
+    @field_validator("above", "below")
+    @classmethod
+    def _level_name(cls, ref: float | str | None) -> float | str | None:
+        if isinstance(ref, str) and ref not in LEVEL_NAMES:
+            raise ValueError(f"unknown station level {ref!r} (known: {', '.join(sorted(LEVEL_NAMES))})")
+        return ref
 
 
 class RulesFile(Strict):
@@ -77,7 +82,7 @@ def load_rules(path: Path, fleet: Fleet) -> dict[str, list[StationRule]]:
         rf = RulesFile.model_validate(located.data or {})
     except ValidationError as exc:
         for err in exc.errors():
-            problems.append(f"{located.where(err['loc'])}: {err['msg'].removeprefix('Value error, ')}")
+            problems.append(f"{located.where(err['loc'])}: {describe(err)}")
         raise ConfigError(problems) from None
     for kind, rules in rf.templates.items():
         seen: set[str] = set()
@@ -108,8 +113,7 @@ def load_rules(path: Path, fleet: Fleet) -> dict[str, list[StationRule]]:
                     rule = RuleConfig.model_validate({**base.model_dump(), **change})
                 except ValidationError as exc:
                     for err in exc.errors():
-                        msg = err["msg"].removeprefix("Value error, ")
-                        problems.append(f"{located.where((*where, *err['loc']))}: {msg}")
+                        problems.append(f"{located.where((*where, *err['loc']))}: {describe(err)}")
                     continue
             if not rule.enabled:
                 continue

@@ -216,3 +216,5 @@ def run(
                 api=(host, port) if api else None,
             )
         )
+if __name__ == "__main__":
+    main()

@@ -167,6 +167,8 @@ class ModbusSource:
         out: list[Sample] = []
         for block in unit.plan.blocks:
             key = f"{block.table}@{block.start}"
+            if not await self._ensure_connected():  # a garbled frame before may have dropped the link
+                raise _NoAnswer(f"cannot reconnect to {self.ctrl.host}:{self.ctrl.port}")
             words, problem = await self._read_block(unit.unit_id, block)
             at = self.clock.now()
             if problem is not None:

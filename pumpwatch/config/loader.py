@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from pumpwatch.config.models import (
     ControllerConfig,
@@ -72,6 +73,15 @@ class Fleet:
         return self.stale_factor * interval + ctrl.timeout_s * len(ctrl.units)
 
 
+def describe(err: ErrorDetails) -> str:
+    """Pydantic's message, plus what was given when that helps ("got 'uint24'")."""
+    msg = err["msg"].removeprefix("Value error, ")
+    given = err.get("input")
+    if isinstance(given, str | int | float | bool) and err["type"] != "value_error":
+        msg += f" (got {given!r})"
+    return msg
+
+
 def _validate(model: type[M], located: Located, base: KeyPath, problems: list[str]) -> M | None:
     data = located.data
     for part in base:
@@ -80,9 +90,7 @@ def _validate(model: type[M], located: Located, base: KeyPath, problems: list[st
         return model.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = (*base, *err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{located.where(loc)}: {msg}")
+            problems.append(f"{located.where((*base, *err['loc']))}: {describe(err)}")
         return None
 
 
@@ -128,10 +136,15 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
                 problems.append(f"{loc.where(('tenants', i, 'id'))}: tenant {t.id!r} is defined twice")
             tenants[t.id] = t
 
+    # Names of maps and stations whose own definition is invalid: references to them are not reported
+    # again, so the first error is the one an engineer reads.
+    broken: set[str] = set()
     maps: dict[str, RegisterMap] = {}
     for path in _files(root, ff.register_maps, "register_maps", problems, fleet_path):
         loc = load_yaml(path)
         rm = _validate(RegisterMap, loc, (), problems)
+        if rm is None and isinstance(loc.data, dict):
+            broken.add(str(loc.data.get("name")))
         if rm is not None:
             if rm.name in maps:
                 problems.append(f"{loc.where(('name',))}: register map {rm.name!r} is defined twice")
@@ -159,10 +172,10 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
             try:
                 st = StationConfig.model_validate(raw)
             except ValidationError as exc:
+                broken.add(str(raw.get("id")))
                 for err in exc.errors():
-                    msg = err["msg"].removeprefix("Value error, ")
                     suffix = f" (station type {type_name!r})" if type_name else ""
-                    problems.append(f"{loc.where((*base, *err['loc']))}: {msg}{suffix}")
+                    problems.append(f"{loc.where((*base, *err['loc']))}: {describe(err)}{suffix}")
                 continue
             if st.id in stations:
                 problems.append(
@@ -194,6 +207,8 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
             endpoints[ep] = c.id
             for ui, u in enumerate(c.units):
                 ubase = (*base, "units", ui)
+                if u.station in broken or u.map in broken:
+                    continue
                 if u.station not in stations:
                     problems.append(f"{loc.where((*ubase, 'station'))}: unknown station {u.station!r}")
                     continue

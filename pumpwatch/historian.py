@@ -1,0 +1,497 @@
+"""The historian: catalogue, samples, latest values and alarms in SQLite or PostgreSQL.
+
+Every function is synchronous and short-lived, meant to run in a worker thread (the async side calls them with
+`asyncio.to_thread`); each takes an `Engine` from `pumpwatch.db.make_engine` on a migrated database
+(`pumpwatch.db.upgrade`). Every datetime given must be timezone-aware (naive ones raise ValueError); every
+datetime returned is aware UTC.
+
+- `sync_catalog(engine, fleet)` upserts tenants, stations and points from the fleet config and returns
+  `(station_id, point_name) -> point_id`. Nothing is ever deleted, so history of a removed point stays.
+- `write_samples(engine, rows)` writes a batch of `(point_id, observed_at, value, quality)` in one
+  transaction. Idempotent: a `(point_id, observed_at)` already stored is left as it is (first write wins).
+  PostgreSQL: binary COPY into a session-temporary staging table, then `INSERT … SELECT … ON CONFLICT DO
+  NOTHING`; SQLite: `executemany`. The same transaction moves `latest_value` forward to the newest sample
+  of each point.
+- `read_latest`, `read_history` (raw, or bucketed on the server when the range holds more than `max_points`).
+- `raise_alarm`, `clear_alarm`, `list_alarms`, `alarm_journal`: one active alarm per `(station_id, name)`,
+  with an append-only `alarm_event` journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Integer,
+    bindparam,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from pumpwatch.db.schema import alarm, alarm_event, latest_value, point, sample, station, tenant
+from pumpwatch.db.types import UTCDateTime, require_aware, to_utc
+
+if TYPE_CHECKING:
+    from pumpwatch.config.loader import Fleet
+
+__all__ = [
+    "HistoryPoint",
+    "SampleRow",
+    "alarm_journal",
+    "clear_alarm",
+    "list_alarms",
+    "raise_alarm",
+    "read_history",
+    "read_latest",
+    "sync_catalog",
+    "write_samples",
+]
+
+SampleRow = tuple[int, datetime, float | None, int]  # (point_id, observed_at, value, quality)
+
+GOOD = 0  # collector.model.Quality.GOOD; quality is stored as its integer value
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_IN_CHUNK = 5_000  # ids per IN (...) list; SQLite allows 32,766 bound parameters
+
+
+def _upsert_insert(conn: Connection, table: Any) -> Any:
+    """The dialect's INSERT with ON CONFLICT support (PostgreSQL and SQLite spell it the same way)."""
+    if conn.dialect.name == "postgresql":
+        return pg_dialect.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite_dialect.insert(table)
+    raise NotImplementedError(f"historian: unsupported database dialect {conn.dialect.name!r}")
+
+
+# --- catalogue -----------------------------------------------------------------------------------------
+
+
+def sync_catalog(engine: Engine, fleet: Fleet) -> dict[tuple[str, str], int]:
+    """Upsert the fleet's tenants, stations and points; return `(station_id, point_name) -> point_id`.
+
+    Changed names, kinds, units, locations are updated (a station's `updated_at` moves only when something
+    changed); rows no longer in the config are kept. The map covers the points the fleet defines.
+    """
+    now = datetime.now(UTC)
+    tenants = [{"id": t.id, "name": t.name, "timezone": t.timezone} for t in fleet.tenants.values()]
+    stations = [
+        {
+            "id": s.id,
+            "tenant_id": s.tenant,
+            "name": s.name,
+            "kind": s.kind,
+            "power_area": s.power_area,
+            "lat": s.location.lat if s.location else None,
+            "lon": s.location.lon if s.location else None,
+            "updated_at": now,
+        }
+        for s in fleet.stations.values()
+    ]
+    points = [
+        {"station_id": sid, "name": name, "unit": sp.spec.unit, "kind": sp.spec.point_kind}
+        for sid, by_name in fleet.points.items()
+        for name, sp in by_name.items()
+    ]
+    with engine.begin() as conn:
+        if tenants:
+            ins = _upsert_insert(conn, tenant)
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=[tenant.c.id],
+                    set_={"name": ins.excluded.name, "timezone": ins.excluded.timezone},
+                    where=_any_distinct(tenant, ins.excluded, ("name", "timezone")),
+                ),
+                tenants,
+            )
+        if stations:
+            ins = _upsert_insert(conn, station)
+            cols = ("tenant_id", "name", "kind", "power_area", "lat", "lon")
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=[station.c.id],
+                    set_={**{c: ins.excluded[c] for c in cols}, "updated_at": ins.excluded.updated_at},
+                    where=_any_distinct(station, ins.excluded, cols),
+                ),
+                stations,
+            )
+        if points:
+            ins = _upsert_insert(conn, point)
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=[point.c.station_id, point.c.name],
+                    set_={"unit": ins.excluded.unit, "kind": ins.excluded.kind},
+                    where=_any_distinct(point, ins.excluded, ("unit", "kind")),
+                ),
+                points,
+            )
+        wanted = {(p["station_id"], p["name"]) for p in points}
+        result: dict[tuple[str, str], int] = {}
+        for pid, sid, name in conn.execute(select(point.c.id, point.c.station_id, point.c.name)):
+            if (sid, name) in wanted:
+                result[(sid, name)] = pid
+    return result
+
+
+def _any_distinct(table: Any, excluded: Any, cols: Sequence[str]) -> Any:
+    return or_(*(table.c[c].is_distinct_from(excluded[c]) for c in cols))
+
+
+# --- samples -------------------------------------------------------------------------------------------
+
+_STAGE = "pumpwatch_sample_stage"
+_STAGE_FLAG = "pumpwatch.sample_stage"  # in the pooled connection's .info once the temp table exists
+_PG_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+    "(point_id int4 NOT NULL, observed_at timestamptz NOT NULL, value float8, quality int2 NOT NULL) "
+    "ON COMMIT DELETE ROWS"
+)
+_PG_COPY_STAGE = f"COPY {_STAGE} (point_id, observed_at, value, quality) FROM STDIN (FORMAT BINARY)"
+_PG_STAGE_TO_SAMPLE = (
+    f"INSERT INTO sample (point_id, observed_at, value, quality) "
+    f"SELECT point_id, observed_at, value, quality FROM {_STAGE} ON CONFLICT DO NOTHING"
+)
+_PG_UPSERT_LATEST = (
+    "INSERT INTO latest_value AS l (point_id, observed_at, value, quality, received_at) "
+    "SELECT u.point_id, u.observed_at, u.value, u.quality, %s "
+    "FROM unnest(%s::int4[], %s::timestamptz[], %s::float8[], %s::int2[]) "
+    "AS u(point_id, observed_at, value, quality) "
+    "ON CONFLICT (point_id) DO UPDATE SET observed_at = EXCLUDED.observed_at, value = EXCLUDED.value, "
+    "quality = EXCLUDED.quality, received_at = EXCLUDED.received_at "
+    "WHERE EXCLUDED.observed_at > l.observed_at"
+)
+_SQLITE_INSERT_SAMPLE = (
+    "INSERT INTO sample (point_id, observed_at, value, quality) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_SQLITE_UPSERT_LATEST = (
+    "INSERT INTO latest_value (point_id, observed_at, value, quality, received_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (point_id) DO UPDATE SET observed_at = excluded.observed_at, value = excluded.value, "
+    "quality = excluded.quality, received_at = excluded.received_at "
+    "WHERE excluded.observed_at > latest_value.observed_at"
+)
+
+
+def write_samples(engine: Engine, rows: Sequence[SampleRow]) -> int:
+    """Store a batch of `(point_id, observed_at, value, quality)` in one transaction; return `len(rows)`.
+
+    A row whose `(point_id, observed_at)` is already stored is skipped (replays are harmless; the first value
+    written for an instant wins). `latest_value` keeps the newest sample per point, whatever order batches
+    arrive in. Naive `observed_at` raises ValueError before anything is written.
+    """
+    n = len(rows)
+    if n == 0:
+        return 0
+    newest: dict[int, SampleRow] = {}
+    for row in rows:
+        pid, ts = row[0], row[1]
+        if not isinstance(ts, datetime) or ts.utcoffset() is None:
+            require_aware(ts, f"sample of point {pid}: observed_at")
+        cur = newest.get(pid)
+        if cur is None or ts > cur[1]:  # strictly newer: the first row of an instant wins, as in `sample`
+            newest[pid] = row
+    received_at = datetime.now(UTC)
+    name = engine.dialect.name
+    if name == "postgresql":
+        _write_pg(engine, rows, newest.values(), received_at)
+    elif name == "sqlite":
+        _write_sqlite(engine, rows, newest.values(), received_at)
+    else:
+        raise NotImplementedError(f"historian: unsupported database dialect {name!r}")
+    return n
+
+
+def _write_pg(
+    engine: Engine, rows: Sequence[SampleRow], newest: Collection[SampleRow], received_at: datetime
+) -> None:
+    with engine.begin() as conn:
+        info = conn.connection.info
+        raw = conn.connection.driver_connection
+        staged_before = info.get(_STAGE_FLAG, False)
+        with raw.cursor() as cur:
+            if not staged_before:
+                cur.execute(_PG_CREATE_STAGE)
+            with cur.copy(_PG_COPY_STAGE) as copy:
+                copy.set_types(["int4", "timestamptz", "float8", "int2"])
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
+            cur.execute(_PG_STAGE_TO_SAMPLE)
+            pids, times, values, qualities = zip(*newest, strict=True)
+            cur.execute(  # psycopg dumps a list by its items' Python type: make them uniform
+                _PG_UPSERT_LATEST,
+                (
+                    received_at,
+                    [int(p) for p in pids],
+                    list(times),
+                    [None if v is None else float(v) for v in values],
+                    [int(q) for q in qualities],
+                ),
+            )
+    # Only now: had the transaction rolled back, the temp table would have gone with it.
+    info[_STAGE_FLAG] = True
+
+
+def _sqlite_ts(engine: Engine) -> Callable[[Any], Any]:
+    """UTCDateTime's own bind processor for SQLite, so raw executemany stores the exact same text format."""
+    return UTCDateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect) or (lambda v: v)
+
+
+def _write_sqlite(
+    engine: Engine, rows: Sequence[SampleRow], newest: Collection[SampleRow], received_at: datetime
+) -> None:
+    ts = _sqlite_ts(engine)
+    rec = ts(received_at)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            _SQLITE_INSERT_SAMPLE,
+            [(pid, ts(t), None if v is None else float(v), int(q)) for pid, t, v, q in rows],
+        )
+        conn.exec_driver_sql(
+            _SQLITE_UPSERT_LATEST,
+            [(pid, ts(t), None if v is None else float(v), int(q), rec) for pid, t, v, q in newest],
+        )
+
+
+def read_latest(
+    engine: Engine, point_ids: Collection[int] | None = None
+) -> dict[int, tuple[datetime, float | None, int]]:
+    """`point_id -> (observed_at, value, quality)` from `latest_value` (all points, or those given)."""
+    cols = (latest_value.c.point_id, latest_value.c.observed_at, latest_value.c.value, latest_value.c.quality)
+    out: dict[int, tuple[datetime, float | None, int]] = {}
+    with engine.connect() as conn:
+        if point_ids is None:
+            batches = [select(*cols)]
+        else:
+            ids = list(point_ids)
+            batches = [
+                select(*cols).where(latest_value.c.point_id.in_(ids[i : i + _IN_CHUNK]))
+                for i in range(0, len(ids), _IN_CHUNK)
+            ]
+        for stmt in batches:
+            for pid, t, v, q in conn.execute(stmt):
+                out[pid] = (t, v, q)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One raw sample (count=1, min=max=value) or one time bucket.
+
+    For a bucket: `t` is the bucket start, `value`/`min`/`max` are the mean/min/max of its good samples (None
+    when it has none), `count` counts all its samples and `good` those of good quality.
+    """
+
+    t: datetime
+    value: float | None
+    min: float | None
+    max: float | None
+    count: int
+    good: int
+
+
+_BUCKETS_SQL = """
+SELECT b.bucket,
+       avg(b.value) FILTER (WHERE b.quality = 0),
+       min(b.value) FILTER (WHERE b.quality = 0),
+       max(b.value) FILTER (WHERE b.quality = 0),
+       count(*),
+       count(*) FILTER (WHERE b.quality = 0)
+FROM (
+    SELECT ({epoch_us} - :start_us) / :width_us AS bucket, value, quality
+    FROM sample
+    WHERE point_id = :point_id AND observed_at >= :start AND observed_at < :end
+) AS b
+GROUP BY b.bucket
+ORDER BY b.bucket
+"""
+# Exact integer microseconds since 1970 (so a sample on a bucket boundary never slips into its neighbour):
+# PostgreSQL's extract(epoch) is numeric (exact); on SQLite the stored text is 'YYYY-MM-DD HH:MM:SS.ffffff'
+# (UTCDateTime) and strftime('%s') of the whole seconds plus the six fraction digits is exact, where
+# julianday() would be a double rounded to milliseconds.
+_EPOCH_US = {
+    "postgresql": "CAST(extract(epoch FROM observed_at) * 1000000 AS bigint)",
+    "sqlite": (
+        "(CAST(strftime('%s', substr(observed_at, 1, 19)) AS INTEGER) * 1000000"
+        " + CAST(substr(observed_at, 21, 6) AS INTEGER))"
+    ),
+}
+_bucket_stmts: dict[str, Any] = {}
+
+
+def _bucket_stmt(dialect: str) -> Any:
+    stmt = _bucket_stmts.get(dialect)
+    if stmt is None:
+        if dialect not in _EPOCH_US:
+            raise NotImplementedError(f"historian: unsupported database dialect {dialect!r}")
+        stmt = text(_BUCKETS_SQL.format(epoch_us=_EPOCH_US[dialect])).bindparams(
+            bindparam("start_us", type_=BigInteger()),
+            bindparam("width_us", type_=BigInteger()),
+            bindparam("point_id", type_=Integer()),
+            bindparam("start", type_=UTCDateTime()),
+            bindparam("end", type_=UTCDateTime()),
+        )
+        _bucket_stmts[dialect] = stmt
+    return stmt
+
+
+def read_history(
+    engine: Engine, point_id: int, start: datetime, end: datetime, max_points: int = 500
+) -> list[HistoryPoint]:
+    """Samples of one point in `[start, end)`, oldest first, at most `max_points` of them.
+
+    If the range holds up to `max_points` samples they come back raw. Otherwise the database groups them into
+    `max_points` equal-width buckets (width rounded up to a whole microsecond) and returns one HistoryPoint
+    per bucket that holds samples (empty buckets are left out).
+    """
+    if max_points < 1:
+        raise ValueError("max_points must be at least 1")
+    start_u, end_u = to_utc(start, "start"), to_utc(end, "end")
+    if end_u <= start_u:
+        return []
+    with engine.connect() as conn:
+        raw = conn.execute(
+            select(sample.c.observed_at, sample.c.value, sample.c.quality)
+            .where(
+                sample.c.point_id == point_id,
+                sample.c.observed_at >= start_u,
+                sample.c.observed_at < end_u,
+            )
+            .order_by(sample.c.observed_at)
+            .limit(max_points + 1)
+        ).all()
+        if len(raw) <= max_points:
+            return [HistoryPoint(t, v, v, v, 1, 1 if q == GOOD else 0) for t, v, q in raw]
+        span_us = (end_u - start_u) // _US
+        width_us = -(-span_us // max_points)  # ceil: max_points buckets cover the whole range
+        buckets = conn.execute(
+            _bucket_stmt(conn.dialect.name),
+            {
+                "start_us": (start_u - _EPOCH) // _US,
+                "width_us": width_us,
+                "point_id": point_id,
+                "start": start_u,
+                "end": end_u,
+            },
+        ).all()
+    return [
+        HistoryPoint(
+            start_u + timedelta(microseconds=int(b) * width_us),
+            None if avg is None else float(avg),
+            None if lo is None else float(lo),
+            None if hi is None else float(hi),
+            int(count),
+            int(good),
+        )
+        for b, avg, lo, hi, count, good in buckets
+    ]
+
+
+# --- alarms --------------------------------------------------------------------------------------------
+
+
+def raise_alarm(
+    engine: Engine,
+    *,
+    tenant_id: str,
+    station_id: str,
+    name: str,
+    priority: str,
+    message: str,
+    value: float | None,
+    at: datetime,
+) -> int | None:
+    """Open an alarm and journal a 'raise' event; return its id.
+
+    If `(station_id, name)` already has an active alarm, nothing is written and None is returned (decided by
+    the partial unique index, so two racing writers cannot both open one).
+    """
+    at = to_utc(at, "at")
+    with engine.begin() as conn:
+        ins = _upsert_insert(conn, alarm).values(
+            tenant_id=tenant_id,
+            station_id=station_id,
+            name=name,
+            priority=priority,
+            message=message,
+            active=True,
+            raised_at=at,
+            cleared_at=None,
+            value=value,
+        )
+        stmt = ins.on_conflict_do_nothing(
+            index_elements=[alarm.c.station_id, alarm.c.name], index_where=alarm.c.active
+        ).returning(alarm.c.id)
+        alarm_id = conn.execute(stmt).scalar_one_or_none()
+        if alarm_id is None:
+            return None
+        conn.execute(insert(alarm_event).values(alarm_id=alarm_id, at=at, kind="raise", detail=message))
+    return alarm_id
+
+
+def clear_alarm(
+    engine: Engine, *, station_id: str, name: str, at: datetime, detail: str | None = None
+) -> int | None:
+    """Close the active alarm `(station_id, name)` and journal a 'clear' event.
+
+    Return its id, or None (and write nothing) when no such alarm is active.
+    """
+    at = to_utc(at, "at")
+    with engine.begin() as conn:
+        alarm_id = conn.execute(
+            update(alarm)
+            .where(alarm.c.station_id == station_id, alarm.c.name == name, alarm.c.active)
+            .values(active=False, cleared_at=at)
+            .returning(alarm.c.id)
+        ).scalar_one_or_none()
+        if alarm_id is None:
+            return None
+        conn.execute(insert(alarm_event).values(alarm_id=alarm_id, at=at, kind="clear", detail=detail))
+    return alarm_id
+
+
+def list_alarms(
+    engine: Engine,
+    *,
+    active: bool | None = True,
+    tenant_ids: Collection[str] | None = None,
+    station_id: str | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Alarms, newest `raised_at` first, as dicts of the `alarm` columns.
+
+    `active`: True only active, False only cleared, None both. `tenant_ids`: restrict to these (empty: none).
+    """
+    if tenant_ids is not None and not tenant_ids:
+        return []
+    stmt = select(alarm)
+    if active is not None:
+        stmt = stmt.where(alarm.c.active if active else ~alarm.c.active)
+    if tenant_ids is not None:
+        stmt = stmt.where(alarm.c.tenant_id.in_(list(tenant_ids)))
+    if station_id is not None:
+        stmt = stmt.where(alarm.c.station_id == station_id)
+    stmt = stmt.order_by(alarm.c.raised_at.desc(), alarm.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def alarm_journal(engine: Engine, alarm_id: int) -> list[dict[str, Any]]:
+    """The events of one alarm, oldest first: dicts with id, alarm_id, at, kind ('raise'|'clear'), detail."""
+    stmt = (
+        select(alarm_event)
+        .where(alarm_event.c.alarm_id == alarm_id)
+        .order_by(alarm_event.c.at, alarm_event.c.id)
+    )
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]

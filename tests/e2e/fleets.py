@@ -1,0 +1,41 @@
+"""Test fleets: the shipped demo fleet moved onto free loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from pumpwatch.config import Fleet, load_fleet
+from tests.conftest import DEMO_FLEET
+from tests.services import free_port
+
+
+def demo_fleet_on_free_ports() -> Fleet:
+    fleet = load_fleet(DEMO_FLEET)
+    fleet.controllers = {cid: c.model_copy(update={"port": free_port()}) for cid, c in fleet.controllers.items()}
+    return fleet
+
+
+def demo_fleet_dir_on_free_ports(tmp: Path) -> Path:
+    """A copy of the demo fleet's files with every controller on a free port (for subprocess runs)."""
+    for d in ("demo", "maps", "rules"):
+        shutil.copytree(DEMO_FLEET.parent / d, tmp / d)
+    path = tmp / "demo" / "controllers.yaml"
+    data = yaml.safe_load(path.read_text())
+    for c in data["controllers"]:
+        c["port"] = free_port()
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return tmp / "demo"
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+        await asyncio.sleep(step)

@@ -1,0 +1,138 @@
+"""Schema, migrations, engines and the UTCDateTime type, on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, insert, inspect, select, text
+from sqlalchemy.exc import StatementError
+
+from pumpwatch.db import (
+    current_revision,
+    head_revision,
+    make_engine,
+    metadata,
+    normalize_url,
+    tenant,
+    upgrade,
+)
+from pumpwatch.db.schema import include_object_for, station
+from pumpwatch.db.types import UTCDateTime
+
+JST = timezone(timedelta(hours=9))
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    upgrade(eng)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+def test_upgrade_is_idempotent_and_matches_metadata(db_url: str) -> None:
+    eng = make_engine(db_url)
+    try:
+        assert current_revision(eng) is None
+        upgrade(db_url)  # from a URL ...
+        upgrade(eng)  # ... and again from an engine: a no-op
+        assert current_revision(eng) == head_revision() == "0001"
+        with eng.connect() as conn:
+            ctx = MigrationContext.configure(
+                conn,
+                opts={"include_object": include_object_for(conn.dialect.name), "compare_type": True},
+            )
+            assert compare_metadata(ctx, metadata) == []
+        insp = inspect(eng)
+        assert set(insp.get_table_names()) == set(metadata.tables) | {"alembic_version"}
+        sample_ix = {ix["name"] for ix in insp.get_indexes("sample")}
+        with eng.connect() as conn:
+            if eng.dialect.name == "postgresql":
+                assert sample_ix == {"ix_sample_observed_at"}
+                defs = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes")).all())
+                assert "USING brin (observed_at)" in defs["ix_sample_observed_at"]
+                assert "WHERE active" in defs["uq_alarm_active_station_id_name"]
+                assert defs["pk_sample"].endswith("(point_id, observed_at)")
+            else:
+                assert sample_ix == set()  # nothing beyond the primary key on SQLite
+                ddl = dict(conn.execute(text("SELECT name, sql FROM sqlite_master")).all())
+                assert ddl["sample"].rstrip().endswith("WITHOUT ROWID")
+                assert "WHERE active" in ddl["uq_alarm_active_station_id_name"]
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+                assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+    finally:
+        eng.dispose()
+
+
+def test_foreign_keys_are_enforced(engine: Engine) -> None:
+    with pytest.raises(Exception, match="(?i)foreign key"), engine.begin() as conn:
+        conn.execute(
+            insert(station).values(
+                id="S1", tenant_id="nobody", name="x", kind="relay_pump", updated_at=datetime.now(UTC)
+            )
+        )
+
+
+def test_normalize_url() -> None:
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgresql://u:p@h:5433/db") == "postgresql+psycopg://u:p@h:5433/db"
+    assert normalize_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+    eng = make_engine("postgresql://postgres@127.0.0.1/x")
+    assert eng.dialect.driver == "psycopg"
+    assert eng.pool._pre_ping
+    eng.dispose()
+
+
+def test_sqlite_engine_creates_folder_and_serves_threads(tmp_path: Path) -> None:
+    db = tmp_path / "deep" / "er" / "pw.db"
+    eng = make_engine(f"sqlite:///{db}")
+    try:
+        upgrade(eng)
+        assert db.exists()
+
+        def add(i: int) -> None:
+            with eng.begin() as conn:
+                conn.execute(insert(tenant).values(id=f"t{i}", name=f"T{i}", timezone="Asia/Tokyo"))
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(add, range(40)))
+        with eng.connect() as conn:
+            assert conn.execute(select(tenant.c.id)).scalars().all().__len__() == 40
+    finally:
+        eng.dispose()
+
+
+def test_utc_datetime_round_trip_and_refuses_naive(engine: Engine) -> None:
+    jst = datetime(2026, 7, 1, 9, 30, 15, 123456, tzinfo=JST)
+    with engine.begin() as conn:
+        conn.execute(insert(tenant).values(id="t", name="T", timezone="Asia/Tokyo"))
+        conn.execute(
+            insert(station).values(id="S1", tenant_id="t", name="s", kind="relay_pump", updated_at=jst)
+        )
+    with engine.connect() as conn:
+        got = conn.execute(select(station.c.updated_at)).scalar_one()
+        assert got == jst
+        assert got.tzinfo is UTC
+        assert got == datetime(2026, 7, 1, 0, 30, 15, 123456, tzinfo=UTC)
+        # comparisons against bound aware values of any offset work on both dialects
+        n = conn.execute(select(station.c.id).where(station.c.updated_at >= jst - timedelta(microseconds=1)))
+        assert n.scalars().all() == ["S1"]
+
+    naive = datetime(2026, 7, 1, 9, 30)
+    with pytest.raises(ValueError, match="naive"):
+        UTCDateTime().process_bind_param(naive, engine.dialect)
+    with pytest.raises(StatementError) as info, engine.begin() as conn:
+        conn.execute(
+            insert(station).values(id="S2", tenant_id="t", name="s", kind="relay_pump", updated_at=naive)
+        )
+    assert isinstance(info.value.orig, ValueError)

@@ -72,7 +72,9 @@ def _raw_reader(spec: PointSpec, order: str) -> Callable[[Sequence[int], int], t
 
         def f32(words: Sequence[int], i: int) -> tuple[int, float]:
             u = words_to_u32(words[i], words[i + 1], order)
-            return u, _F32.unpack(u.to_bytes(4, "big"))[0]
+            x = _F32.unpack(u.to_bytes(4, "big"))[0]
+            # a float32 carries ~7 significant digits; more is noise from widening to float64
+            return u, float(f"{x:.7g}") if math.isfinite(x) else x
 
         return f32
     raise ValueError(f"no decoder for type {t!r}")  # pragma: no cover - validated in config

@@ -23,6 +23,7 @@ log = logging.getLogger("pumpwatch")
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # we log device problems ourselves, once
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _load(fleet_path: Path) -> Fleet:
@@ -216,5 +217,7 @@ def run(
                 api=(host, port) if api else None,
             )
         )
+
+
 if __name__ == "__main__":
     main()

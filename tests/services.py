@@ -6,6 +6,7 @@ Outside CI a missing service skips the test with a message saying how to get it;
 from __future__ import annotations
 
 import os
+import random
 import socket
 import uuid
 
@@ -23,10 +24,35 @@ def service_missing(what: str, how: str) -> None:
     pytest.skip(msg)
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range: the OS would otherwise give the same port to
+    an outgoing client socket between our check and the server's bind."""
+    lo_eph, _ = _ephemeral_range()
+    low, high = (20000, lo_eph - 1) if lo_eph > 21000 else (61001, 64999)
+    for _ in range(1000):
+        port = random.randint(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port found")
 
 
 def _admin_connect():

@@ -70,7 +70,7 @@ def test_float32_agrees_with_pymodbus(order: str, x: float) -> None:
         word_order="big" if order == "ABCD" else "little",
     )
     assert q is Quality.GOOD
-    assert ours == pytest.approx(theirs, rel=1e-9)
+    assert ours == pytest.approx(theirs, rel=1e-7)  # ours is rounded to float32 precision
 
 
 @pytest.mark.parametrize("order", ["ABCD", "CDAB"])

@@ -17,7 +17,9 @@ from tests.services import free_port
 
 def demo_fleet_on_free_ports() -> Fleet:
     fleet = load_fleet(DEMO_FLEET)
-    fleet.controllers = {cid: c.model_copy(update={"port": free_port()}) for cid, c in fleet.controllers.items()}
+    fleet.controllers = {
+        cid: c.model_copy(update={"port": free_port()}) for cid, c in fleet.controllers.items()
+    }
     return fleet
 
 
@@ -33,9 +35,9 @@ def demo_fleet_dir_on_free_ports(tmp: Path) -> Path:
     return tmp / "demo"
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Callable[[], bool], limit_s: float, what: str, step: float = 0.05) -> None:
+    deadline = time.monotonic() + limit_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+            raise AssertionError(f"timed out after {limit_s} s waiting for: {what}")
         await asyncio.sleep(step)

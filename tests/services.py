@@ -9,6 +9,7 @@ import os
 import random
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,7 @@ _handed_out: set[int] = set()
 
 def _ephemeral_range() -> tuple[int, int]:
     try:
-        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
         return int(lo), int(hi)
     except (OSError, ValueError):
         return 32768, 60999

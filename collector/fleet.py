@@ -17,7 +17,7 @@ def build_modbus_sources(
     """Sources for every controller (or only those serving `stations`)."""
     plans: dict[str, ReadPlan] = {}
     sources = []
-    for ctrl in fleet.controllers.values():
+    for ctrl in fleet.modbus_controllers():
         units = []
         for u in ctrl.units:
             if stations is not None and u.station not in stations:

@@ -15,11 +15,17 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from pumpwatch.config.models import (
+    PROTOCOLS,
     ControllerConfig,
     ControllersFile,
     FleetFile,
+    MetricMap,
+    MetricSpec,
+    MqttBroker,
+    MqttJsonController,
     PointSpec,
     RegisterMap,
+    SparkplugController,
     StationConfig,
     StationsFile,
     TenantConfig,
@@ -30,16 +36,19 @@ from pumpwatch.config.yamlsrc import ConfigError, KeyPath, Located, load_yaml
 M = TypeVar("M", bound=BaseModel)
 
 
+AnyController = ControllerConfig | MqttJsonController | SparkplugController
+
+
 @dataclass(frozen=True)
 class StationPoint:
-    """A point as a station has it: which controller and unit serve it, and its register spec."""
+    """A point as a station has it: which controller (and Modbus unit) serves it, and its spec."""
 
     station: str
     name: str
-    spec: PointSpec
-    register_map: RegisterMap
+    spec: PointSpec | MetricSpec
     controller: str
-    unit_id: int
+    unit_id: int | None = None  # Modbus only
+    register_map: RegisterMap | None = None  # Modbus only
 
 
 @dataclass
@@ -48,29 +57,33 @@ class Fleet:
     root: Path
     tenants: dict[str, TenantConfig]
     stations: dict[str, StationConfig]
-    controllers: dict[str, ControllerConfig]
+    controllers: dict[str, AnyController]
     register_maps: dict[str, RegisterMap]
     alarm_rules: Path | None
     stale_factor: float
+    metric_maps: dict[str, MetricMap] = field(default_factory=dict)
+    mqtt: MqttBroker | None = None
     points: dict[str, dict[str, StationPoint]] = field(default_factory=dict)  # station -> name -> point
 
-    def poll_interval_of(self, station: str) -> float | None:
-        """The slowest poll interval among the controllers serving a station (None: no source)."""
-        intervals = [
-            self.controllers[p.controller].poll_interval_s for p in self.points.get(station, {}).values()
-        ]
-        return max(intervals) if intervals else None
+    def controllers_of(self, station: str) -> list[AnyController]:
+        ids = dict.fromkeys(p.controller for p in self.points.get(station, {}).values())
+        return [self.controllers[c] for c in ids]
 
     def stale_after_s(self, station: str) -> float | None:
-        """Age beyond which a value of this station is shown as stale, never as live."""
-        interval = self.poll_interval_of(station)
-        if interval is None:
-            return None
-        ctrl = max(
-            (self.controllers[p.controller] for p in self.points[station].values()),
-            key=lambda c: c.poll_interval_s,
-        )
-        return self.stale_factor * interval + ctrl.timeout_s * len(ctrl.units)
+        """Age beyond which a value of this station is shown as stale, never as live (None: no source)."""
+        worst = None
+        for c in self.controllers_of(station):
+            after = self.stale_factor * c.expected_interval_s
+            if isinstance(c, ControllerConfig):  # a gateway cycle may be stretched by its units' timeouts
+                after += sum(u.timeout_s or c.timeout_s for u in c.units)
+            worst = after if worst is None else max(worst, after)
+        return worst
+
+    def modbus_controllers(self) -> list[ControllerConfig]:
+        return [c for c in self.controllers.values() if isinstance(c, ControllerConfig)]
+
+    def mqtt_controllers(self) -> list[MqttJsonController | SparkplugController]:
+        return [c for c in self.controllers.values() if not isinstance(c, ControllerConfig)]
 
 
 def describe(err: ErrorDetails) -> str:
@@ -90,7 +103,8 @@ def _validate(model: type[M], located: Located, base: KeyPath, problems: list[st
         return model.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            problems.append(f"{located.where((*base, *err['loc']))}: {describe(err)}")
+            loc = tuple(part for part in err["loc"] if part not in PROTOCOLS)  # union tags are not keys
+            problems.append(f"{located.where((*base, *loc))}: {describe(err)}")
         return None
 
 
@@ -150,6 +164,17 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
                 problems.append(f"{loc.where(('name',))}: register map {rm.name!r} is defined twice")
             maps[rm.name] = rm
 
+    metric_maps: dict[str, MetricMap] = {}
+    for path in _files(root, ff.metric_maps, "metric_maps", problems, fleet_path):
+        loc = load_yaml(path)
+        mm = _validate(MetricMap, loc, (), problems)
+        if mm is None and isinstance(loc.data, dict):
+            broken.add(str(loc.data.get("name")))
+        if mm is not None:
+            if mm.name in metric_maps or mm.name in maps:
+                problems.append(f"{loc.where(('name',))}: map {mm.name!r} is defined twice")
+            metric_maps[mm.name] = mm
+
     stations: dict[str, StationConfig] = {}
     station_where: dict[str, str] = {}
     for path in _files(root, ff.stations, "stations", problems, fleet_path):
@@ -187,9 +212,21 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
             if st.tenant not in tenants:
                 problems.append(f"{loc.where((*base, 'tenant'))}: unknown tenant {st.tenant!r}")
 
-    controllers: dict[str, ControllerConfig] = {}
-    endpoints: dict[tuple[str, int], str] = {}
+    controllers: dict[str, AnyController] = {}
+    endpoints: dict[tuple[str, ...], str] = {}
     points: dict[str, dict[str, StationPoint]] = {}
+
+    def add_point(where: str, sid: str, sp: StationPoint) -> None:
+        have = points.setdefault(sid, {})
+        if sp.name in have:
+            other = have[sp.name]
+            problems.append(
+                f"{where}: point {sp.name!r} of station {sid} is already served by "
+                f"controller {other.controller!r}"
+            )
+        else:
+            have[sp.name] = sp
+
     for path in _files(root, ff.controllers, "controllers", problems, fleet_path):
         loc = load_yaml(path)
         cf = _validate(ControllersFile, loc, (), problems)
@@ -198,36 +235,68 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
             if c.id in controllers:
                 problems.append(f"{loc.where((*base, 'id'))}: controller {c.id!r} is defined twice")
             controllers[c.id] = c
-            ep = (c.host, c.port)
+            if isinstance(c, ControllerConfig):
+                ep: tuple[str, ...] = ("modbus", c.host, str(c.port))
+                what, key = f"{c.host}:{c.port}", "port"
+            elif isinstance(c, SparkplugController):
+                ep, what, key = (
+                    ("spb", c.group_id, c.edge_node_id),
+                    f"{c.group_id}/{c.edge_node_id}",
+                    "edge_node_id",
+                )
+            else:
+                ep, what, key = ("json", c.topic_prefix, c.id), c.topic_prefix, "id"
             if ep in endpoints:
                 problems.append(
-                    f"{loc.where((*base, 'port'))}: {c.host}:{c.port} is already controller "
-                    f"{endpoints[ep]!r}; units behind one address belong to one controller (a gateway)"
+                    f"{loc.where((*base, key))}: {what} is already controller {endpoints[ep]!r}; "
+                    "units behind one address belong to one controller (a gateway)"
                 )
             endpoints[ep] = c.id
-            for ui, u in enumerate(c.units):
-                ubase = (*base, "units", ui)
-                if u.station in broken or u.map in broken:
-                    continue
-                if u.station not in stations:
-                    problems.append(f"{loc.where((*ubase, 'station'))}: unknown station {u.station!r}")
-                    continue
-                rm = maps.get(u.map)
-                if rm is None:
-                    problems.append(
-                        f"{loc.where((*ubase, 'map'))}: unknown register map {u.map!r} "
-                        f"(known: {', '.join(sorted(maps)) or 'none'})"
-                    )
-                    continue
-                sp = points.setdefault(u.station, {})
-                for p in rm.points:
-                    if p.name in sp:
+            if isinstance(c, ControllerConfig):
+                if c.powered_by is not None and c.powered_by not in stations and c.powered_by not in broken:
+                    problems.append(f"{loc.where((*base, 'powered_by'))}: unknown station {c.powered_by!r}")
+                for ui, u in enumerate(c.units):
+                    ubase = (*base, "units", ui)
+                    if u.station in broken or u.map in broken:
+                        continue
+                    if u.station not in stations:
+                        problems.append(f"{loc.where((*ubase, 'station'))}: unknown station {u.station!r}")
+                        continue
+                    rm = maps.get(u.map)
+                    if rm is None:
                         problems.append(
-                            f"{loc.where(ubase)}: point {p.name!r} of station {u.station} is already "
-                            f"served by controller {sp[p.name].controller!r} unit {sp[p.name].unit_id}"
+                            f"{loc.where((*ubase, 'map'))}: unknown register map {u.map!r} "
+                            f"(known: {', '.join(sorted(maps)) or 'none'})"
                         )
                         continue
-                    sp[p.name] = StationPoint(u.station, p.name, p, rm, c.id, u.unit_id)
+                    for p in rm.points:
+                        add_point(
+                            loc.where(ubase),
+                            u.station,
+                            StationPoint(u.station, p.name, p, c.id, u.unit_id, rm),
+                        )
+                continue
+            if ff.mqtt is None:
+                problems.append(
+                    f"{loc.where((*base, 'protocol'))}: {c.protocol} needs the broker "
+                    f"(`mqtt:` in {fleet_path})"
+                )
+            for si, ms in enumerate(c.stations):
+                sbase = (*base, "stations", si)
+                if ms.station in broken or ms.map in broken:
+                    continue
+                if ms.station not in stations:
+                    problems.append(f"{loc.where((*sbase, 'station'))}: unknown station {ms.station!r}")
+                    continue
+                mm = metric_maps.get(ms.map)
+                if mm is None:
+                    problems.append(
+                        f"{loc.where((*sbase, 'map'))}: unknown metric map {ms.map!r} "
+                        f"(known: {', '.join(sorted(metric_maps)) or 'none'})"
+                    )
+                    continue
+                for m in mm.metrics:
+                    add_point(loc.where(sbase), ms.station, StationPoint(ms.station, m.name, m, c.id))
 
     rules = None
     if ff.alarm_rules:
@@ -247,5 +316,7 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
         register_maps=maps,
         alarm_rules=rules,
         stale_factor=ff.stale_factor,
+        metric_maps=metric_maps,
+        mqtt=ff.mqtt,
         points=points,
     )

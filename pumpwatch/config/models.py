@@ -9,7 +9,7 @@ import math
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 PointName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -237,12 +237,64 @@ class Pump(Strict):
     rated_current_a: Positive
     power_kw: Positive | None = None
     install_year: int | None = Field(default=None, ge=1950, le=2100)
-    standby: bool = False
+    standby: bool = False  # held in reserve; takes over a faulted duty pump
+    drive: Literal["electric", "engine"] = "electric"  # engine-driven pumps keep running in a grid outage
 
 
 class Catchment(Strict):
     population: Annotated[int, Field(ge=0)]
     per_capita_l_day: Positive = 300.0
+
+
+class PumpStage(Strict):
+    """Staged level control: the n-th duty pump starts at start_m and stops at stop_m."""
+
+    start_m: Positive
+    stop_m: NonNegative
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> PumpStage:
+        if not self.stop_m < self.start_m:
+            raise ValueError(f"stop_m ({self.stop_m}) must be below start_m ({self.start_m})")
+        return self
+
+
+class Control(Strict):
+    stages: list[PumpStage] = Field(default_factory=list)  # relay stations: one per duty pump, rising
+
+    @model_validator(mode="after")
+    def _rising(self) -> Control:
+        starts = [st.start_m for st in self.stages]
+        if starts != sorted(starts):
+            raise ValueError("stages must be listed with rising start_m")
+        return self
+
+
+class River(Strict):
+    """Outer (river) level rules of a stormwater station (運転調整), in metres on the station's datum."""
+
+    gate_close_m: Positive | None = None  # close the discharge gate at or above (back-flow)
+    stop_pumps_m: Positive  # curtailment: stop pumping at or above
+    resume_pumps_m: Positive  # resume below
+
+    @model_validator(mode="after")
+    def _order(self) -> River:
+        if not self.resume_pumps_m < self.stop_pumps_m:
+            raise ValueError("resume_pumps_m must be below stop_pumps_m")
+        return self
+
+
+class Drainage(Strict):
+    """Storm catchment for the rational method: Q = C · i · A."""
+
+    area_ha: Positive
+    runoff_coefficient: Annotated[float, Field(gt=0, le=1)] = 0.6
+
+
+class PlantDesign(Strict):
+    design_flow_m3_d: Positive
+    effluent_bod_limit_mg_l: Positive = 15.0
+    effluent_ss_limit_mg_l: Positive = 40.0
 
 
 class StationConfig(Strict):
@@ -258,6 +310,10 @@ class StationConfig(Strict):
     upstream: UpstreamStorage = Field(default_factory=UpstreamStorage)
     pumps: list[Pump] = Field(default_factory=list)
     catchment: Catchment | None = None
+    control: Control | None = None
+    river: River | None = None
+    drainage: Drainage | None = None
+    plant: PlantDesign | None = None
 
     @model_validator(mode="after")
     def _geometry(self) -> StationConfig:
@@ -270,6 +326,12 @@ class StationConfig(Strict):
         names = [p.name for p in self.pumps]
         if len(set(names)) != len(names):
             raise ValueError("pump names must be unique within a station")
+        if self.kind == "stormwater_pump" and self.river is None:
+            raise ValueError("a stormwater_pump station needs `river` (its outer-level curtailment rule)")
+        if self.kind == "treatment_plant" and self.plant is None:
+            raise ValueError("a treatment_plant needs `plant` (design_flow_m3_d)")
+        if self.control and len(self.control.stages) > len([p for p in self.pumps if not p.standby]):
+            raise ValueError("more control stages than duty (non-standby) pumps")
         return self
 
 
@@ -285,6 +347,16 @@ class ModbusUnit(Strict):
     unit_id: int = Field(ge=0, le=255)
     station: Ident
     map: Ident
+    timeout_s: Annotated[float, Field(gt=0, le=60)] | None = None  # this unit's own answer time limit
+
+
+class Workarounds(Strict):
+    """Device quirks as named opt-in flags (Telegraf style), never special cases in code."""
+
+    pause_after_connect_s: Annotated[float, Field(ge=0, le=10)] = 0.0  # some gateways drop the 1st request
+    pause_between_requests_s: Annotated[float, Field(ge=0, le=10)] = 0.0  # serial gateways need a gap
+    close_connection_after_poll: bool = False  # devices that accept one TCP session at a time
+    max_registers_per_request: Annotated[int, Field(ge=1, le=125)] | None = None  # devices below the spec
 
 
 class ControllerConfig(Strict):
@@ -298,6 +370,9 @@ class ControllerConfig(Strict):
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     comm_loss_after: Annotated[int, Field(ge=1, le=100)] = 3  # missed polls before values turn comm_loss
     reconnect_max_s: Annotated[float, Field(gt=0, le=60)] = 10.0  # backoff ceiling (pymodbus default: 300 s)
+    workarounds: Workarounds = Field(default_factory=Workarounds)
+    # Telemetry unit (RTU) powered at this station: its battery carries it through that station's outage.
+    powered_by: Ident | None = None
     units: list[ModbusUnit] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -305,13 +380,131 @@ class ControllerConfig(Strict):
         ids = [u.unit_id for u in self.units]
         if len(set(ids)) != len(ids):
             raise ValueError("unit_id values must be unique within a controller")
-        if self.timeout_s >= self.poll_interval_s * max(1, len(self.units)) * 4:
-            raise ValueError("timeout_s is too long for poll_interval_s: a dead unit would stall the cycle")
+        worst = sum(u.timeout_s or self.timeout_s for u in self.units)
+        if worst >= self.poll_interval_s * 4:
+            raise ValueError(
+                f"timeouts of all units add up to {worst:g} s, too long for poll_interval_s "
+                f"{self.poll_interval_s:g}: one dead unit would stall the gateway's cycle"
+            )
+        return self
+
+    @property
+    def expected_interval_s(self) -> float:
+        return self.poll_interval_s
+
+
+class MqttStation(Strict):
+    station: Ident
+    map: Ident  # a metric map: the station's points and their names on the wire
+    device_id: str | None = None  # Sparkplug: the device under the edge node (None: node-level metrics)
+
+
+class MqttJsonController(Strict):
+    """Plain JSON over MQTT: `{topic_prefix}/{station}/{point}` with {"v", "ts", "q"}, or
+    `{topic_prefix}/{station}` with {"ts", "values": {point: v}}; `{topic_prefix}/{station}/status` is
+    "online"/"offline" (retained, the device's MQTT will)."""
+
+    id: Ident
+    protocol: Literal["mqtt_json"]
+    topic_prefix: Annotated[str, Field(pattern=r"^[^#+]+[^/#+]$")] = "scada/v1"
+    expected_interval_s: Annotated[float, Field(gt=0, le=86400)] = 10.0  # silence beyond → stale
+    stations: list[MqttStation] = Field(min_length=1)
+
+
+class SparkplugController(Strict):
+    """A Sparkplug B edge node: spBv1.0/{group_id}/{N|D}{BIRTH|DATA|DEATH}/{edge_node_id}[/{device_id}]."""
+
+    id: Ident
+    protocol: Literal["sparkplug_b"]
+    group_id: Annotated[str, Field(pattern=r"^[^/#+]+$")]
+    edge_node_id: Annotated[str, Field(pattern=r"^[^/#+]+$")]
+    expected_interval_s: Annotated[float, Field(gt=0, le=86400)] = 10.0  # silence beyond → stale
+    reorder_timeout_s: Annotated[float, Field(ge=0, le=60)] = 2.0  # wait this long for a missing seq
+    stations: list[MqttStation] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _devices(self) -> SparkplugController:
+        ids = [s.device_id for s in self.stations]
+        if len(set(ids)) != len(ids):
+            raise ValueError("device_id values must be unique within an edge node")
         return self
 
 
+PROTOCOLS = ("modbus_tcp", "mqtt_json", "sparkplug_b")
+
+
+def _protocol(v: object) -> str | None:
+    return v.get("protocol", "modbus_tcp") if isinstance(v, dict) else getattr(v, "protocol", None)
+
+
+AnyController = Annotated[
+    Annotated[ControllerConfig, Tag("modbus_tcp")]
+    | Annotated[MqttJsonController, Tag("mqtt_json")]
+    | Annotated[SparkplugController, Tag("sparkplug_b")],
+    Discriminator(
+        _protocol,
+        custom_error_type="protocol",
+        custom_error_message=f"protocol must be one of {', '.join(PROTOCOLS)}",
+    ),
+]
+
+
 class ControllersFile(Strict):
-    controllers: list[ControllerConfig] = Field(default_factory=list)
+    controllers: list[AnyController] = Field(default_factory=list)
+
+
+# --- MQTT metric maps ----------------------------------------------------------------------------------
+
+
+class MetricSpec(Strict):
+    name: PointName
+    metric: str | None = None  # the name on the wire (Sparkplug metric name); default: `name`
+    type: Literal["bool", "int", "float"] = "float"
+    unit: str | None = None
+    kind: Literal["analog", "state", "counter"] | None = None
+    valid_min: float | None = None
+    valid_max: float | None = None
+    description: str | None = None
+
+    @property
+    def wire_name(self) -> str:
+        return self.metric or self.name
+
+    @property
+    def is_state(self) -> bool:
+        return self.type == "bool"
+
+    @property
+    def point_kind(self) -> str:
+        return self.kind or ("state" if self.is_state else "analog")
+
+
+class MetricMap(Strict):
+    name: Ident
+    description: str = ""
+    metrics: list[MetricSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> MetricMap:
+        for attr in ("name", "wire_name"):
+            seen: set[str] = set()
+            for i, m in enumerate(self.metrics):
+                key = getattr(m, attr)
+                if key in seen:
+                    raise ValueError(f"metrics[{i}] {attr} {key!r} is used twice")
+                seen.add(key)
+        return self
+
+
+class MqttBroker(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = "pumpwatch-collector"
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    username: str | None = None
+    password: str | None = None
+    reconnect_max_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    sparkplug_host_id: str = "pumpwatch"
 
 
 # --- the fleet file ------------------------------------------------------------------------------------
@@ -325,10 +518,12 @@ class FleetFile(Strict):
     stations: list[str]
     controllers: list[str]
     register_maps: list[str]
+    metric_maps: list[str] = Field(default_factory=list)
+    mqtt: MqttBroker | None = None  # the broker MQTT controllers publish to
     alarm_rules: str | None = None
     stale_factor: Annotated[float, Field(ge=1.5, le=20)] = 3.0  # value is stale after factor × poll interval
 
-    @field_validator("tenants", "stations", "controllers", "register_maps", mode="before")
+    @field_validator("tenants", "stations", "controllers", "register_maps", "metric_maps", mode="before")
     @classmethod
     def _listify(cls, v: object) -> object:
         return [v] if isinstance(v, str) else v

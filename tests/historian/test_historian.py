@@ -52,7 +52,13 @@ def _fleet(unit: str | None = "m", station_name: str = "Wet well A", tenant_name
         ],
     )
     stations = {
-        sid: StationConfig(id=sid, tenant="kita", name=f"{station_name} {sid}", kind="treatment_plant")
+        sid: StationConfig(
+            id=sid,
+            tenant="kita",
+            name=f"{station_name} {sid}",
+            kind="treatment_plant",
+            plant={"design_flow_m3_d": 5000},
+        )
         for sid in ("S1", "S2")
     }
     points = {sid: {p.name: StationPoint(sid, p.name, p, rm, "c1", 1) for p in rm.points} for sid in stations}

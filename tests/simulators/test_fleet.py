@@ -230,7 +230,9 @@ async def test_seeds_are_stable_and_nothing_is_left_running():
 
 async def test_other_kinds_are_skipped(port: int):
     fleet = demo_fleet_on_free_ports()
-    fleet.stations["WWTP-1"] = StationConfig(id="WWTP-1", tenant="kita", name="plant", kind="treatment_plant")
+    fleet.stations["WWTP-1"] = StationConfig(
+        id="WWTP-1", tenant="kita", name="plant", kind="treatment_plant", plant={"design_flow_m3_d": 5000}
+    )
     fleet.controllers["plant"] = ControllerConfig(
         id="plant",
         host="127.0.0.1",

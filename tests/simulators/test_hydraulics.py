@@ -136,7 +136,9 @@ def test_storage_curve_instead_of_pipes():
 
 
 def test_treatment_plant_has_no_stage_storage():
-    plant = StationConfig(id="WWTP-1", tenant="kita", name="plant", kind="treatment_plant")
+    plant = StationConfig(
+        id="WWTP-1", tenant="kita", name="plant", kind="treatment_plant", plant={"design_flow_m3_d": 5000}
+    )
     with pytest.raises(ValueError, match="no wet well"):
         StageStorage.from_station(plant)
 

@@ -332,7 +332,9 @@ def test_point_values_cover_the_canonical_maps():
 
 
 def test_only_manhole_pump_stations():
-    plant = StationConfig(id="WWTP-1", tenant="kita", name="plant", kind="treatment_plant")
+    plant = StationConfig(
+        id="WWTP-1", tenant="kita", name="plant", kind="treatment_plant", plant={"design_flow_m3_d": 5000}
+    )
     with pytest.raises(ValueError):
         ManholePumpStation(plant, 1, T0)
     with pytest.raises(ValueError):

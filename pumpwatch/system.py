@@ -19,9 +19,10 @@ from alarms.rules import StationRule, load_rules
 from alarms.service import AlarmService
 from api.context import ApiContext
 from api.main import create_app
-from collector.fleet import build_modbus_sources
+from collector.fleet import build_modbus_sources, build_mqtt_ingest
 from collector.model import Sample
 from collector.sources.modbus import ModbusSource
+from collector.sources.mqtt import MqttIngest
 from collector.supervisor import run_sources
 from pumpwatch import historian
 from pumpwatch.clock import Clock
@@ -45,6 +46,7 @@ class System:
     writer: HistorianWriter | None = None
     alarms: AlarmService | None = None
     sources: list[ModbusSource] = field(default_factory=list)
+    mqtt: MqttIngest | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -68,15 +70,21 @@ class System:
         self.writer = HistorianWriter(self.engine, self.catalog)
         self.alarms = AlarmService(self.fleet, self.rules, self.engine, self.clock)
         await self.alarms.restore()
-        self.sources = build_modbus_sources(
-            self.fleet, self.clock, self.emit, stations=set(stations) if stations is not None else None
-        )
+        only = set(stations) if stations is not None else None
+        self.sources = build_modbus_sources(self.fleet, self.clock, self.emit, stations=only)
+        self.mqtt = build_mqtt_ingest(self.fleet, self.clock, self.emit, stations=only)
+        runnables: list = [*self.sources, *([self.mqtt] if self.mqtt else [])]
         self._tasks = [
-            asyncio.create_task(run_sources(self.sources), name="collector.sources"),
+            asyncio.create_task(run_sources(runnables), name="collector.sources"),
             asyncio.create_task(self.writer.run(), name="historian.writer"),
             asyncio.create_task(self.alarms.run(), name="alarms.service"),
         ]
-        log.info("collecting from %d controllers, %d stations", len(self.sources), len(self.fleet.stations))
+        log.info(
+            "collecting from %d Modbus controllers%s, %d stations",
+            len(self.sources),
+            f" and {len(self.fleet.mqtt_controllers())} MQTT controllers" if self.mqtt else "",
+            len(self.fleet.stations),
+        )
 
     def readiness(self) -> dict[str, bool]:
         if not self._tasks:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.mqtt_fixtures import mqtt_broker  # noqa: F401  (fixture)
 from tests.services import create_database, drop_database, free_port
 
 REPO = Path(__file__).resolve().parent.parent

@@ -39,6 +39,7 @@ class UnitPlan:
     unit_id: int
     station: str
     plan: ReadPlan
+    timeout_s: float | None = None  # this unit's answer time limit (None: the controller's)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class ModbusSource:
         self._connect_failures = 0
         self._retry_at = 0.0  # real monotonic time before which no reconnect is tried
         self._rx_count = 0  # frames received: tells "garbled answer" from "no answer"
+        self._requests_this_cycle = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -138,6 +140,8 @@ class ModbusSource:
         if ok and client.connected:
             self._client = client
             self._connect_failures = 0
+            if self.ctrl.workarounds.pause_after_connect_s:
+                await asyncio.sleep(self.ctrl.workarounds.pause_after_connect_s)
             return True
         client.close()
         self._connect_failures += 1
@@ -147,7 +151,15 @@ class ModbusSource:
 
     # -- one cycle -------------------------------------------------------------------------------------
     async def poll_once(self) -> None:
-        """Poll every unit once, in order."""
+        """Poll every unit once, in order, one request at a time."""
+        self._requests_this_cycle = 0
+        try:
+            await self._poll_units()
+        finally:
+            if self.ctrl.workarounds.close_connection_after_poll:
+                self._close()
+
+    async def _poll_units(self) -> None:
         for unit in self.units:
             self.stats.polls += 1
             if not await self._ensure_connected():
@@ -169,7 +181,7 @@ class ModbusSource:
             key = f"{block.table}@{block.start}"
             if not await self._ensure_connected():  # a garbled frame before may have dropped the link
                 raise _NoAnswer(f"cannot reconnect to {self.ctrl.host}:{self.ctrl.port}")
-            words, problem = await self._read_block(unit.unit_id, block)
+            words, problem = await self._read_block(unit, block)
             at = self.clock.now()
             if problem is not None:
                 self.stats.bad_blocks += 1
@@ -201,11 +213,18 @@ class ModbusSource:
                 out.append(Sample(unit.station, p.name, value, at, quality))
         return out
 
-    async def _read_block(self, unit_id: int, block: Block) -> tuple[Sequence[int] | None, str | None]:
+    async def _read_block(self, unit: UnitPlan, block: Block) -> tuple[Sequence[int] | None, str | None]:
         """Words of one block, or (None, why the answer does not fit). Raises _NoAnswer."""
         client = self._client
         if client is None:
             raise _NoAnswer("not connected")
+        pause = self.ctrl.workarounds.pause_between_requests_s
+        if pause and self._requests_this_cycle:
+            await asyncio.sleep(pause)  # a serial gateway needs quiet time between frames
+        self._requests_this_cycle += 1
+        timeout = unit.timeout_s or self.ctrl.timeout_s
+        # pymodbus reads its answer time limit from comm_params at each request: set it per unit.
+        client.comm_params.timeout_connect = timeout
         read = {
             1: client.read_coils,
             2: client.read_discrete_inputs,
@@ -214,7 +233,7 @@ class ModbusSource:
         }[block.function_code]
         rx_before = self._rx_count
         try:
-            rr = await read(block.start, count=block.count, device_id=unit_id)
+            rr = await read(block.start, count=block.count, device_id=unit.unit_id)
         except ConnectionException as exc:
             self._close()
             raise _NoAnswer(f"connection lost: {exc}") from None
@@ -225,7 +244,7 @@ class ModbusSource:
                 return None, "malformed response frame"
             if self._client is None or not self._client.connected:
                 self._close()
-            raise _NoAnswer(f"no answer within {self.ctrl.timeout_s} s ({type(exc).__name__})") from None
+            raise _NoAnswer(f"no answer within {timeout} s ({type(exc).__name__})") from None
         if rr.isError():
             return None, f"exception response {getattr(rr, 'exception_code', '?')}"
         if rr.function_code != block.function_code:

@@ -1,0 +1,155 @@
+"""Plain JSON over MQTT, the documented layout (README "MQTT JSON topics"):
+
+- `{prefix}/{station}` → `{"ts": <ISO 8601 with offset | epoch ms>, "values": {"<metric>": <value>, ...}}`
+
+`metric` is the name on the wire from the station's metric map (default: the point name).
+- `{prefix}/{station}/{metric}` → `{"v": <value>, "ts": ..., "q": "<quality>"}` (`ts`, `q` optional)
+- `{prefix}/{station}/status` → `online` | `offline` (retained; the device's MQTT will is `offline`)
+
+A value must fit its metric's type (bool: true/false or 0/1; int; float), be finite, and name a point of
+the station's metric map. A bad value in a batch is rejected alone; the others are stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from collector.model import Quality, Sample
+from collector.sources.mqtt_common import Rejected, StationFeed
+from pumpwatch.config.models import MetricMap, MetricSpec, MqttJsonController
+
+MAX_PAYLOAD = 256 * 1024
+QUALITY_BY_LABEL = {q.label: q for q in Quality}
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def parse_time(raw: object, now: datetime) -> datetime:
+    """ISO 8601 with an offset, or epoch milliseconds; absent → receipt time."""
+    if raw is None:
+        return now
+    if isinstance(raw, bool):
+        raise Rejected("bad timestamp", f"ts must be ISO 8601 or epoch ms, got {raw!r}")
+    if isinstance(raw, int | float):
+        try:
+            t = datetime.fromtimestamp(raw / 1000.0, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise Rejected("bad timestamp", f"epoch ms {raw!r} is out of range") from None
+    elif isinstance(raw, str):
+        try:
+            t = datetime.fromisoformat(raw)
+        except ValueError:
+            raise Rejected("bad timestamp", f"ts {raw[:64]!r} is not ISO 8601") from None
+        if t.tzinfo is None:
+            raise Rejected("bad timestamp", f"ts {raw[:64]!r} has no UTC offset")
+    else:
+        raise Rejected("bad timestamp", f"ts must be ISO 8601 or epoch ms, got {type(raw).__name__}")
+    if t < EARLIEST or t > now + timedelta(days=1):
+        raise Rejected("bad timestamp", f"ts {t.isoformat()} is implausible (now {now.isoformat()})")
+    return t.astimezone(UTC)
+
+
+def coerce(spec: MetricSpec, v: object) -> float | None:
+    """The value as a float (states 1.0/0.0), or raise Rejected saying why it does not fit."""
+    if v is None:
+        return None
+    if spec.type == "bool":
+        if isinstance(v, bool):
+            return 1.0 if v else 0.0
+        if isinstance(v, int) and v in (0, 1):
+            return float(v)
+        raise Rejected("wrong type", f"{spec.name}: expected bool, got {v!r:.40}")
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise Rejected("wrong type", f"{spec.name}: expected {spec.type}, got {type(v).__name__} {v!r:.40}")
+    if spec.type == "int" and isinstance(v, float) and not v.is_integer():
+        raise Rejected("wrong type", f"{spec.name}: expected int, got {v!r}")
+    x = float(v)
+    if x != x or x in (
+        float("inf"),
+        float("-inf"),
+    ):  # orjson refuses NaN literals; big ints can still overflow
+        raise Rejected("not finite", f"{spec.name}: {v!r:.40}")
+    return x
+
+
+def quality_of(spec: MetricSpec, value: float | None, declared: Quality) -> Quality:
+    if value is None:
+        return Quality.NOT_AVAILABLE if declared is Quality.GOOD else declared
+    if declared is Quality.GOOD and (
+        (spec.valid_min is not None and value < spec.valid_min)
+        or (spec.valid_max is not None and value > spec.valid_max)
+    ):
+        return Quality.BAD_VALUE
+    return declared
+
+
+class JsonHandler:
+    def __init__(self, ctrl: MqttJsonController, maps: dict[str, MetricMap], feeds: dict[str, StationFeed]):
+        self.ctrl = ctrl
+        self.prefix = ctrl.topic_prefix
+        self.feeds = {ms.station: feeds[ms.station] for ms in ctrl.stations}
+        # keyed by the name on the wire (`metric`, default the point name); samples carry the point name
+        self.specs = {ms.station: {m.wire_name: m for m in maps[ms.map].metrics} for ms in ctrl.stations}
+
+    def filters(self) -> list[str]:
+        return [f"{self.prefix}/{st}/#" for st in self.feeds]  # `#` also matches the station topic itself
+
+    def handle(self, rest: str, payload: bytes, now: datetime, reject) -> list[Sample]:
+        """`rest` is the topic after `{prefix}/`. `reject(reason, detail)` counts a partial rejection."""
+        station, _, point = rest.partition("/")
+        feed = self.feeds.get(station)
+        if feed is None:
+            raise Rejected("unknown station", f"no station {station!r} under {self.prefix}")
+        if len(payload) > MAX_PAYLOAD:
+            raise Rejected("oversize", f"{len(payload)} bytes > {MAX_PAYLOAD}")
+        if point == "status":
+            text = payload.decode("utf-8", "replace").strip().strip('"').lower()
+            if text == "offline":
+                return feed.died(now)
+            if text == "online":
+                feed.heard()
+                return []
+            raise Rejected("bad status", f"status must be online or offline, got {text[:40]!r}")
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise Rejected("malformed JSON", str(exc)[:120]) from None
+        if not isinstance(body, dict):
+            raise Rejected("malformed JSON", f"expected an object, got {type(body).__name__}")
+        specs = self.specs[station]
+        if point:
+            spec = specs.get(point)
+            if spec is None:
+                raise Rejected("unknown metric", f"station {station} has no point {point!r}")
+            unknown = set(body) - {"v", "ts", "q"}
+            if "v" not in body or unknown:
+                raise Rejected("malformed JSON", f"expected keys v, ts, q; got {sorted(body)[:8]}")
+            at = parse_time(body.get("ts"), now)
+            q = body.get("q", "good")
+            declared = QUALITY_BY_LABEL.get(q) if isinstance(q, str) else None
+            if declared is None:
+                raise Rejected(
+                    "bad quality", f"q must be one of {', '.join(QUALITY_BY_LABEL)}, got {q!r:.40}"
+                )
+            value = coerce(spec, body["v"])
+            feed.heard()
+            return feed.update({spec.name: (value, quality_of(spec, value, declared))}, at)
+        values = body.get("values")
+        if not isinstance(values, dict) or set(body) - {"ts", "values"}:
+            raise Rejected("malformed JSON", 'expected {"ts": ..., "values": {point: value}}')
+        at = parse_time(body.get("ts"), now)
+        changes: dict[str, tuple[float | None, Quality]] = {}
+        for name, raw in values.items():
+            spec = specs.get(name)
+            if spec is None:
+                reject("unknown metric", f"station {station} has no point {name!r}")
+                continue
+            try:
+                value = coerce(spec, raw)
+            except Rejected as exc:
+                reject(exc.reason, exc.detail)
+                continue
+            changes[spec.name] = (value, quality_of(spec, value, Quality.GOOD))
+        feed.heard()
+        return feed.update(changes, at) if changes else []

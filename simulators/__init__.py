@@ -1,49 +1,83 @@
-"""Simulators: black boxes that speak Modbus TCP like a fleet of pump-station panels, for demos and tests.
+"""Simulators: black boxes that speak Modbus TCP like a fleet of pump-station panels, plants and telemetry
+RTUs, for demos and tests.
 
-- `physics`: `ManholePumpStation`, a deterministic model of a manhole pump station (wet well + sewer storage,
-  diurnal inflow, two alternating pumps, power, battery, failure states). Pure: no I/O.
+- `physics`: the shared building blocks (`StationModel` time grid, `DiurnalInflow`, `StagedPumpControl`,
+  `StandbyGenerator`, `LevelGauge`), `ManholePumpStation` (wet well + sewer storage, diurnal inflow, two
+  alternating pumps, power, battery, failure states) and `TelemetryRTU` (one battery for a gateway's units).
+- `relay`: `RelayPumpStation` (staged pumps with standby, 6.6 kV receiving, standby generator, two gauges).
+- `stormwater`: `StormwaterPumpStation` (rational-method runoff, river level, discharge gate, engine-driven
+  pumps, curtailment).
+- `plant`: `TreatmentPlant` (inflow and quality, DO control with blowers, power, generator).
+- `kinds`: `make_station(cfg, seed, start, ...)`, the model for any station kind. All models are pure and
+  deterministic (no I/O).
 - `registers`: encodes point values into Modbus words per a register map (scaling, 16/32-bit types,
   word orders).
 - `modbus_server`: `ModbusStationServer`, pymodbus's TCP server with one `SimDevice` per unit id, encoding the
   station's values on every read and refusing writes.
-- `fleet`: `SimulatedFleet`, every station and controller of a `Fleet` behind real loopback sockets, plus a
-  physics task stepping on a `Clock` (`ScaledClock` for demos, `FakeClock` for tests).
-- `scenarios`: scripted faults (power outage, pump fault, clog, stuck level sensor, rain) and `run_scenario`.
+- `fleet`: `SimulatedFleet`, every station of a `Fleet` simulated and every Modbus controller behind a real
+  loopback socket, plus a physics task stepping on a `Clock` (`ScaledClock` for demos, `FakeClock` for tests).
+- `scenarios`: scripted faults (power outage, pump fault, clog, stuck level sensor, rain and hyetographs,
+  river level, generator, blower, gauge and HV faults, toxic shock) and `run_scenario`.
 
 Dependency rule: this package imports only `pumpwatch.config`, `pumpwatch.clock`, `pumpwatch.hydraulics`,
 pymodbus and the standard library, never the collector, alarms or api, so integration tests stay honest.
 """
 
 from simulators.fleet import SimulatedFleet
+from simulators.kinds import MODELS, make_station
 from simulators.modbus_server import ModbusStationServer, UnitSpec, build_device
-from simulators.physics import ManholePumpStation, PumpState
+from simulators.physics import ManholePumpStation, PumpState, StationModel, TelemetryRTU
+from simulators.plant import TreatmentPlant
 from simulators.registers import encode_point, encode_points
+from simulators.relay import RelayPumpStation
 from simulators.scenarios import (
     Area,
     ScenarioEvent,
+    blower_fault,
     clog,
+    gauge_fault,
+    generator_fault,
+    hv_fault,
+    hyetograph,
     power_outage,
     pump_fault,
     rain,
+    river_level,
     run_scenario,
     sensor_stuck_low,
+    toxic_shock,
 )
+from simulators.stormwater import StormwaterPumpStation
 
 __all__ = [
+    "MODELS",
     "Area",
     "ManholePumpStation",
     "ModbusStationServer",
     "PumpState",
+    "RelayPumpStation",
     "ScenarioEvent",
     "SimulatedFleet",
+    "StationModel",
+    "StormwaterPumpStation",
+    "TelemetryRTU",
+    "TreatmentPlant",
     "UnitSpec",
+    "blower_fault",
     "build_device",
     "clog",
     "encode_point",
     "encode_points",
+    "gauge_fault",
+    "generator_fault",
+    "hv_fault",
+    "hyetograph",
+    "make_station",
     "power_outage",
     "pump_fault",
     "rain",
+    "river_level",
     "run_scenario",
     "sensor_stuck_low",
+    "toxic_shock",
 ]

@@ -1,13 +1,22 @@
-"""A whole simulated fleet from a `Fleet` configuration: one physics model per manhole pump station and one
-Modbus TCP server per controller (telemetry unit or gateway), all on one event loop.
+"""A whole simulated fleet from a `Fleet` configuration: one physics model per station, whatever its kind
+(`simulators.kinds.make_station`), and one Modbus TCP server per Modbus controller (telemetry unit or
+gateway), all on one event loop.
 
     async with SimulatedFleet(load_fleet("deploy/config/demo"), ScaledClock(speed=60)) as sim:
         sim.power_area_outage("kita-feeder-1", ok=False)
         ...
 
 The physics task ("simulators.physics") steps every station to `clock.now()` every `step_interval_s` of clock
-time; the servers encode the stations' values when they are read. Stopping a controller (a dead telemetry
-unit) closes its server and its client connections; its stations keep simulating.
+time; the servers encode the stations' values when they are read. Stations that only MQTT controllers serve
+are simulated and stepped just the same (`stations`); publishing them is `simulators.mqtt_publisher`'s job.
+Stopping a controller (a dead telemetry unit) closes its server and its client connections; its stations keep
+simulating.
+
+Telemetry RTUs: a Modbus controller with `powered_by` (or with a unit on the `rtu-status` map, whose station
+is where the RTU is installed) is one `TelemetryRTU` with one battery on that station's mains. Every unit
+behind it reports `battery_voltage_v`, `battery_low` and `heartbeat` from the RTU; the `rtu-status` unit
+reports the RTU itself. When the battery runs flat the RTU goes blind: its server stops (listener closed,
+connections dropped) until mains returns and the RTU has booted, then it serves again on the same address.
 
 Scheduled changes (`schedule`, used by `simulators.scenarios`) are applied inside stepping: the stations are
 stepped exactly to a change's time, the change is applied, stepping goes on. So a scripted fault takes effect
@@ -28,14 +37,18 @@ from typing import Any, Protocol
 
 from pumpwatch.clock import Clock
 from pumpwatch.config.loader import Fleet
-from simulators.modbus_server import ModbusStationServer, UnitSpec
-from simulators.physics import ManholePumpStation
+from pumpwatch.config.models import ControllerConfig, MqttJsonController
+from simulators.kinds import MODELS, accepted_options, make_station, options_for
+from simulators.modbus_server import ModbusStationServer, PointSource, UnitSpec
+from simulators.mqtt_publisher import JsonPublisher, SparkplugEdgeNode
+from simulators.physics import StationModel, TelemetryRTU
 
-__all__ = ["SimulatedFleet", "TimedChange"]
+__all__ = ["RTU_STATUS_MAP", "SimulatedFleet", "TimedChange"]
 
 log = logging.getLogger(__name__)
 
-SIMULATED_KINDS = frozenset({"manhole_pump"})
+SIMULATED_KINDS = frozenset(MODELS)
+RTU_STATUS_MAP = "rtu-status"
 
 
 class TimedChange(Protocol):
@@ -60,20 +73,42 @@ class SimulatedFleet:
         step_interval_s: float = 1.0,
         bind_host: str | None = None,
         station_options: Mapping[str, Any] | None = None,
+        kind_options: Mapping[str, Mapping[str, Any]] | None = None,
+        rtu_options: Mapping[str, Any] | None = None,
     ) -> None:
-        """`bind_host` overrides every controller's host; `station_options` are passed to each
-        `ManholePumpStation` (e.g. `{"noise_sigma": 0}`)."""
+        """`bind_host` overrides every controller's host. `station_options` go to every station model that
+        takes them (e.g. `{"noise_sigma": 0}`; a key no model takes is an error); `kind_options` to the models
+        of one kind (`{"relay_pump": {"generator_start_delay_s": 10}}`); `rtu_options` to every
+        `TelemetryRTU` (`{"battery_hours": 0.5}`)."""
         if step_interval_s <= 0:
             raise ValueError("step_interval_s must be > 0")
+        unknown = set(station_options or {}) - set().union(*(accepted_options(k) for k in MODELS))
+        if unknown:
+            raise TypeError(f"no station model takes {', '.join(sorted(unknown))}")
+        for kind, opts in (kind_options or {}).items():
+            if kind not in MODELS:
+                raise ValueError(f"kind_options: unknown station kind {kind!r}")
+            bad = set(opts) - accepted_options(kind)
+            if bad:
+                raise TypeError(
+                    f"kind_options[{kind!r}]: {MODELS[kind].__name__} takes no {', '.join(sorted(bad))}"
+                )
         self.fleet = fleet
         self.clock = clock
         self.seed = seed
         self.step_interval_s = step_interval_s
         self.bind_host = bind_host
         self.station_options = dict(station_options or {})
-        self.stations: dict[str, ManholePumpStation] = {}
+        self.kind_options = {k: dict(v) for k, v in (kind_options or {}).items()}
+        self.rtu_options = dict(rtu_options or {})
+        self.stations: dict[str, StationModel] = {}
         self.servers: dict[str, ModbusStationServer] = {}
+        self.publishers: dict[str, JsonPublisher | SparkplugEdgeNode] = {}
+        self.rtus: dict[str, TelemetryRTU] = {}  # controller id -> its RTU
         self._task: asyncio.Task[None] | None = None
+        self._rtu_serving: dict[str, bool] = {}
+        self._stopped_by_hand: set[str] = set()
+        self._power_tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: list[tuple[datetime, int, TimedChange]] = []
         self._seq = itertools.count()
 
@@ -87,28 +122,37 @@ class SimulatedFleet:
         start = self.clock.now()
         for sid, cfg in self.fleet.stations.items():
             if cfg.kind not in SIMULATED_KINDS:
-                log.info("station %s: kind %s is not simulated yet, skipped", sid, cfg.kind)
+                log.info("station %s: kind %s is not simulated, skipped", sid, cfg.kind)
                 continue
             tenant = self.fleet.tenants.get(cfg.tenant)
             tz = tenant.timezone if tenant is not None else "Asia/Tokyo"
-            self.stations[sid] = ManholePumpStation(
-                cfg, self.station_seed(sid), start, timezone=tz, **self.station_options
-            )
-        for cid, ctrl in self.fleet.controllers.items():
+            options = {**options_for(cfg.kind, self.station_options), **self.kind_options.get(cfg.kind, {})}
+            self.stations[sid] = make_station(cfg, self.station_seed(sid), start, timezone=tz, **options)
+        for ctrl in self.fleet.modbus_controllers():
+            cid = ctrl.id
+            rtu = self._make_rtu(ctrl, start)
             units = []
             for u in ctrl.units:
                 station = self.stations.get(u.station)
                 if station is None:
                     log.info("controller %s unit %d: station %s is not simulated", cid, u.unit_id, u.station)
                     continue
-                units.append(UnitSpec(u.unit_id, self.fleet.register_maps[u.map], station.point_values))
+                rmap = self.fleet.register_maps[u.map]
+                if u.map == RTU_STATUS_MAP and rtu is not None:
+                    units.append(UnitSpec(u.unit_id, rmap, rtu.point_values))
+                else:
+                    units.append(UnitSpec(u.unit_id, rmap, self._unit_values(station, rtu)))
             if not units:
                 log.info("controller %s serves no simulated station: not bound", cid)
                 continue
             self.servers[cid] = ModbusStationServer(self.bind_host or ctrl.host, ctrl.port, units, name=cid)
+            if rtu is not None:
+                self.rtus[cid] = rtu
+                self._rtu_serving[cid] = True
         try:
             for server in self.servers.values():
                 await server.start()
+            await self._start_publishers()
         except BaseException:
             await self._stop_servers()
             raise
@@ -121,19 +165,44 @@ class SimulatedFleet:
     ) -> None:
         task, self._task = self._task, None
         try:
-            if task is not None:
-                task.cancel()
+            for t in [task, *self._power_tasks.values()]:
+                if t is None:
+                    continue
+                t.cancel()
                 try:
-                    await task
+                    await t
                 except asyncio.CancelledError:
-                    if not task.cancelled():  # we were cancelled ourselves, not just the task
+                    if not t.cancelled():  # we were cancelled ourselves, not just the task
                         raise
         finally:
+            self._power_tasks.clear()
             await self._stop_servers()
 
     async def _stop_servers(self) -> None:
+        for pub in self.publishers.values():
+            await pub.__aexit__(None, None, None)
+        self.publishers.clear()
         for server in self.servers.values():
             await server.stop()
+
+    async def _start_publishers(self) -> None:
+        """One simulated MQTT device per MQTT controller (JSON or a Sparkplug edge node), if the fleet
+        names a broker. They publish every half expected interval of clock time."""
+        broker = self.fleet.mqtt
+        if broker is None:
+            return
+        for ctrl in self.fleet.mqtt_controllers():
+            sources = {
+                ms.station: (self.stations[ms.station].point_values, self.fleet.metric_maps[ms.map])
+                for ms in ctrl.stations
+                if ms.station in self.stations
+            }
+            if not sources:
+                continue
+            cls = JsonPublisher if isinstance(ctrl, MqttJsonController) else SparkplugEdgeNode
+            pub = cls(broker, ctrl, sources, self.clock, client_id=f"sim-{ctrl.id}")
+            await pub.__aenter__()
+            self.publishers[ctrl.id] = pub
 
     async def _run(self) -> None:
         while True:
@@ -164,6 +233,9 @@ class SimulatedFleet:
     def _step_stations(self, when: datetime) -> None:
         for station in self.stations.values():
             station.step(when)
+        for rtu in self.rtus.values():
+            rtu.step(when)
+        self._follow_rtu_power()
 
     def schedule(self, changes: Iterable[TimedChange]) -> None:
         """Apply `changes` when stepping reaches their time (at the next step if it has passed already)."""
@@ -184,17 +256,119 @@ class SimulatedFleet:
 
     async def stop_controller(self, controller_id: str) -> None:
         """A dead telemetry unit: close the listener and every open client connection."""
-        await self._server(controller_id).stop()
+        server = self._server(controller_id)
+        self._stopped_by_hand.add(controller_id)
+        await server.stop()
 
     async def start_controller(self, controller_id: str) -> None:
-        """Bind the controller again on the same address (no-op if it is running)."""
-        await self._server(controller_id).start()
+        """Bind the controller again on the same address (no-op if it is running). An RTU whose battery
+        is flat stays blind until its mains returns."""
+        server = self._server(controller_id)
+        self._stopped_by_hand.discard(controller_id)
+        if self._rtu_serving.get(controller_id, True):
+            await server.start()
 
     def controller_running(self, controller_id: str) -> bool:
         return self._server(controller_id).running
 
     def address(self, controller_id: str) -> tuple[str, int]:
         return self._server(controller_id).address
+
+    # --- telemetry RTUs -----------------------------------------------------------------------------------
+
+    def _make_rtu(self, ctrl: ControllerConfig, start: datetime) -> TelemetryRTU | None:
+        power_at = ctrl.powered_by
+        if power_at is None:
+            power_at = next((u.station for u in ctrl.units if u.map == RTU_STATUS_MAP), None)
+        if power_at is None:
+            return None
+        station = self.stations.get(power_at)
+        if station is None:
+            log.warning(
+                "controller %s: powering station %s is not simulated: no RTU battery", ctrl.id, power_at
+            )
+            return None
+
+        def mains() -> bool:
+            return station.mains_ok
+
+        return TelemetryRTU(
+            ctrl.id, mains, start, seed=self.station_seed(f"rtu:{ctrl.id}"), **self.rtu_options
+        )
+
+    @staticmethod
+    def _unit_values(station: StationModel, rtu: TelemetryRTU | None) -> PointSource:
+        if rtu is None:
+            return station.point_values
+
+        def values() -> Mapping[str, Any]:
+            return {**station.point_values(), **rtu.unit_overlay()}
+
+        return values
+
+    def served_values(self, station_id: str) -> dict[str, Any]:
+        """A station's values as its devices serve them: the station's own, with the overlay of the RTU
+        it sits behind (shared battery, heartbeat) and the RTU's status points where it reports them."""
+        values = dict(self.stations[station_id].point_values())
+        for ctrl in self.fleet.modbus_controllers():
+            rtu = self.rtus.get(ctrl.id)
+            if rtu is None or all(u.station != station_id for u in ctrl.units):
+                continue
+            values.update(rtu.unit_overlay())
+            if any(u.station == station_id and u.map == RTU_STATUS_MAP for u in ctrl.units):
+                values.update(rtu.point_values())
+        return values
+
+    def rtu_blind(self, controller_id: str) -> bool:
+        """True while the controller's RTU has no power at all (flat battery, or booting)."""
+        rtu = self.rtus.get(controller_id)
+        if rtu is None:
+            raise KeyError(f"controller {controller_id!r} has no simulated RTU")
+        return not rtu.alive
+
+    def _follow_rtu_power(self) -> None:
+        """Stop the server of an RTU that has gone flat, start it again when the RTU has booted. The server
+        changes are asynchronous: one task per controller applies the latest wanted state."""
+        for cid, rtu in self.rtus.items():
+            if rtu.alive == self._rtu_serving[cid]:
+                continue
+            self._rtu_serving[cid] = rtu.alive
+            log.info("RTU %s %s", cid, "has booted: serving again" if rtu.alive else "battery flat: blind")
+            task = self._power_tasks.get(cid)
+            if task is None or task.done():
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    continue  # no event loop (pure stepping): `sync_controllers()` applies it later
+                self._power_tasks[cid] = loop.create_task(
+                    self._apply_rtu_power(cid), name=f"simulators.rtu[{cid}]"
+                )
+
+    async def _apply_rtu_power(self, cid: str) -> None:
+        server = self.servers[cid]
+        while True:
+            want = self._rtu_serving[cid] and cid not in self._stopped_by_hand
+            if want and not server.running:
+                try:
+                    await server.start()
+                except RuntimeError:
+                    log.exception("RTU %s: cannot bind again", cid)
+                    return
+            elif not want and server.running:
+                await server.stop()
+            else:
+                return
+
+    async def sync_controllers(self) -> None:
+        """Wait until every RTU's server matches its power state (for tests after `step_now`)."""
+        for cid in self.rtus:
+            task = self._power_tasks.get(cid)
+            if task is None or task.done():
+                self._power_tasks[cid] = asyncio.get_running_loop().create_task(
+                    self._apply_rtu_power(cid), name=f"simulators.rtu[{cid}]"
+                )
+        for task in list(self._power_tasks.values()):
+            await task
 
     # --- power --------------------------------------------------------------------------------------------
 

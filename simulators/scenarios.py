@@ -8,8 +8,13 @@ to it, the change is applied, stepping goes on), and sleeps on the clock until t
         *power_outage(Area("kita-feeder-1"), at=t0 + timedelta(minutes=5), duration=timedelta(hours=2)),
         *pump_fault("KITA-MP-04", 1, at=t0 + timedelta(minutes=30)),
         *rain(2.0, at=t0, duration=timedelta(hours=3)),
+        *river_level("STORM-1", 6.6, at=t0 + timedelta(hours=1), duration=timedelta(minutes=40)),
+        *generator_fault("RELAY-1", at=t0 + timedelta(minutes=10)),
     ]
     await run_scenario(sim, clock, events)
+
+Rain acts by kind: sanitary inflow × `factor` at manhole and relay stations and plants (infiltration/inflow),
+rainfall `mm_h` at stormwater stations (rational-method runoff) and on the plants' rain gauge.
 """
 
 from __future__ import annotations
@@ -20,17 +25,27 @@ from datetime import datetime, timedelta
 
 from pumpwatch.clock import Clock
 from simulators.fleet import SimulatedFleet
+from simulators.physics import StationModel
 
 __all__ = [
     "Area",
     "ScenarioEvent",
+    "blower_fault",
     "clog",
+    "gauge_fault",
+    "generator_fault",
+    "hv_fault",
+    "hyetograph",
     "power_outage",
     "pump_fault",
     "rain",
+    "river_level",
     "run_scenario",
     "sensor_stuck_low",
+    "toxic_shock",
 ]
+
+MM_H_PER_RAIN_FACTOR = 20.0  # est.: inflow ×2 at a sanitary station ≈ 20 mm/h of rain; at most ×3
 
 
 Apply = Callable[[SimulatedFleet], None]
@@ -55,6 +70,14 @@ def _station_event(at: datetime, label: str, station: str, change: Callable[...,
         change(sim.stations[station])
 
     return ScenarioEvent(at, label, apply)
+
+
+def _setter(station: StationModel, name: str) -> Callable[..., None]:
+    """The station's scenario setter `name`, or a TypeError naming the station's kind."""
+    fn = getattr(station, name, None)
+    if fn is None:
+        raise TypeError(f"station {station.id} ({station.kind}) has no {name}()")
+    return fn
 
 
 def power_outage(
@@ -126,24 +149,194 @@ def sensor_stuck_low(
     return events
 
 
-def rain(
-    factor: float, at: datetime, duration: timedelta | None = None, *, stations: Sequence[str] | None = None
-) -> list[ScenarioEvent]:
-    """Wet weather: inflow × `factor` from `at` (all stations unless `stations`), ×1 after `duration`."""
-    if factor < 0:
-        raise ValueError("rain factor must be >= 0")
+def _set_rain(station: StationModel, factor: float, mm_h: float) -> None:
+    if station.kind == "stormwater_pump":
+        _setter(station, "set_rain")(mm_h)
+    elif station.kind == "treatment_plant":
+        _setter(station, "set_rain")(mm_h)
+        station.rain_factor = factor  # type: ignore[attr-defined]
+    else:
+        station.rain_factor = factor  # type: ignore[attr-defined]
 
-    def set_factor(value: float) -> Apply:
+
+def rain(
+    factor: float | None = None,
+    at: datetime | None = None,
+    duration: timedelta | None = None,
+    *,
+    stations: Sequence[str] | None = None,
+    mm_h: float | None = None,
+) -> list[ScenarioEvent]:
+    """Wet weather from `at` (all stations unless `stations`), dry again after `duration`: sanitary inflow
+    × `factor`, rainfall `mm_h` (mm/h) at stormwater stations and plants. Give either or both; the other
+    follows (est.): mm_h = 20·(factor − 1), factor = 1 + mm_h/20 (at most 3)."""
+    if at is None:
+        raise TypeError("rain() needs `at`")
+    if factor is None and mm_h is None:
+        raise TypeError("rain() needs a factor or mm_h")
+    if (factor is not None and factor < 0) or (mm_h is not None and mm_h < 0):
+        raise ValueError("rain factor and mm_h must be >= 0")
+    f = factor if factor is not None else 1.0 + min(2.0, (mm_h or 0.0) / MM_H_PER_RAIN_FACTOR)
+    i = mm_h if mm_h is not None else max(0.0, MM_H_PER_RAIN_FACTOR * (f - 1.0))
+
+    def set_rain(value: float, intensity: float) -> Apply:
         def apply(sim: SimulatedFleet) -> None:
             for sid in stations if stations is not None else list(sim.stations):
-                sim.stations[sid].rain_factor = value
+                _set_rain(sim.stations[sid], value, intensity)
 
         return apply
 
-    events = [ScenarioEvent(at, f"rain ×{factor:g}", set_factor(factor))]
+    label = f"rain ×{f:g}" if mm_h is None else f"rain {i:g} mm/h (×{f:g})"
+    events = [ScenarioEvent(at, label, set_rain(f, i))]
     if duration is not None:
-        events.append(ScenarioEvent(at + duration, "rain over", set_factor(1.0)))
+        events.append(ScenarioEvent(at + duration, "rain over", set_rain(1.0, 0.0)))
     return events
+
+
+def hyetograph(
+    intensities_mm_h: Sequence[float],
+    at: datetime,
+    *,
+    interval: timedelta = timedelta(minutes=10),
+    stations: Sequence[str] | None = None,
+) -> list[ScenarioEvent]:
+    """A storm as a hyetograph: `intensities_mm_h[k]` mm/h during the k-th `interval` from `at`, dry after
+    (each step is a `rain(mm_h=…)` event)."""
+    if interval <= timedelta(0):
+        raise ValueError("interval must be > 0")
+    events: list[ScenarioEvent] = []
+    for k, i in enumerate(intensities_mm_h):
+        events += rain(at=at + k * interval, mm_h=i, stations=stations)
+    end = rain(1.0, at + len(intensities_mm_h) * interval, mm_h=0.0, stations=stations)
+    return events + [ScenarioEvent(e.at, "rain over", e.apply) for e in end]
+
+
+def river_level(
+    station: str, level: float | None, at: datetime, *, duration: timedelta | None = None
+) -> list[ScenarioEvent]:
+    """The outer (river) level of a stormwater station is `level` m from `at` (None: it follows the rain);
+    after `duration` it follows the rain again."""
+    shown = "follows the rain" if level is None else f"{level:g} m"
+    events = [
+        _station_event(
+            at, f"river level {shown}: {station}", station, lambda st: _setter(st, "set_river_level")(level)
+        )
+    ]
+    if duration is not None:
+        events.append(
+            _station_event(
+                at + duration,
+                f"river level follows the rain: {station}",
+                station,
+                lambda st: _setter(st, "set_river_level")(None),
+            )
+        )
+    return events
+
+
+def generator_fault(station: str, at: datetime, *, duration: timedelta | None = None) -> list[ScenarioEvent]:
+    """The standby generator of a relay or stormwater station or a plant fails at `at` (repaired after
+    `duration`)."""
+    events = [
+        _station_event(
+            at, f"generator fault: {station}", station, lambda st: _setter(st, "set_generator_fault")(True)
+        )
+    ]
+    if duration is not None:
+        events.append(
+            _station_event(
+                at + duration,
+                f"generator repaired: {station}",
+                station,
+                lambda st: _setter(st, "set_generator_fault")(False),
+            )
+        )
+    return events
+
+
+def blower_fault(
+    station: str, blower: int | str, at: datetime, *, faulted: bool = True
+) -> list[ScenarioEvent]:
+    """An aeration blower of a plant trips (or, with `faulted=False`, is reset) at `at`."""
+    word = "fault" if faulted else "reset"
+    return [
+        _station_event(
+            at,
+            f"blower {word}: {station} {blower}",
+            station,
+            lambda st: _setter(st, "set_blower_fault")(blower, faulted),
+        )
+    ]
+
+
+def gauge_fault(
+    station: str,
+    gauge: int,
+    at: datetime,
+    *,
+    mode: str | None = "freeze",
+    bias_m: float = 0.0,
+    duration: timedelta | None = None,
+) -> list[ScenarioEvent]:
+    """Level gauge 1 or 2 of a relay station goes wrong at `at`: "freeze", "bias" (reads + bias_m) or "dead"
+    (reads 0, loop fault flagged); repaired after `duration`."""
+    events = [
+        _station_event(
+            at,
+            f"level gauge {gauge} {mode}: {station}",
+            station,
+            lambda st: _setter(st, "set_gauge_fault")(gauge, mode, bias_m=bias_m),
+        )
+    ]
+    if duration is not None:
+        events.append(
+            _station_event(
+                at + duration,
+                f"level gauge {gauge} repaired: {station}",
+                station,
+                lambda st: _setter(st, "set_gauge_fault")(gauge, None),
+            )
+        )
+    return events
+
+
+def hv_fault(
+    station: str, kind: str, at: datetime, *, duration: timedelta | None = None
+) -> list[ScenarioEvent]:
+    """A 6.6 kV protection trip at a relay station ("earth" or "overcurrent"): the receiving breaker opens
+    and the generator takes over; reset and reclosed after `duration`."""
+    if kind not in ("earth", "overcurrent"):
+        raise ValueError("HV fault kind is 'earth' or 'overcurrent'")
+    events = [
+        _station_event(
+            at, f"HV {kind} fault: {station}", station, lambda st: _setter(st, "set_hv_fault")(kind, True)
+        )
+    ]
+    if duration is not None:
+        events.append(
+            _station_event(
+                at + duration,
+                f"HV {kind} fault reset: {station}",
+                station,
+                lambda st: _setter(st, "set_hv_fault")(kind, False),
+            )
+        )
+    return events
+
+
+def toxic_shock(station: str, severity: float, at: datetime) -> list[ScenarioEvent]:
+    """A toxic discharge reaches a plant at `at`: biomass activity drops to 1 − severity and recovers over a
+    day; effluent BOD rises over the following hours."""
+    if not 0 <= severity < 1:
+        raise ValueError("toxic shock severity must be in [0, 1)")
+    return [
+        _station_event(
+            at,
+            f"toxic shock {severity:g}: {station}",
+            station,
+            lambda st: _setter(st, "set_toxic_shock")(severity),
+        )
+    ]
 
 
 async def run_scenario(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -14,7 +14,8 @@ from pymodbus.exceptions import ModbusException
 from pumpwatch.clock import FakeClock, ScaledClock
 from pumpwatch.config.models import ControllerConfig, ModbusUnit, StationConfig
 from simulators.fleet import SimulatedFleet
-from tests.simulators import demo_fleet_on_free_ports, settle
+from simulators.kinds import make_station, options_for
+from tests.simulators import demo_fleet_on_free_ports, mixed_fleet, mixed_fleet_on_free_ports, settle
 
 T0 = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 
@@ -228,7 +229,7 @@ async def test_seeds_are_stable_and_nothing_is_left_running():
     assert len(levels_a) == 12
 
 
-async def test_other_kinds_are_skipped(port: int):
+async def test_every_kind_is_simulated(port: int):
     fleet = demo_fleet_on_free_ports()
     fleet.stations["WWTP-1"] = StationConfig(
         id="WWTP-1", tenant="kita", name="plant", kind="treatment_plant", plant={"design_flow_m3_d": 5000}
@@ -240,8 +241,14 @@ async def test_other_kinds_are_skipped(port: int):
         units=[ModbusUnit(unit_id=1, station="WWTP-1", map="mps-canonical")],
     )
     async with SimulatedFleet(fleet, FakeClock(T0)) as s:
-        assert "WWTP-1" not in s.stations and "plant" not in s.servers
-        assert len(s.servers) == 9
+        assert type(s.stations["WWTP-1"]).__name__ == "TreatmentPlant"
+        assert "plant" in s.servers and len(s.servers) == 10
+        c = await connect(s, "plant")
+        try:  # a map of another kind: the points the plant does not have read as zeros
+            assert (await c.read_holding_registers(0, count=5, device_id=1)).registers == [0] * 5
+            assert (await c.read_discrete_inputs(0, count=1, device_id=1)).bits[0] is False  # mains_failed
+        finally:
+            c.close()
 
 
 async def test_bind_failure_cleans_up():
@@ -255,3 +262,64 @@ async def test_bind_failure_cleans_up():
     fleet.controllers.pop("kita-08")
     async with SimulatedFleet(fleet, FakeClock(T0)) as s:
         assert s.controller_running("kita-01")
+
+
+async def test_a_fleet_with_every_kind():
+    """tests/simulators/fleets/mixed: one station of each kind over Modbus, an RTU gateway, and stations
+    that only MQTT controllers serve (simulated and stepped all the same)."""
+    fleet = mixed_fleet_on_free_ports()
+    clock = FakeClock(T0)
+    options = {"noise_sigma": 0.0, "initial_counters": False}
+    kinds = {"relay_pump": {"generator_start_delay_s": 12.0}}
+    async with SimulatedFleet(fleet, clock, station_options=options, kind_options=kinds) as s:
+        models = {sid: type(st).__name__ for sid, st in s.stations.items()}
+        assert models == {
+            "RELAY-1": "RelayPumpStation",
+            "RELAY-2": "RelayPumpStation",
+            "STORM-1": "StormwaterPumpStation",
+            "STORM-2": "StormwaterPumpStation",
+            "WWTP-1": "TreatmentPlant",
+            "WWTP-2": "TreatmentPlant",
+            "MP-A": "ManholePumpStation",
+            "MP-B": "ManholePumpStation",
+            "MP-C": "ManholePumpStation",
+            "MP-D": "ManholePumpStation",
+        }
+        assert sorted(s.servers) == sorted(c.id for c in fleet.modbus_controllers())
+        assert s.stations["RELAY-2"].generator.start_delay_s == 12.0
+        assert s.stations["WWTP-2"].q_avg_m3_d == 4000 * 0.75
+        for _ in range(3):
+            clock.advance(20)
+            await settle()
+        assert all(st.now == T0 + timedelta(seconds=60) for st in s.stations.values())
+        assert s.stations["MP-D"].heartbeat == 60, "MQTT-only stations step too"
+        # every point the configuration gives a station has a value from its model (or its RTU)
+        for sid, points in fleet.points.items():
+            pv = s.stations[sid].point_values()
+            for name in points:
+                if name.startswith("rtu_"):
+                    assert name in s.rtus["rtu-a"].point_values()
+                else:
+                    assert name in pv, (sid, name)
+        for ctrl in fleet.modbus_controllers():
+            c = await connect(s, ctrl.id)
+            try:
+                for u in ctrl.units:
+                    r = await c.read_discrete_inputs(0, count=1, device_id=u.unit_id)
+                    assert not r.isError(), (ctrl.id, u.unit_id)
+            finally:
+                c.close()
+
+
+async def test_station_options_are_checked():
+    fleet = mixed_fleet_on_free_ports()
+    with pytest.raises(TypeError):
+        SimulatedFleet(fleet, FakeClock(T0), station_options={"noise_sigmaa": 0})
+    with pytest.raises(TypeError):
+        SimulatedFleet(fleet, FakeClock(T0), kind_options={"treatment_plant": {"generator_start_delay": 3}})
+    with pytest.raises(ValueError):
+        SimulatedFleet(fleet, FakeClock(T0), kind_options={"pumping_station": {}})
+    st = make_station(mixed_fleet().stations["STORM-1"], 1, T0, timezone="UTC", base_flow_m3_min=0.5)
+    assert st.base_flow_m3_min == 0.5 and options_for("manhole_pump", {"base_flow_m3_min": 1}) == {}
+    with pytest.raises(TypeError):
+        make_station(mixed_fleet().stations["MP-A"], 1, T0, base_flow_m3_min=0.5)

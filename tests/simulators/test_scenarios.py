@@ -7,8 +7,23 @@ import pytest
 
 from pumpwatch.clock import FakeClock
 from simulators.fleet import SimulatedFleet
-from simulators.scenarios import Area, clog, power_outage, pump_fault, rain, run_scenario, sensor_stuck_low
-from tests.simulators import demo_fleet_on_free_ports, settle
+from simulators.scenarios import (
+    Area,
+    blower_fault,
+    clog,
+    gauge_fault,
+    generator_fault,
+    hv_fault,
+    hyetograph,
+    power_outage,
+    pump_fault,
+    rain,
+    river_level,
+    run_scenario,
+    sensor_stuck_low,
+    toxic_shock,
+)
+from tests.simulators import demo_fleet_on_free_ports, mixed_fleet_on_free_ports, settle
 
 T0 = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -85,3 +100,67 @@ def test_bad_arguments():
         clog("KITA-MP-01", 1, 3.0, at=T0)
     with pytest.raises(ValueError):
         rain(-1, at=T0)
+
+
+async def test_scenarios_for_every_kind():
+    clock = FakeClock(T0)
+    async with SimulatedFleet(mixed_fleet_on_free_ports(), clock, station_options={"noise_sigma": 0}) as sim:
+        st = sim.stations
+        events = [
+            *rain(at=T0 + MIN, mm_h=30, duration=60 * MIN, stations=["STORM-1", "WWTP-1", "RELAY-1"]),
+            *hyetograph([10, 50], at=T0 + MIN, stations=["STORM-2"]),
+            *river_level("STORM-1", 6.6, at=T0 + 2 * MIN, duration=10 * MIN),
+            *generator_fault("RELAY-1", at=T0 + 3 * MIN, duration=5 * MIN),
+            *power_outage(["RELAY-1"], at=T0 + 4 * MIN, duration=10 * MIN),
+            *gauge_fault("RELAY-2", 1, at=T0 + 2 * MIN, mode="dead", duration=20 * MIN),
+            *hv_fault("RELAY-2", "overcurrent", at=T0 + 2 * MIN),
+            *blower_fault("WWTP-1", 1, at=T0 + 2 * MIN),
+            *blower_fault("WWTP-1", "blower1", at=T0 + 30 * MIN, faulted=False),
+            *toxic_shock("WWTP-2", 0.5, at=T0 + 2 * MIN),
+        ]
+        task = asyncio.create_task(run_scenario(sim, clock, events), name="test.scenario")
+        await advance_to(clock, T0 + 5 * MIN)
+        await settle()
+        assert st["STORM-1"].rain_mm_h == 30 and st["STORM-1"].curtailment_active
+        assert st["STORM-2"].rain_mm_h == 10
+        assert st["WWTP-1"].rain_factor == 2.5 and st["WWTP-1"].point_values()["rainfall_mm_h"] == 30
+        assert st["RELAY-1"].rain_factor == 2.5 and st["MP-A"].rain_factor == 1.0
+        relay = st["RELAY-1"].point_values()
+        assert relay["generator_fault"] and relay["mains_failed"] and relay["pumps_running"] == 0
+        r2 = st["RELAY-2"].point_values()
+        assert r2["level_gauge_1_fault"] and r2["hv_overcurrent"] and r2["on_generator_power"]
+        assert st["WWTP-1"].point_values()["blower1_faulted"]
+        assert st["WWTP-2"].activity < 0.55
+
+        await advance_to(clock, T0 + 13 * MIN, step_s=60)
+        await settle()
+        assert st["STORM-1"].river_override_m is None and st["STORM-2"].rain_mm_h == 50
+        relay = st["RELAY-1"].point_values()
+        assert not relay["generator_fault"] and relay["generator_running"] and relay["pumps_running"] >= 1
+        await advance_to(clock, T0 + 61 * MIN, step_s=60)
+        applied = await asyncio.wait_for(task, 1)
+        assert len(applied) == len(events) == 17
+        assert st["STORM-1"].rain_mm_h == 0 and st["STORM-2"].rain_mm_h == 0
+        assert not st["WWTP-1"].blowers[0].faulted and st["RELAY-2"].gauges[0].mode is None
+
+
+async def test_a_setter_the_kind_lacks_is_a_clear_error():
+    clock = FakeClock(T0)
+    async with SimulatedFleet(mixed_fleet_on_free_ports(), clock) as sim:
+        (event,) = generator_fault("MP-A", at=T0)
+        with pytest.raises(TypeError, match="MP-A .manhole_pump. has no set_generator_fault"):
+            event.apply(sim)
+
+
+def test_more_bad_arguments():
+    with pytest.raises(TypeError):
+        rain(at=T0)  # neither factor nor mm_h
+    with pytest.raises(TypeError):
+        rain(2.0)  # no time
+    assert rain(at=T0, mm_h=100)[0].label == "rain 100 mm/h (×3)"
+    with pytest.raises(ValueError):
+        hv_fault("RELAY-1", "lightning", at=T0)
+    with pytest.raises(ValueError):
+        toxic_shock("WWTP-1", 1.0, at=T0)
+    with pytest.raises(ValueError):
+        hyetograph([10], at=T0, interval=timedelta(0))

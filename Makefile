@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format check-config clean
+.PHONY: demo demo-city test lint format check-config clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/pumpwatch demo
+
+# the seed city's whole fleet (216 stations, Modbus + MQTT); needs mosquitto installed
+demo-city: $(STAMP)
+	$(BIN)/pumpwatch demo --fleet deploy/config/city --db sqlite:///var/city.db
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -179,8 +179,31 @@ def demo(
             log.info("simulating %d stations (seed %d, speed ×%g)", len(f.stations), seed, speed)
             await _run_system(f, url, clock, collect=True, api=(host, port))
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), _demo_broker(f):
         asyncio.run(body())
+
+
+@contextlib.contextmanager
+def _demo_broker(f: Fleet):
+    """A fleet with MQTT devices needs a broker: use the configured one if it answers, else start a
+    private Mosquitto on a free loopback port for the demo."""
+    from pumpwatch import mosquitto
+
+    if f.mqtt is None or not f.mqtt_controllers() or mosquitto.reachable(f.mqtt.host, f.mqtt.port):
+        yield
+        return
+    binary = mosquitto.find_mosquitto()
+    if binary is None:
+        click.echo(
+            f"pumpwatch: fleet {f.name!r} has MQTT devices, no broker answers at "
+            f"{f.mqtt.host}:{f.mqtt.port}, and mosquitto is not installed (apt-get install mosquitto)",
+            err=True,
+        )
+        sys.exit(2)
+    with mosquitto.private_broker(binary) as port:
+        log.info("started a private mosquitto on 127.0.0.1:%d for the demo", port)
+        f.mqtt = f.mqtt.model_copy(update={"host": "127.0.0.1", "port": port})
+        yield
 
 
 @main.command()

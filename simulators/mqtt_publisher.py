@@ -144,7 +144,7 @@ class _Link:
                     attempt = 0
                     self.client = client
                     self.sessions += 1
-                    log.info("%s: connected to %s:%d", self.name, self.broker.host, self.broker.port)
+                    log.debug("%s: connected to %s:%d", self.name, self.broker.host, self.broker.port)
                     await self._session(client)
             except* aiomqtt.MqttError as eg:
                 lost = eg.exceptions[0]

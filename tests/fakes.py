@@ -16,7 +16,7 @@ TABLE_OF_FC = {1: "coil", 2: "discrete_input", 3: "holding_register", 4: "input_
 @dataclass
 class Unit:
     tables: dict[str, dict[int, int]] = field(default_factory=dict)
-    mode: str = "ok"  # ok | silent | garbage | exception | short
+    mode: str = "ok"  # ok | silent | garbage | exception | short | tid0 (answers transaction id 0)
     requests: int = 0
 
     def set(self, table: str, address: int, values: list[int]) -> None:
@@ -70,7 +70,8 @@ class RawModbusServer:
                 if reply.startswith(b"GARBAGE"):
                     writer.write(b"\x13\x37garbage")
                 else:
-                    writer.write(struct.pack(">HHHB", tid, 0, len(reply) + 1, unit_id) + reply)
+                    answer_tid = 0 if self.units.get(unit_id, Unit()).mode == "tid0" else tid
+                    writer.write(struct.pack(">HHHB", answer_tid, 0, len(reply) + 1, unit_id) + reply)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass  # client went away, or the server is shutting down

@@ -136,3 +136,17 @@ async def test_a_unit_returning_after_a_long_outage_is_polled_within_the_backoff
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await srv.stop()
+
+
+async def test_devices_that_answer_transaction_id_zero_are_read() -> None:
+    async with RawModbusServer() as srv:
+        fill(srv, 1, level_raw=222)
+        srv.unit(1).mode = "tid0"
+        rec = Recorder()
+        src = source(gateway(srv.port, units(1)), rec)
+        for _ in range(3):  # transaction ids 1, 2, 3 … all answered as 0
+            await src.poll_once()
+        assert rec.latest("S1")["wet_well_level_m"].value == 2.22
+        assert rec.latest("S1")["wet_well_level_m"].quality is Quality.GOOD
+        assert src.stats.missed == 0
+        src._close()

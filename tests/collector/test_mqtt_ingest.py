@@ -268,3 +268,29 @@ async def test_ingest_survives_a_broker_restart(mqtt_broker: MosquittoBroker) ->
         assert ingest.connects >= 2
         assert took < 2 + mqtt_broker.broker_config().reconnect_max_s + 3
     await stop(task)
+
+
+async def test_messages_published_while_the_collector_is_away_are_not_lost(
+    mqtt_broker: MosquittoBroker,
+) -> None:
+    """QoS 1 on a persistent session: the broker keeps what arrives while the collector restarts."""
+    ctrl = json_ctrl("PS-1")
+    rec = Recorder()
+    ingest, task = await start_ingest(mqtt_broker, [ctrl], rec)
+    await stop(task)  # the collector goes away (its session stays at the broker)
+    pub = JsonPublisher(
+        mqtt_broker.broker_config(), ctrl, {"PS-1": (Values(), MAP)}, SystemClock(), interval_s=3600
+    )
+    async with pub:
+        await pub.wait_online()
+        for i in range(20):
+            body = f'{{"v": {i}, "ts": "2026-07-01T00:00:{i:02d}+00:00"}}'.encode()
+            await pub.publish_raw("scada/v1/PS-1/pump1_starts", body, station="PS-1", qos=1)
+    ingest2, task2 = await start_ingest(mqtt_broker, [ctrl], rec)  # same client id: the same session
+
+    def backlog() -> list[float | None]:
+        return [s.value for s in rec.samples if s.point == "pump1_starts" and s.observed_at.month == 7]
+
+    await eventually(lambda: len(backlog()) >= 20, 5, "backlog")
+    assert backlog() == [float(i) for i in range(20)]  # all of them, in order
+    await stop(task2)

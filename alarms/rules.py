@@ -31,8 +31,13 @@ class RuleConfig(Strict):
     on_delay_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
     off_delay_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
     priority: Priority = "high"
-    message: str = ""
+    message: str = ""  # may use {value} and {station}, e.g. "battery low: blind in {value:.0f} min"
     enabled: bool = True
+    latch: bool = False  # stays in alarm after the condition returns, until an operator resets it
+    # suppression by design: while one of these alarms is active at the station, this one is suppressed
+    suppressed_by: list[Ident] = Field(default_factory=list)
+    # state-based alarming: evaluated only while one of these alarms is active at the station
+    enabled_by: list[Ident] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _shape(self) -> RuleConfig:
@@ -52,9 +57,22 @@ class RuleConfig(Strict):
         return ref
 
 
+class IncidentRule(Strict):
+    """Many stations raising `alarm` in one `group_by` area within `window_s` become one incident."""
+
+    name: Ident
+    alarm: Ident
+    group_by: Literal["power_area"] = "power_area"
+    min_stations: Annotated[int, Field(ge=2, le=10_000)] = 3
+    window_s: Annotated[float, Field(gt=0, le=86400)] = 600.0
+    title: str = "{count} stations: {alarm} in {area}"
+
+
 class RulesFile(Strict):
     templates: dict[StationKind, list[RuleConfig]] = Field(default_factory=dict)
     overrides: dict[Ident, dict[Ident, dict]] = Field(default_factory=dict)  # station -> rule -> changes
+    incidents: list[IncidentRule] = Field(default_factory=list)
+    max_shelve_h: Annotated[float, Field(gt=0, le=168)] = 8.0  # operators may not shelve for longer
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +90,24 @@ class StationRule:
     off_delay_s: float
     priority: str
     message: str
+    latch: bool = False
+    suppressed_by: tuple[str, ...] = ()
+    enabled_by: tuple[str, ...] = ()
 
 
-def load_rules(path: Path, fleet: Fleet) -> dict[str, list[StationRule]]:
-    """Rules per station id. Raises ConfigError naming file, line and key for any invalid rule."""
+@dataclass(frozen=True)
+class RuleSet:
+    stations: dict[str, list[StationRule]]
+    incidents: list[IncidentRule]
+    max_shelve_h: float = 8.0
+
+    def get(self, station: str, default: list[StationRule] | None = None) -> list[StationRule]:
+        return self.stations.get(station, default or [])
+
+
+def load_rules(path: Path, fleet: Fleet, derived: dict[str, set[str]] | None = None) -> RuleSet:
+    """Rules per station id (and incident rules). `derived`: station → points our analyzers compute, which
+    rules may use like any point. Raises ConfigError naming file, line and key for any invalid rule."""
     located = load_yaml(path)
     problems: list[str] = []
     try:
@@ -90,6 +122,10 @@ def load_rules(path: Path, fleet: Fleet) -> dict[str, list[StationRule]]:
             if r.name in seen:
                 problems.append(f"{located.where(('templates', kind, i, 'name'))}: rule {r.name!r} twice")
             seen.add(r.name)
+    all_rule_names = {r.name for rules in rf.templates.values() for r in rules}
+    for i, inc in enumerate(rf.incidents):
+        if inc.alarm not in all_rule_names:
+            problems.append(f"{located.where(('incidents', i, 'alarm'))}: no rule named {inc.alarm!r}")
     out: dict[str, list[StationRule]] = {}
     for sid, changes in rf.overrides.items():
         if sid not in fleet.stations:
@@ -117,7 +153,8 @@ def load_rules(path: Path, fleet: Fleet) -> dict[str, list[StationRule]]:
                     continue
             if not rule.enabled:
                 continue
-            if rule.point is not None and rule.point not in fleet.points.get(sid, {}):
+            known = fleet.points.get(sid, {}).keys() | (derived or {}).get(sid, set())
+            if rule.point is not None and rule.point not in known:
                 log.info("station %s has no point %r: rule %s not applied", sid, rule.point, rule.name)
                 continue
             ref = rule.above if rule.above is not None else rule.below
@@ -145,9 +182,19 @@ def load_rules(path: Path, fleet: Fleet) -> dict[str, list[StationRule]]:
                     off_delay_s=rule.off_delay_s,
                     priority=rule.priority,
                     message=rule.message or rule.name.replace("_", " "),
+                    latch=rule.latch,
+                    suppressed_by=tuple(rule.suppressed_by),
+                    enabled_by=tuple(rule.enabled_by),
                 )
             )
+        names = {r.name for r in resolved}
+        for r in resolved:  # a reference to a rule the station lacks is harmless; to none at all, a typo
+            for ref in (*r.suppressed_by, *r.enabled_by):
+                if ref not in names and ref not in all_rule_names:
+                    problems.append(
+                        f"{located.where(('templates', st.kind))}: rule {r.name} names unknown rule {ref!r}"
+                    )
         out[sid] = resolved
     if problems:
-        raise ConfigError(problems)
-    return out
+        raise ConfigError(sorted(set(problems), key=problems.index))
+    return RuleSet(out, rf.incidents, rf.max_shelve_h)

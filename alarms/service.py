@@ -1,22 +1,26 @@
-"""AlarmService: evaluates every sample batch per station and journals raises and clears.
+"""AlarmService: derives, evaluates and journals alarms for every station.
 
-Evaluation is in memory and synchronous (it runs inside the collector's emit); persistence happens in a
-worker thread from a queue, so a slow database never stalls polling. Active alarms found in the store at
-start are restored into the evaluators, so an alarm raised before a restart still clears.
+Per sample batch (inside the collector's emit, synchronous and in memory): the station's analyzers add
+derived points (time to overflow, pump health, battery), then its rules are evaluated. Events go to a queue
+that one worker thread drains in order into the store (ISA-18.2 states, journal) and the incident
+grouper, so a slow database never stalls polling and no event is ever dropped: a failed write is retried
+until it succeeds. Active alarms found in the store at start are restored into the evaluators.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Engine
 
+from alarms import store
+from alarms.analyzers import Analyzer
 from alarms.evaluator import AlarmEvent, StationEvaluator
-from alarms.rules import StationRule
+from alarms.incidents import IncidentGrouper
+from alarms.rules import RuleSet
 from collector.model import Sample
-from pumpwatch import historian
 from pumpwatch.clock import Clock
 from pumpwatch.config import Fleet
 
@@ -25,33 +29,64 @@ log = logging.getLogger(__name__)
 
 class AlarmService:
     def __init__(
-        self, fleet: Fleet, rules: dict[str, list[StationRule]], engine: Engine, clock: Clock
+        self,
+        fleet: Fleet,
+        rules: RuleSet,
+        engine: Engine,
+        clock: Clock,
+        analyzers: dict[str, list[Analyzer]] | None = None,
     ) -> None:
+        self.fleet = fleet
+        self.rules = rules
         self.engine = engine
         self.clock = clock
+        self.analyzers = analyzers or {}
         self.evaluators = {
-            sid: StationEvaluator(st.tenant, sid, rules.get(sid, [])) for sid, st in fleet.stations.items()
+            sid: StationEvaluator(st.tenant, sid, rules.get(sid)) for sid, st in fleet.stations.items()
         }
+        self.incidents = IncidentGrouper(rules.incidents, fleet, engine)
         self._queue: asyncio.Queue[AlarmEvent] = asyncio.Queue()
         self.raised = 0
         self.cleared = 0
+        self.events = 0
 
     async def restore(self) -> None:
-        active = await asyncio.to_thread(historian.list_alarms, self.engine, active=True, limit=100_000)
+        active = await asyncio.to_thread(
+            store.list_alarms, self.engine, open_=True, active=True, limit=1_000_000
+        )
         for a in active:
             ev = self.evaluators.get(a["station_id"])
             if ev is not None:
-                ev.restore_active(a["name"])
+                ev.restore_active(a["name"], a["suppressed_by"])
+        await asyncio.to_thread(self.incidents.restore)
 
-    def accept(self, samples: Iterable[Sample]) -> None:
+    def derive(self, samples: Sequence[Sample]) -> list[Sample]:
+        """Derived samples for the stations in this batch (one batch is usually one station)."""
+        if not self.analyzers:
+            return []
         by_station: dict[str, list[Sample]] = {}
         for s in samples:
             by_station.setdefault(s.station, []).append(s)
-        now = self.clock.now()
+        out: list[Sample] = []
         for sid, batch in by_station.items():
+            for a in self.analyzers.get(sid, ()):
+                try:
+                    out += a.observe(batch)
+                except Exception:  # an analyzer bug must not stop alarms or polling
+                    log.exception("analyzer %s failed on %s", type(a).__name__, sid)
+        return out
+
+    def accept(self, samples: Iterable[Sample], derived: Iterable[Sample] = ()) -> None:
+        by_station: dict[str, tuple[list[Sample], list[Sample]]] = {}
+        for s in samples:
+            by_station.setdefault(s.station, ([], []))[0].append(s)
+        for s in derived:
+            by_station.setdefault(s.station, ([], []))[1].append(s)
+        now = self.clock.now()
+        for sid, (batch, extra) in by_station.items():
             ev = self.evaluators.get(sid)
             if ev is not None:
-                for event in ev.evaluate(batch, now):
+                for event in ev.evaluate(batch, now, extra):
                     self._queue.put_nowait(event)
 
     def tick(self) -> None:
@@ -61,12 +96,19 @@ class AlarmService:
                 self._queue.put_nowait(event)
 
     async def run(self, tick_s: float = 1.0) -> None:
-        """Persist events as they come and let on/off delays run out, until cancelled."""
+        """Persist events as they come, let on/off delays run out, end expired shelves; until cancelled."""
 
         async def ticker() -> None:
+            n = 0
             while True:
                 await self.clock.sleep(tick_s)
                 self.tick()
+                n += 1
+                if n % 10 == 0:
+                    try:
+                        await asyncio.to_thread(store.expire_shelves, self.engine, self.clock.now())
+                    except Exception:
+                        log.exception("cannot end expired shelves; will retry")
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(ticker(), name="alarms.tick")
@@ -89,8 +131,9 @@ class AlarmService:
             self._queue.task_done()
 
     def _persist(self, e: AlarmEvent) -> None:
+        self.events += 1
         if e.kind == "raise":
-            if historian.raise_alarm(
+            done = store.raise_alarm(
                 self.engine,
                 tenant_id=e.tenant,
                 station_id=e.station,
@@ -99,12 +142,33 @@ class AlarmService:
                 message=e.message,
                 value=e.value,
                 at=e.at,
-            ):
+                suppressed_by=e.suppressed_by,
+            )
+            if done is not None:
                 self.raised += 1
-                log.warning("ALARM %s %s: %s (value %s)", e.station, e.name, e.message, e.value)
-        elif historian.clear_alarm(self.engine, station_id=e.station, name=e.name, at=e.at):
-            self.cleared += 1
-            log.info("cleared %s %s", e.station, e.name)
+                log.warning(
+                    "ALARM %s %s: %s%s",
+                    e.station,
+                    e.name,
+                    e.message,
+                    f" (suppressed by {e.suppressed_by})" if e.suppressed_by else "",
+                )
+                self.incidents.on_raise(e.name, e.station, done.id, e.at)
+        elif e.kind == "clear":
+            if store.clear_alarm(
+                self.engine, station_id=e.station, name=e.name, at=e.at, value=e.value, latch=e.latch
+            ):
+                self.cleared += 1
+                log.info("cleared %s %s", e.station, e.name)
+            self.incidents.on_clear(e.name, e.station, e.at)
+        else:  # suppress / unsuppress
+            store.set_suppressed(
+                self.engine,
+                station_id=e.station,
+                names=[e.name],
+                by=e.suppressed_by if e.kind == "suppress" else None,
+                at=e.at,
+            )
 
     async def drain(self) -> None:
         """Wait until every queued event is stored (tests, shutdown)."""

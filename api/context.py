@@ -10,6 +10,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from alarms.analyzers import DerivedPoint
+from alarms.rules import RuleSet
 from collector.model import Quality, Sample
 from pumpwatch import historian
 from pumpwatch.clock import Clock
@@ -25,6 +27,8 @@ class ApiContext:
     catalog: dict[tuple[str, str], int]  # (station, point) -> point id
     live: LiveSnapshot | None = None  # in-process collector; None: read the latest_value table
     readiness: Callable[[], dict[str, bool]] | None = None  # extra checks (e.g. collector tasks alive)
+    derived: dict[str, list[DerivedPoint]] = field(default_factory=dict)  # points our analyzers compute
+    rules: RuleSet | None = None
     latest_cache_s: float = 1.0
     _points_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
     _db_latest: dict[str, dict[str, Sample]] = field(default_factory=dict)

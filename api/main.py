@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 
 from api.context import ApiContext
-from api.routes import alarms, health, stations, tenants
+from api.routes import alarms, dispatch, health, incidents, kpis, stations, tenants
 from pumpwatch import __version__
 
 
@@ -26,7 +26,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     v1 = APIRouter(prefix="/api/v1")
-    for r in (tenants.router, stations.router, alarms.router):
+    for r in (tenants.router, stations.router, alarms.router, incidents.router, dispatch.router, kpis.router):
         v1.include_router(r)
     app.include_router(v1)
     app.include_router(health.router)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
 
 IsoTime = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str)]
 QualityLabel = Literal["good", "stale", "comm_loss", "bad_value", "sensor_fault", "not_available", "no_data"]
-StationStatus = Literal["normal", "alarm", "comm_loss", "stale", "no_data"]
+StationStatus = Literal["normal", "alarm", "power_failure", "comm_loss", "stale", "no_data", "maintenance"]
 
 
 class PointValue(BaseModel):
@@ -34,6 +34,7 @@ class StationPublic(BaseModel):
     location: LocationPublic | None
     status: StationStatus
     active_alarms: list[str]
+    out_of_service: bool
     data_age_s: float | None  # age of the newest value
     stale_after_s: float | None  # a value older than this is shown as stale
     values: dict[str, PointValue]
@@ -75,6 +76,11 @@ class HistoryPublic(BaseModel):
     data: list[HistoryPointPublic]
 
 
+AlarmState = Literal["unacked_active", "acked_active", "unacked_rtn", "normal"]
+Priority = Literal["critical", "high", "medium", "low"]
+Actor = Annotated[str, Field(min_length=1, max_length=100, description="who does it (named users only)")]
+
+
 class AlarmPublic(BaseModel):
     id: int
     tenant: str
@@ -82,15 +88,156 @@ class AlarmPublic(BaseModel):
     name: str
     priority: str
     message: str
+    state: AlarmState
     active: bool
-    value: float | None
+    latched: bool
+    hidden: bool  # shelved, suppressed by design or out of service: not on the operator's list
     raised_at: IsoTime
+    last_raised_at: IsoTime | None
+    raise_count: int
     cleared_at: IsoTime | None
+    value: float | None
+    acked_at: IsoTime | None
+    acked_by: str | None
+    shelve_kind: str | None
+    shelved_until: IsoTime | None
+    shelved_by: str | None
+    shelve_reason: str | None
+    suppressed_by: str | None
+    out_of_service: bool
+    incident_id: int | None
 
 
 class AlarmsPublic(BaseModel):
     data: list[AlarmPublic]
     count: int
+
+
+class AckRequest(BaseModel):
+    user: Actor
+    comment: str | None = Field(default=None, max_length=1000)
+
+
+class ShelveRequest(BaseModel):
+    user: Actor
+    kind: Literal["timed", "oneshot"] = "timed"
+    minutes: float = Field(gt=0, description="timed: for how long; oneshot: the longest it may last")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class UnshelveRequest(BaseModel):
+    user: Actor
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class OutOfServiceRequest(BaseModel):
+    user: Actor
+    reason: str = Field(min_length=1, max_length=1000)
+    until: AwareDatetime | None = None
+
+
+class JournalEntryPublic(BaseModel):
+    id: int
+    alarm_id: int
+    tenant: str
+    station: str
+    name: str
+    at: IsoTime
+    kind: str
+    state: str | None
+    actor: str | None
+    detail: str | None
+    value: float | None
+
+
+class JournalPublic(BaseModel):
+    data: list[JournalEntryPublic]
+    count: int
+
+
+class IncidentStationPublic(BaseModel):
+    station_id: str
+    joined_at: IsoTime
+    restored_at: IsoTime | None
+
+
+class IncidentNotePublic(BaseModel):
+    at: IsoTime
+    phase: str
+    actor: str | None
+    text: str
+
+
+class IncidentPublic(BaseModel):
+    id: int
+    tenant: str
+    kind: str
+    power_area: str | None
+    title: str
+    phase: Literal["report", "first_response", "restoration", "cause", "prevention", "closed"]
+    opened_at: IsoTime
+    first_response_at: IsoTime | None
+    restored_at: IsoTime | None
+    closed_at: IsoTime | None
+    station_count: int
+    stations_out: int
+    stations: list[IncidentStationPublic] | None = None
+    notes: list[IncidentNotePublic] | None = None
+    alarm_ids: list[int] | None = None
+
+
+class IncidentsPublic(BaseModel):
+    data: list[IncidentPublic]
+    count: int
+
+
+class IncidentNoteCreate(BaseModel):
+    user: Actor
+    text: str = Field(min_length=1, max_length=5000)
+    phase: Literal["report", "first_response", "restoration", "cause", "prevention", "closed"] | None = None
+
+
+class DispatchEntry(BaseModel):
+    rank: int
+    station: str
+    tenant: str
+    name: str
+    power_area: str | None
+    location: LocationPublic | None
+    reasons: list[str]  # the active alarms that put it on the board
+    priority: str
+    level_m: float | None
+    tto_spill_min: float | None  # best estimate of minutes to overflow
+    tto_spill_conservative_min: float | None  # with the usable-storage haircut: plan on this one
+    spill_at: IsoTime | None
+    inflow_m3_min: float | None
+    incident_id: int | None
+
+
+class DispatchPublic(BaseModel):
+    at: IsoTime
+    data: list[DispatchEntry]
+    count: int
+
+
+class BadActor(BaseModel):
+    station: str
+    name: str
+    count: int
+
+
+class KpisPublic(BaseModel):
+    tenant: str
+    start: IsoTime
+    end: IsoTime
+    alarms: int
+    per_10min_avg: float
+    per_10min_max: int
+    flood_share: float  # share of 10-minute periods with more than 10 alarms (ISA-18.2 flood)
+    chattering: int  # alarms raised 3 or more times within 60 s
+    stale: int  # alarms active for more than 24 h at the end of the range
+    top_bad_actors: list[BadActor]
+    priority_mix: dict[str, int]
 
 
 class Health(BaseModel):

@@ -68,16 +68,18 @@ db_option = click.option("--db", "database_url", default=None, help="sqlite:///f
 @click.argument("fleet", type=click.Path(path_type=Path), default=Path("deploy/config/demo"))
 def check_config(fleet: Path) -> None:
     """Validate a fleet (and its alarm rules); print a summary or every problem found."""
+    from alarms.analyzers.build import all_analyzers
     from alarms.rules import load_rules
 
     f = _load(fleet)
+    derived = {sid: {p.name for a in an for p in a.outputs} for sid, an in all_analyzers(f).items()}
     try:
-        rules = load_rules(f.alarm_rules, f) if f.alarm_rules else {}
+        rules = load_rules(f.alarm_rules, f, derived) if f.alarm_rules else None
     except ConfigError as exc:
         click.echo(f"pumpwatch: {exc}", err=True)
         sys.exit(2)
     n_points = sum(len(p) for p in f.points.values())
-    n_rules = sum(len(r) for r in rules.values())
+    n_rules = sum(len(r) for r in rules.stations.values()) if rules else 0
     click.echo(
         f"fleet {f.name!r}: {len(f.tenants)} tenants, {len(f.stations)} stations, "
         f"{len(f.controllers)} controllers, {len(f.register_maps)} register maps, {n_points} points, "
@@ -143,7 +145,9 @@ async def _run_system(
         else:
             await _until_signal()
     finally:
+        log.info("stopping: storing what was read")
         await system.stop()
+        log.info("stopped")
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""The historian: catalogue, samples, latest values and alarms in SQLite or PostgreSQL.
+"""The historian: catalogue, samples and latest values in SQLite or PostgreSQL (alarms: `alarms.store`).
 
 Every function is synchronous and short-lived, meant to run in a worker thread (the async side calls them with
 `asyncio.to_thread`); each takes an `Engine` from `pumpwatch.db.make_engine` on a migrated database
@@ -13,13 +13,11 @@ datetime returned is aware UTC.
   NOTHING`; SQLite: `executemany`. The same transaction moves `latest_value` forward to the newest sample
   of each point.
 - `read_latest`, `read_history` (raw, or bucketed on the server when the range holds more than `max_points`).
-- `raise_alarm`, `clear_alarm`, `list_alarms`, `alarm_journal`: one active alarm per `(station_id, name)`,
-  with an append-only `alarm_event` journal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,16 +28,14 @@ from sqlalchemy import (
     Engine,
     Integer,
     bindparam,
-    insert,
     or_,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from pumpwatch.db.schema import alarm, alarm_event, latest_value, point, sample, station, tenant
+from pumpwatch.db.schema import latest_value, point, sample, station, tenant
 from pumpwatch.db.types import UTCDateTime, require_aware, to_utc
 
 if TYPE_CHECKING:
@@ -48,10 +44,6 @@ if TYPE_CHECKING:
 __all__ = [
     "HistoryPoint",
     "SampleRow",
-    "alarm_journal",
-    "clear_alarm",
-    "list_alarms",
-    "raise_alarm",
     "read_history",
     "read_latest",
     "sync_catalog",
@@ -78,8 +70,14 @@ def _upsert_insert(conn: Connection, table: Any) -> Any:
 # --- catalogue -----------------------------------------------------------------------------------------
 
 
-def sync_catalog(engine: Engine, fleet: Fleet) -> dict[tuple[str, str], int]:
+def sync_catalog(
+    engine: Engine,
+    fleet: Fleet,
+    extra_points: Mapping[str, Iterable[tuple[str, str | None, str]]] | None = None,
+) -> dict[tuple[str, str], int]:
     """Upsert the fleet's tenants, stations and points; return `(station_id, point_name) -> point_id`.
+
+    `extra_points`: station → (name, unit, kind) of points computed by us (e.g. time to overflow).
 
     Changed names, kinds, units, locations are updated (a station's `updated_at` moves only when something
     changed); rows no longer in the config are kept. The map covers the points the fleet defines.
@@ -103,6 +101,11 @@ def sync_catalog(engine: Engine, fleet: Fleet) -> dict[tuple[str, str], int]:
         {"station_id": sid, "name": name, "unit": sp.spec.unit, "kind": sp.spec.point_kind}
         for sid, by_name in fleet.points.items()
         for name, sp in by_name.items()
+    ]
+    points += [
+        {"station_id": sid, "name": name, "unit": unit, "kind": kind}
+        for sid, extra in (extra_points or {}).items()
+        for name, unit, kind in extra
     ]
     with engine.begin() as conn:
         if tenants:
@@ -395,103 +398,3 @@ def read_history(
         )
         for b, avg, lo, hi, count, good in buckets
     ]
-
-
-# --- alarms --------------------------------------------------------------------------------------------
-
-
-def raise_alarm(
-    engine: Engine,
-    *,
-    tenant_id: str,
-    station_id: str,
-    name: str,
-    priority: str,
-    message: str,
-    value: float | None,
-    at: datetime,
-) -> int | None:
-    """Open an alarm and journal a 'raise' event; return its id.
-
-    If `(station_id, name)` already has an active alarm, nothing is written and None is returned (decided by
-    the partial unique index, so two racing writers cannot both open one).
-    """
-    at = to_utc(at, "at")
-    with engine.begin() as conn:
-        ins = _upsert_insert(conn, alarm).values(
-            tenant_id=tenant_id,
-            station_id=station_id,
-            name=name,
-            priority=priority,
-            message=message,
-            active=True,
-            raised_at=at,
-            cleared_at=None,
-            value=value,
-        )
-        stmt = ins.on_conflict_do_nothing(
-            index_elements=[alarm.c.station_id, alarm.c.name], index_where=alarm.c.active
-        ).returning(alarm.c.id)
-        alarm_id = conn.execute(stmt).scalar_one_or_none()
-        if alarm_id is None:
-            return None
-        conn.execute(insert(alarm_event).values(alarm_id=alarm_id, at=at, kind="raise", detail=message))
-    return alarm_id
-
-
-def clear_alarm(
-    engine: Engine, *, station_id: str, name: str, at: datetime, detail: str | None = None
-) -> int | None:
-    """Close the active alarm `(station_id, name)` and journal a 'clear' event.
-
-    Return its id, or None (and write nothing) when no such alarm is active.
-    """
-    at = to_utc(at, "at")
-    with engine.begin() as conn:
-        alarm_id = conn.execute(
-            update(alarm)
-            .where(alarm.c.station_id == station_id, alarm.c.name == name, alarm.c.active)
-            .values(active=False, cleared_at=at)
-            .returning(alarm.c.id)
-        ).scalar_one_or_none()
-        if alarm_id is None:
-            return None
-        conn.execute(insert(alarm_event).values(alarm_id=alarm_id, at=at, kind="clear", detail=detail))
-    return alarm_id
-
-
-def list_alarms(
-    engine: Engine,
-    *,
-    active: bool | None = True,
-    tenant_ids: Collection[str] | None = None,
-    station_id: str | None = None,
-    limit: int = 500,
-) -> list[dict[str, Any]]:
-    """Alarms, newest `raised_at` first, as dicts of the `alarm` columns.
-
-    `active`: True only active, False only cleared, None both. `tenant_ids`: restrict to these (empty: none).
-    """
-    if tenant_ids is not None and not tenant_ids:
-        return []
-    stmt = select(alarm)
-    if active is not None:
-        stmt = stmt.where(alarm.c.active if active else ~alarm.c.active)
-    if tenant_ids is not None:
-        stmt = stmt.where(alarm.c.tenant_id.in_(list(tenant_ids)))
-    if station_id is not None:
-        stmt = stmt.where(alarm.c.station_id == station_id)
-    stmt = stmt.order_by(alarm.c.raised_at.desc(), alarm.c.id.desc()).limit(limit)
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(stmt)]
-
-
-def alarm_journal(engine: Engine, alarm_id: int) -> list[dict[str, Any]]:
-    """The events of one alarm, oldest first: dicts with id, alarm_id, at, kind ('raise'|'clear'), detail."""
-    stmt = (
-        select(alarm_event)
-        .where(alarm_event.c.alarm_id == alarm_id)
-        .order_by(alarm_event.c.at, alarm_event.c.id)
-    )
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(stmt)]

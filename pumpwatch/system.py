@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import uvicorn
 from sqlalchemy import Engine
 
-from alarms.rules import StationRule, load_rules
+from alarms.analyzers import Analyzer, DerivedPoint
+from alarms.analyzers.build import all_analyzers
+from alarms.rules import RuleSet, load_rules
 from alarms.service import AlarmService
 from api.context import ApiContext
 from api.main import create_app
@@ -41,7 +43,8 @@ class System:
     engine: Engine
     clock: Clock
     catalog: dict[tuple[str, str], int]
-    rules: dict[str, list[StationRule]]
+    rules: RuleSet
+    analyzers: dict[str, list[Analyzer]] = field(default_factory=dict)
     live: LiveSnapshot = field(default_factory=LiveSnapshot)
     writer: HistorianWriter | None = None
     alarms: AlarmService | None = None
@@ -52,23 +55,34 @@ class System:
     @classmethod
     async def prepare(cls, fleet: Fleet, database_url: str, clock: Clock) -> System:
         """Validate rules, migrate the database and sync the catalog. Raises ConfigError on bad rules."""
-        rules = load_rules(fleet.alarm_rules, fleet) if fleet.alarm_rules else {}
+        analyzers = all_analyzers(fleet)
+        derived = {sid: {p.name for a in an for p in a.outputs} for sid, an in analyzers.items()}
+        rules = load_rules(fleet.alarm_rules, fleet, derived) if fleet.alarm_rules else RuleSet({}, [])
         engine = make_engine(database_url)
         await asyncio.to_thread(upgrade, engine)
-        catalog = await asyncio.to_thread(historian.sync_catalog, engine, fleet)
-        return cls(fleet=fleet, engine=engine, clock=clock, catalog=catalog, rules=rules)
+        extra = {
+            sid: [(p.name, p.unit, p.kind) for a in an for p in a.outputs] for sid, an in analyzers.items()
+        }
+        catalog = await asyncio.to_thread(historian.sync_catalog, engine, fleet, extra)
+        return cls(fleet=fleet, engine=engine, clock=clock, catalog=catalog, rules=rules, analyzers=analyzers)
+
+    def derived_points(self) -> dict[str, list[DerivedPoint]]:
+        return {sid: [p for a in an for p in a.outputs] for sid, an in self.analyzers.items()}
 
     def emit(self, samples: list[Sample]) -> None:
-        """Fan-out of every batch a source reads: live snapshot, historian, alarms."""
-        self.live.accept(samples)
+        """Fan-out of every batch a source reads, with the points derived from it: live snapshot,
+        historian, alarms."""
+        derived = self.alarms.derive(samples) if self.alarms is not None else []
+        every = samples + derived if derived else samples
+        self.live.accept(every)
         if self.writer is not None:
-            self.writer.accept(samples)
+            self.writer.accept(every)
         if self.alarms is not None:
-            self.alarms.accept(samples)
+            self.alarms.accept(samples, derived)
 
     async def start_collecting(self, stations: Iterable[str] | None = None) -> None:
         self.writer = HistorianWriter(self.engine, self.catalog)
-        self.alarms = AlarmService(self.fleet, self.rules, self.engine, self.clock)
+        self.alarms = AlarmService(self.fleet, self.rules, self.engine, self.clock, self.analyzers)
         await self.alarms.restore()
         only = set(stations) if stations is not None else None
         self.sources = build_modbus_sources(self.fleet, self.clock, self.emit, stations=only)
@@ -99,6 +113,8 @@ class System:
             catalog=self.catalog,
             live=self.live if in_process_live else None,
             readiness=self.readiness,
+            derived=self.derived_points(),
+            rules=self.rules,
         )
 
     async def stop(self) -> None:

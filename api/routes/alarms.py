@@ -1,54 +1,205 @@
-"""Alarms: the active list (or history), filtered by tenant and station."""
+"""Alarms: the operator's list, one alarm, its journal, and the operator actions (ISA-18.2): acknowledge,
+shelve (timed or one-shot, with a reason, at most the configured time), unshelve, reset a latched alarm."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
+from alarms import store
+from alarms.incidents import note_first_response
 from api.deps import Ctx
-from api.schemas import AlarmPublic, AlarmsPublic
-from pumpwatch import historian
+from api.schemas import (
+    AckRequest,
+    AlarmPublic,
+    AlarmsPublic,
+    AlarmState,
+    JournalEntryPublic,
+    JournalPublic,
+    Priority,
+    ShelveRequest,
+    UnshelveRequest,
+)
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
+
+
+def alarm_public(r: dict[str, Any], now: datetime) -> AlarmPublic:
+    shelved = r["shelve_kind"] is not None and r["shelved_until"] is not None and r["shelved_until"] > now
+    return AlarmPublic(
+        id=r["id"],
+        tenant=r["tenant_id"],
+        station=r["station_id"],
+        name=r["name"],
+        priority=r["priority"],
+        message=r["message"],
+        state=r["state"],
+        active=r["active"],
+        latched=r["latched"],
+        hidden=shelved or r["suppressed_by"] is not None or r["out_of_service"],
+        raised_at=r["raised_at"],
+        last_raised_at=r["last_raised_at"],
+        raise_count=r["raise_count"],
+        cleared_at=r["cleared_at"],
+        value=r["value"],
+        acked_at=r["acked_at"],
+        acked_by=r["acked_by"],
+        shelve_kind=r["shelve_kind"] if shelved else None,
+        shelved_until=r["shelved_until"] if shelved else None,
+        shelved_by=r["shelved_by"] if shelved else None,
+        shelve_reason=r["shelve_reason"] if shelved else None,
+        suppressed_by=r["suppressed_by"],
+        out_of_service=r["out_of_service"],
+        incident_id=r["incident_id"],
+    )
+
+
+async def _run(fn, *args, **kw):
+    try:
+        return await asyncio.to_thread(fn, *args, **kw)
+    except store.AlarmActionError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
 
 
 @router.get("", response_model=AlarmsPublic)
 async def list_alarms(
     ctx: Ctx,
-    active: Annotated[
-        bool | None, Query(description="true: active only; false: cleared only; omit: all")
-    ] = True,
+    view: Annotated[
+        str,
+        Query(
+            pattern="^(open|hidden|all_open|closed|all)$",
+            description="open: what the operator must see (default); hidden: shelved, suppressed or out of "
+            "service; all_open: both; closed: returned and acknowledged; all: everything",
+        ),
+    ] = "open",
     tenant: str | None = None,
     station: str | None = None,
+    state: AlarmState | None = None,
+    priority: Priority | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> AlarmsPublic:
     if tenant is not None and tenant not in ctx.fleet.tenants:
         raise HTTPException(404, f"no tenant {tenant!r}")
     if station is not None and station not in ctx.fleet.stations:
         raise HTTPException(404, f"no station {station!r}")
+    now = ctx.clock.now()
+    open_ = {"open": True, "hidden": True, "all_open": True, "closed": False, "all": None}[view]
+    hidden = {"open": False, "hidden": True}.get(view)
     rows = await asyncio.to_thread(
-        historian.list_alarms,
+        store.list_alarms,
         ctx.engine,
-        active=active,
+        open_=open_,
         tenant_ids=[tenant] if tenant else None,
         station_id=station,
+        now=now,
+        hidden=hidden,
         limit=limit,
     )
-    data = [
-        AlarmPublic(
-            id=r["id"],
-            tenant=r["tenant_id"],
-            station=r["station_id"],
-            name=r["name"],
-            priority=r["priority"],
-            message=r["message"],
-            active=r["active"],
-            value=r["value"],
-            raised_at=r["raised_at"],
-            cleared_at=r["cleared_at"],
-        )
-        for r in rows
-    ]
+    data = [alarm_public(r, now) for r in rows]
+    if state is not None:
+        data = [a for a in data if a.state == state]
+    if priority is not None:
+        data = [a for a in data if a.priority == priority]
     return AlarmsPublic(data=data, count=len(data))
+
+
+@router.get("/journal", response_model=JournalPublic)
+async def journal(
+    ctx: Ctx,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
+) -> JournalPublic:
+    """Every alarm transition and operator action (who, when, why), oldest first."""
+    end = end or ctx.clock.now()
+    start = start or end - timedelta(days=1)
+    for name, t in (("start", start), ("end", end)):
+        if t.tzinfo is None:
+            raise HTTPException(422, f"{name} must carry a UTC offset")
+    rows = await asyncio.to_thread(
+        store.alarm_journal,
+        ctx.engine,
+        tenant_ids=[tenant] if tenant else None,
+        start=start,
+        end=end,
+        limit=limit,
+    )
+    return JournalPublic(data=[_entry(r) for r in rows], count=len(rows))
+
+
+def _entry(r: dict[str, Any]) -> JournalEntryPublic:
+    return JournalEntryPublic(
+        id=r["id"],
+        alarm_id=r["alarm_id"],
+        tenant=r["tenant_id"],
+        station=r["station_id"],
+        name=r["name"],
+        at=r["at"],
+        kind=r["kind"],
+        state=r["state"],
+        actor=r["actor"],
+        detail=r["detail"],
+        value=r["value"],
+    )
+
+
+@router.get("/{alarm_id}", response_model=AlarmPublic)
+async def get_alarm(ctx: Ctx, alarm_id: int) -> AlarmPublic:
+    row = await asyncio.to_thread(store.get_alarm, ctx.engine, alarm_id)
+    if row is None:
+        raise HTTPException(404, f"no alarm {alarm_id}")
+    return alarm_public(row, ctx.clock.now())
+
+
+@router.get("/{alarm_id}/journal", response_model=JournalPublic)
+async def alarm_journal(ctx: Ctx, alarm_id: int) -> JournalPublic:
+    if await asyncio.to_thread(store.get_alarm, ctx.engine, alarm_id) is None:
+        raise HTTPException(404, f"no alarm {alarm_id}")
+    rows = await asyncio.to_thread(store.alarm_journal, ctx.engine, alarm_id)
+    return JournalPublic(data=[_entry(r) for r in rows], count=len(rows))
+
+
+@router.post("/{alarm_id}/ack", response_model=AlarmPublic)
+async def acknowledge(ctx: Ctx, alarm_id: int, body: AckRequest) -> AlarmPublic:
+    now = ctx.clock.now()
+    row = await _run(store.acknowledge, ctx.engine, alarm_id, actor=body.user, at=now, comment=body.comment)
+    await asyncio.to_thread(note_first_response, ctx.engine, alarm_id, now, body.user)
+    return alarm_public(row, now)
+
+
+@router.post("/{alarm_id}/shelve", response_model=AlarmPublic)
+async def shelve(ctx: Ctx, alarm_id: int, body: ShelveRequest) -> AlarmPublic:
+    now = ctx.clock.now()
+    max_h = ctx.rules.max_shelve_h if ctx.rules else 8.0
+    if body.minutes > max_h * 60:
+        raise HTTPException(422, f"shelving is limited to {max_h:g} h")
+    until = now + timedelta(minutes=body.minutes)
+    row = await _run(
+        store.shelve,
+        ctx.engine,
+        alarm_id,
+        actor=body.user,
+        at=now,
+        kind=body.kind,
+        until=until,
+        reason=body.reason,
+    )
+    return alarm_public(row, now)
+
+
+@router.post("/{alarm_id}/unshelve", response_model=AlarmPublic)
+async def unshelve(ctx: Ctx, alarm_id: int, body: UnshelveRequest) -> AlarmPublic:
+    now = ctx.clock.now()
+    row = await _run(store.unshelve, ctx.engine, alarm_id, actor=body.user, at=now, reason=body.reason)
+    return alarm_public(row, now)
+
+
+@router.post("/{alarm_id}/reset", response_model=AlarmPublic)
+async def reset(ctx: Ctx, alarm_id: int, body: AckRequest) -> AlarmPublic:
+    now = ctx.clock.now()
+    row = await _run(store.reset, ctx.engine, alarm_id, actor=body.user, at=now, comment=body.comment)
+    return alarm_public(row, now)

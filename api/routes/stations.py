@@ -8,19 +8,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api.context import station_samples
+from alarms import store
+from api.context import ApiContext, station_samples
 from api.deps import Ctx
 from api.schemas import (
     HistoryPointPublic,
     HistoryPublic,
     LocationPublic,
+    OutOfServiceRequest,
     PointValue,
     StationPublic,
     StationsPublic,
 )
 from collector.model import Quality, Sample
 from pumpwatch import historian
-from pumpwatch.config import Fleet
 
 router = APIRouter(prefix="/stations", tags=["stations"])
 
@@ -44,22 +45,37 @@ def _point_value(
 
 
 def build_station(
-    fleet: Fleet, sid: str, samples: dict[str, Sample], alarms: list[str], now: datetime
+    ctx: ApiContext,
+    sid: str,
+    samples: dict[str, Sample],
+    alarms: list[dict],
+    now: datetime,
+    mode: dict | None = None,
 ) -> StationPublic:
+    fleet = ctx.fleet
     st = fleet.stations[sid]
     stale_after = fleet.stale_after_s(sid)
     values = {}
     for name, sp in fleet.points.get(sid, {}).items():
         values[name] = _point_value(samples.get(name), sp.spec.unit, sp.spec.is_state, now, stale_after)
-    ages = [v.age_s for v in values.values() if v.age_s is not None]
-    qualities = {v.quality for v in values.values()}
-    if not values or qualities == {"no_data"}:
+    for dp in ctx.derived.get(sid, ()):
+        values[dp.name] = _point_value(samples.get(dp.name), dp.unit, dp.kind == "state", now, stale_after)
+    measured = [values[n] for n in fleet.points.get(sid, {})]
+    ages = [v.age_s for v in measured if v.age_s is not None]
+    qualities = {v.quality for v in measured}
+    active = [a for a in alarms if a["active"]]
+    names = {a["name"] for a in active}
+    if mode and mode.get("out_of_service"):
+        status = "maintenance"
+    elif not measured or qualities == {"no_data"}:
         status = "no_data"
     elif "comm_loss" in qualities:
         status = "comm_loss"
     elif "good" not in qualities:
         status = "stale"
-    elif alarms:
+    elif "power_failure" in names:
+        status = "power_failure"
+    elif active:
         status = "alarm"
     else:
         status = "normal"
@@ -71,20 +87,21 @@ def build_station(
         power_area=st.power_area,
         location=LocationPublic(lat=st.location.lat, lon=st.location.lon) if st.location else None,
         status=status,
-        active_alarms=alarms,
+        active_alarms=sorted(names),
+        out_of_service=bool(mode and mode.get("out_of_service")),
         data_age_s=min(ages) if ages else None,
         stale_after_s=stale_after,
         values=values,
     )
 
 
-async def _active_alarms(ctx, station_id: str | None = None) -> dict[str, list[str]]:
+async def _open_alarms(ctx: ApiContext, station_id: str | None = None) -> dict[str, list[dict]]:
     rows = await asyncio.to_thread(
-        historian.list_alarms, ctx.engine, active=True, station_id=station_id, limit=100_000
+        store.list_alarms, ctx.engine, open_=True, station_id=station_id, limit=1_000_000
     )
-    out: dict[str, list[str]] = {}
+    out: dict[str, list[dict]] = {}
     for a in rows:
-        out.setdefault(a["station_id"], []).append(a["name"])
+        out.setdefault(a["station_id"], []).append(a)
     return out
 
 
@@ -95,10 +112,11 @@ async def list_stations(
     kind: Annotated[str | None, Query(description="only this station kind")] = None,
 ) -> StationsPublic:
     latest = await ctx.latest()
-    alarms = await _active_alarms(ctx)
+    alarms = await _open_alarms(ctx)
+    modes = await asyncio.to_thread(store.station_modes, ctx.engine)
     now = ctx.clock.now()
     data = [
-        build_station(ctx.fleet, sid, station_samples(latest, sid), alarms.get(sid, []), now)
+        build_station(ctx, sid, station_samples(latest, sid), alarms.get(sid, []), now, modes.get(sid))
         for sid, st in ctx.fleet.stations.items()
         if (tenant is None or st.tenant == tenant) and (kind is None or st.kind == kind)
     ]
@@ -110,11 +128,11 @@ async def get_station(ctx: Ctx, station_id: str) -> StationPublic:
     if station_id not in ctx.fleet.stations:
         raise HTTPException(404, f"no station {station_id!r}")
     latest = await ctx.latest()
-    alarms = await _active_alarms(ctx, station_id)
+    alarms = await _open_alarms(ctx, station_id)
+    modes = await asyncio.to_thread(store.station_modes, ctx.engine)
     now = ctx.clock.now()
-    return build_station(
-        ctx.fleet, station_id, station_samples(latest, station_id), alarms.get(station_id, []), now
-    )
+    samples = station_samples(latest, station_id)
+    return build_station(ctx, station_id, samples, alarms.get(station_id, []), now, modes.get(station_id))
 
 
 @router.get("/{station_id}/points/{point}/history", response_model=HistoryPublic)
@@ -154,3 +172,42 @@ async def point_history(
             for r in rows
         ],
     )
+
+
+@router.post("/{station_id}/out-of-service", response_model=StationPublic)
+async def out_of_service(ctx: Ctx, station_id: str, body: OutOfServiceRequest) -> StationPublic:
+    """Maintenance: the station's alarms leave the operator's list (still evaluated and journaled)."""
+    if station_id not in ctx.fleet.stations:
+        raise HTTPException(404, f"no station {station_id!r}")
+    try:
+        await asyncio.to_thread(
+            store.set_out_of_service,
+            ctx.engine,
+            station_id,
+            out=True,
+            actor=body.user,
+            at=ctx.clock.now(),
+            reason=body.reason,
+            until=body.until,
+        )
+    except store.AlarmActionError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    return await get_station(ctx, station_id)
+
+
+@router.delete("/{station_id}/out-of-service", response_model=StationPublic)
+async def return_to_service(
+    ctx: Ctx, station_id: str, user: Annotated[str, Query(min_length=1, max_length=100)]
+) -> StationPublic:
+    if station_id not in ctx.fleet.stations:
+        raise HTTPException(404, f"no station {station_id!r}")
+    await asyncio.to_thread(
+        store.set_out_of_service,
+        ctx.engine,
+        station_id,
+        out=False,
+        actor=user,
+        at=ctx.clock.now(),
+        reason="back in service",
+    )
+    return await get_station(ctx, station_id)

@@ -8,8 +8,9 @@ Tables are singular snake_case; every timestamp ends in `_at` and is a `UTCDateT
   TimescaleDB hypertable (`create_hypertable('sample', 'observed_at')`) without changing the API. PostgreSQL
   gets a BRIN index on `observed_at`; SQLite stores it `WITHOUT ROWID` (clustered on the key), nothing more.
 - `latest_value`: one row per point, the newest sample, so "every station now" never scans history.
-- `alarm` (at most one active alarm per `(station_id, name)`, enforced by a partial unique index) and
-  `alarm_event`, its append-only journal.
+- `alarm`: one row per occurrence with its ISA-18.2 state (at most one open per `(station_id, name)`,
+  enforced by a partial unique index), and `alarm_event`, its append-only journal (who, when, why).
+- `station_mode` (out of service), `incident` with `incident_station` and `incident_note` (mass events).
 
 Objects that exist on one dialect only use `ddl_if(dialect=...)`; `include_object_for(dialect)` makes
 Alembic's autogenerate and `compare_metadata` honour that (Alembic itself ignores `ddl_if`).
@@ -33,8 +34,18 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import text as text_clause
 
 from pumpwatch.db.types import UTCDateTime
+
+
+def sa_true() -> Any:
+    return text_clause("true")
+
+
+def sa_false() -> Any:
+    return text_clause("false")
+
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
@@ -106,22 +117,38 @@ alarm = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tenant_id", Text, nullable=False),
     Column("station_id", Text, nullable=False),
-    Column("name", Text, nullable=False),  # the rule name, e.g. power_outage
+    Column("name", Text, nullable=False),  # the rule name, e.g. power_failure
     Column("priority", Text, nullable=False),
     Column("message", Text, nullable=False),
-    Column("active", Boolean, nullable=False),
+    # ISA-18.2 state: unacked_active | acked_active | unacked_rtn | normal. `open` while not normal.
+    Column("state", Text, nullable=False, server_default="unacked_active"),
+    Column("open", Boolean, nullable=False, server_default=sa_true()),
+    Column("active", Boolean, nullable=False),  # the condition (or a latch holding it) is true
+    Column("latched", Boolean, nullable=False, server_default=sa_false()),  # condition gone, awaits reset
     Column("raised_at", UTCDateTime, nullable=False),
+    Column("last_raised_at", UTCDateTime, nullable=True),
+    Column("raise_count", Integer, nullable=False, server_default="1"),
     Column("cleared_at", UTCDateTime, nullable=True),
     Column("value", Double, nullable=True),
+    Column("acked_at", UTCDateTime, nullable=True),
+    Column("acked_by", Text, nullable=True),
+    Column("shelve_kind", Text, nullable=True),  # timed | oneshot
+    Column("shelved_until", UTCDateTime, nullable=True),
+    Column("shelved_by", Text, nullable=True),
+    Column("shelve_reason", Text, nullable=True),
+    Column("suppressed_by", Text, nullable=True),  # the alarm that suppresses it by design
+    Column("out_of_service", Boolean, nullable=False, server_default=sa_false()),
+    Column("incident_id", Integer, nullable=True),
 )
 Index(
-    "uq_alarm_active_station_id_name",
+    "uq_alarm_open_station_id_name",
     alarm.c.station_id,
     alarm.c.name,
     unique=True,
-    sqlite_where=alarm.c.active,
-    postgresql_where=alarm.c.active,
+    sqlite_where=alarm.c.open,
+    postgresql_where=alarm.c.open,
 )
+Index("ix_alarm_tenant_id_open", alarm.c.tenant_id, alarm.c.open)
 
 alarm_event = Table(
     "alarm_event",
@@ -129,9 +156,63 @@ alarm_event = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("alarm_id", Integer, ForeignKey("alarm.id"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
-    Column("kind", Text, nullable=False),  # 'raise' | 'clear'
+    # raise | clear | ack | reset | shelve | unshelve | suppress | unsuppress | out_of_service | in_service
+    Column("kind", Text, nullable=False),
     Column("detail", Text, nullable=True),
+    Column("actor", Text, nullable=True),  # who (None: the system)
+    Column("state", Text, nullable=True),  # the alarm's state after the event
+    Column("value", Double, nullable=True),
     Index("ix_alarm_event_alarm_id", "alarm_id"),
+    Index("ix_alarm_event_at", "at"),
+)
+
+station_mode = Table(
+    "station_mode",
+    metadata,
+    Column("station_id", Text, primary_key=True),
+    Column("out_of_service", Boolean, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("actor", Text, nullable=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("until", UTCDateTime, nullable=True),
+)
+
+incident = Table(
+    "incident",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # e.g. area_power_outage
+    Column("power_area", Text, nullable=True),
+    Column("title", Text, nullable=False),
+    # report | first_response | restoration | cause | prevention | closed
+    Column("phase", Text, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("first_response_at", UTCDateTime, nullable=True),
+    Column("restored_at", UTCDateTime, nullable=True),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Index("ix_incident_tenant_id_phase", "tenant_id", "phase"),
+)
+
+incident_station = Table(
+    "incident_station",
+    metadata,
+    Column("incident_id", Integer, ForeignKey("incident.id"), primary_key=True),
+    Column("station_id", Text, primary_key=True),
+    Column("joined_at", UTCDateTime, nullable=False),
+    Column("restored_at", UTCDateTime, nullable=True),
+)
+
+incident_note = Table(
+    "incident_note",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", Integer, ForeignKey("incident.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("phase", Text, nullable=False),
+    Column("actor", Text, nullable=True),
+    Column("text", Text, nullable=False),
+    Index("ix_incident_note_incident_id", "incident_id"),
 )
 
 

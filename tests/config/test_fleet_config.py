@@ -48,7 +48,7 @@ def test_demo_fleet_is_valid() -> None:
     assert fleet.stations["KITA-MP-03"].wet_well.diameter_m == 1.2
     assert fleet.points["MINAMI-MP-03"]["wet_well_level_m"].spec.type == "float32"
     assert fleet.points["MINAMI-MP-03"]["wet_well_level_m"].controller == "minami-gw"
-    rules = load_rules(fleet.alarm_rules, fleet)
+    rules = load_rules(fleet.alarm_rules, fleet).stations
     assert {r.name for r in rules["KITA-MP-01"]} >= {"power_failure", "high_water"}
     assert next(r for r in rules["KITA-MP-03"] if r.name == "high_water").limit == 1.2  # mps-small hwl
 
@@ -124,7 +124,7 @@ def test_invalid_alarm_rule_is_refused_with_location(fleet_dir: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_rules(fleet.alarm_rules, fleet)
     (p,) = exc.value.problems
-    assert "alarms.yaml:" in p and "templates.manhole_pump[1].above" in p and "hwl_metres" in p
+    assert "alarms.yaml:" in p and "templates.manhole_pump[3].above" in p and "hwl_metres" in p
 
 
 def test_check_config_command_reports_and_exits_2(fleet_dir: Path) -> None:

@@ -61,7 +61,7 @@ def test_demo_serves_live_changing_levels_and_stops_cleanly(tmp_path: Path) -> N
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            code = proc.wait(timeout=15)
+            code = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise

@@ -51,8 +51,8 @@ class Rig:
         out = []
         for sid, st in stations.items():
             truth = self.sim.served_values(sid)
-            for name, pv in st["values"].items():
-                sp = self.system.fleet.points[sid][name]
+            for name, sp in self.system.fleet.points[sid].items():  # measured points, not derived ones
+                pv = st["values"][name]
                 expected = truth.get(name)
                 if expected is None:
                     if pv["quality"] not in ("not_available", "no_data") and pv["value"] is not None:

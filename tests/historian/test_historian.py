@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,10 +17,6 @@ from pumpwatch.config.models import PointSpec, RegisterMap, StationConfig, Tenan
 from pumpwatch.db import make_engine, point, sample, station, tenant, upgrade
 from pumpwatch.historian import (
     HistoryPoint,
-    alarm_journal,
-    clear_alarm,
-    list_alarms,
-    raise_alarm,
     read_history,
     read_latest,
     sync_catalog,
@@ -280,84 +275,3 @@ def test_history_bucketing_is_exact_at_microseconds(engine: Engine) -> None:
     assert [h.t for h in hist] == [start + timedelta(microseconds=b * width) for b in sorted(expected)]
     assert [h.count for h in hist] == [len(expected[b]) for b in sorted(expected)]
     assert [(h.min, h.max) for h in hist] == [(min(v), max(v)) for _, v in sorted(expected.items())]
-
-
-# --- alarms --------------------------------------------------------------------------------------------
-
-
-def _raise(
-    engine: Engine, station_id: str = "S1", name: str = "power_outage", at: datetime = T0, **kw
-) -> int | None:
-    args = {"tenant_id": "kita", "priority": "critical", "message": "mains lost", "value": 0.0} | kw
-    return raise_alarm(engine, station_id=station_id, name=name, at=at, **args)
-
-
-def test_alarm_raise_clear_and_journal(engine: Engine) -> None:
-    a1 = _raise(engine, at=T0.astimezone(JST))
-    assert isinstance(a1, int)
-    assert _raise(engine, at=T0 + timedelta(seconds=5)) is None  # already active: nothing written
-    a2 = _raise(engine, name="overflow_imminent", priority="warning", message="level high", value=3.4)
-    a3 = _raise(engine, station_id="M1", tenant_id="minami", at=T0 + timedelta(seconds=1))
-    assert len({a1, a2, a3}) == 3
-
-    active = list_alarms(engine)
-    assert [a["id"] for a in active] == [a3, a2, a1]  # newest first (a2, a1 tie on raised_at: id breaks it)
-    first = next(a for a in active if a["id"] == a1)
-    assert first["raised_at"] == T0 and first["raised_at"].tzinfo is UTC
-    assert (first["active"], first["cleared_at"], first["priority"]) == (True, None, "critical")
-    assert [a["id"] for a in list_alarms(engine, tenant_ids=["minami"])] == [a3]
-    assert [a["id"] for a in list_alarms(engine, station_id="S1")] == [a2, a1]
-    assert list_alarms(engine, tenant_ids=[]) == []
-    assert [a["id"] for a in list_alarms(engine, limit=1)] == [a3]
-
-    t_clear = T0 + timedelta(minutes=3)
-    assert clear_alarm(engine, station_id="S1", name="power_outage", at=t_clear, detail="mains back") == a1
-    assert clear_alarm(engine, station_id="S1", name="power_outage", at=t_clear) is None  # nothing active
-    assert clear_alarm(engine, station_id="S9", name="power_outage", at=t_clear) is None
-    assert [a["id"] for a in list_alarms(engine)] == [a3, a2]
-    cleared = list_alarms(engine, active=False)
-    assert [(a["id"], a["active"], a["cleared_at"]) for a in cleared] == [(a1, False, t_clear)]
-    assert len(list_alarms(engine, active=None)) == 3
-
-    a4 = _raise(engine, at=T0 + timedelta(minutes=10))  # the same rule may fire again once cleared
-    assert a4 not in (None, a1)
-    journal = alarm_journal(engine, a1)
-    assert [(e["kind"], e["at"], e["detail"]) for e in journal] == [
-        ("raise", T0, "mains lost"),
-        ("clear", t_clear, "mains back"),
-    ]
-    assert all(e["alarm_id"] == a1 and e["at"].tzinfo is UTC for e in journal)
-    assert [e["kind"] for e in alarm_journal(engine, a4)] == ["raise"]
-    assert alarm_journal(engine, 12345) == []
-
-
-def test_concurrent_raises_open_one_alarm(engine: Engine) -> None:
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda i: _raise(engine, at=T0 + timedelta(seconds=i)), range(16)))
-    winners = [r for r in results if r is not None]
-    assert len(winners) == 1
-    assert len(list_alarms(engine)) == 1
-    assert len(alarm_journal(engine, winners[0])) == 1
-
-
-# --- naive datetimes -----------------------------------------------------------------------------------
-
-
-def test_naive_datetimes_are_refused(engine: Engine) -> None:
-    naive = datetime(2026, 7, 1, 9, 0)
-    good = (1, T0, 1.0, 0)
-    with pytest.raises(ValueError, match="naive"):
-        write_samples(engine, [good, (1, naive, 2.0, 0)])
-    assert _count(engine, sample) == 0  # the whole batch is refused before anything is written
-    assert read_latest(engine) == {}
-    with pytest.raises(ValueError, match="naive"):
-        read_history(engine, 1, naive, T0)
-    with pytest.raises(ValueError, match="naive"):
-        read_history(engine, 1, T0, naive)
-    with pytest.raises(ValueError, match="naive"):
-        _raise(engine, at=naive)
-    assert list_alarms(engine, active=None) == []
-    _raise(engine)
-    with pytest.raises(ValueError, match="naive"):
-        clear_alarm(engine, station_id="S1", name="power_outage", at=naive)
-    assert len(list_alarms(engine)) == 1

@@ -44,7 +44,7 @@ def test_upgrade_is_idempotent_and_matches_metadata(db_url: str) -> None:
         assert current_revision(eng) is None
         upgrade(db_url)  # from a URL ...
         upgrade(eng)  # ... and again from an engine: a no-op
-        assert current_revision(eng) == head_revision() == "0001"
+        assert current_revision(eng) == head_revision() == "0002"
         with eng.connect() as conn:
             ctx = MigrationContext.configure(
                 conn,
@@ -59,13 +59,13 @@ def test_upgrade_is_idempotent_and_matches_metadata(db_url: str) -> None:
                 assert sample_ix == {"ix_sample_observed_at"}
                 defs = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes")).all())
                 assert "USING brin (observed_at)" in defs["ix_sample_observed_at"]
-                assert "WHERE active" in defs["uq_alarm_active_station_id_name"]
+                assert "WHERE open" in defs["uq_alarm_open_station_id_name"]
                 assert defs["pk_sample"].endswith("(point_id, observed_at)")
             else:
                 assert sample_ix == set()  # nothing beyond the primary key on SQLite
                 ddl = dict(conn.execute(text("SELECT name, sql FROM sqlite_master")).all())
                 assert ddl["sample"].rstrip().endswith("WITHOUT ROWID")
-                assert "WHERE active" in ddl["uq_alarm_active_station_id_name"]
+                assert "WHERE open" in ddl["uq_alarm_open_station_id_name"]
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
                 assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0

@@ -1,0 +1,434 @@
+"""The alarm store: occurrences with their ISA-18.2 state, and the append-only journal.
+
+Every transition is one SQL transaction that updates the `alarm` row and appends an `alarm_event` with
+who, when and why, so the collector (conditions) and the API (operator actions) may run in different
+processes and still agree. States (ISA-18.2 / IEC 62682):
+
+    normal ──raise──▶ unacked_active ──ack──▶ acked_active ──clear──▶ normal (row closed)
+                          │  ▲                    │
+                        clear│ raise             clear (latching rule: stays, latched; `reset` ends it)
+                          ▼  │
+                      unacked_rtn ──ack──▶ normal (row closed)
+
+Shelving (timed or one-shot, with a reason and a maximum), suppression by design (`suppressed_by` names
+the alarm that explains this one) and out-of-service (per station) hide an alarm from the operator's
+active list and from notification; they never stop evaluation or journaling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, case, insert, or_, select, update
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection
+
+from pumpwatch.db.schema import alarm, alarm_event, station_mode
+from pumpwatch.db.types import to_utc
+
+PRIORITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+class AlarmActionError(Exception):
+    """An operator action that does not apply: `status` is the HTTP status it maps to."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Raised:
+    id: int
+    new: bool  # a new occurrence (False: an unacknowledged-returned one became active again)
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    return (pg_dialect if conn.dialect.name == "postgresql" else sqlite_dialect).insert(table)
+
+
+def _event(conn: Connection, alarm_id: int, at: datetime, kind: str, **kw: Any) -> None:
+    conn.execute(insert(alarm_event).values(alarm_id=alarm_id, at=at, kind=kind, **kw))
+
+
+def _row(conn: Connection, alarm_id: int) -> dict[str, Any] | None:
+    r = conn.execute(select(alarm).where(alarm.c.id == alarm_id)).first()
+    return dict(r._mapping) if r else None
+
+
+# --- conditions (the evaluator) ------------------------------------------------------------------------
+
+
+def raise_alarm(
+    engine: Engine,
+    *,
+    tenant_id: str,
+    station_id: str,
+    name: str,
+    priority: str,
+    message: str,
+    value: float | None,
+    at: datetime,
+    suppressed_by: str | None = None,
+    incident_id: int | None = None,
+) -> Raised | None:
+    """The condition became true. Opens an occurrence, or re-activates an unacknowledged-returned one.
+    None (nothing written) when the alarm is already active."""
+    at = to_utc(at, "at")
+    with engine.begin() as conn:
+        oos = bool(
+            conn.execute(
+                select(station_mode.c.out_of_service).where(station_mode.c.station_id == station_id)
+            ).scalar()
+        )
+        again = conn.execute(
+            update(alarm)
+            .where(alarm.c.station_id == station_id, alarm.c.name == name, alarm.c.open, ~alarm.c.active)
+            .values(
+                active=True,
+                latched=False,
+                state="unacked_active",
+                last_raised_at=at,
+                raise_count=alarm.c.raise_count + 1,
+                value=value,
+                suppressed_by=suppressed_by,
+            )
+            .returning(alarm.c.id)
+        ).scalar_one_or_none()
+        if again is not None:
+            _event(conn, again, at, "raise", state="unacked_active", value=value, detail=message)
+            return Raised(again, new=False)
+        stmt = (
+            _insert(conn, alarm)
+            .values(
+                tenant_id=tenant_id,
+                station_id=station_id,
+                name=name,
+                priority=priority,
+                message=message,
+                state="unacked_active",
+                open=True,
+                active=True,
+                latched=False,
+                raised_at=at,
+                last_raised_at=at,
+                raise_count=1,
+                value=value,
+                suppressed_by=suppressed_by,
+                out_of_service=oos,
+                incident_id=incident_id,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[alarm.c.station_id, alarm.c.name], index_where=alarm.c.open
+            )
+            .returning(alarm.c.id)
+        )
+        alarm_id = conn.execute(stmt).scalar_one_or_none()
+        if alarm_id is None:
+            return None
+        detail = message + (f" (suppressed by {suppressed_by})" if suppressed_by else "")
+        _event(conn, alarm_id, at, "raise", state="unacked_active", value=value, detail=detail)
+        return Raised(alarm_id, new=True)
+
+
+def clear_alarm(
+    engine: Engine,
+    *,
+    station_id: str,
+    name: str,
+    at: datetime,
+    value: float | None = None,
+    latch: bool = False,
+    detail: str | None = None,
+) -> int | None:
+    """The condition returned to normal. Acknowledged alarms close; unacknowledged ones wait for an ack
+    (unacked_rtn); a latching rule's alarm stays as it is, latched, until an operator resets it."""
+    at = to_utc(at, "at")
+    with engine.begin() as conn:
+        r = conn.execute(
+            select(alarm.c.id, alarm.c.state, alarm.c.shelve_kind).where(
+                alarm.c.station_id == station_id, alarm.c.name == name, alarm.c.open, alarm.c.active
+            )
+        ).first()
+        if r is None:
+            return None
+        changes: dict[str, Any] = {"cleared_at": at}
+        if latch:
+            changes |= {"latched": True}
+            state = r.state
+        else:
+            state = "normal" if r.state == "acked_active" else "unacked_rtn"
+            changes |= {"active": False, "state": state, "open": state != "normal"}
+            if r.shelve_kind == "oneshot":  # a one-shot shelve ends when the alarm returns to normal
+                changes |= {"shelve_kind": None, "shelved_until": None}
+        conn.execute(update(alarm).where(alarm.c.id == r.id).values(**changes))
+        _event(
+            conn, r.id, at, "clear", state=state, value=value, detail=detail or ("latched" if latch else None)
+        )
+        return r.id
+
+
+def set_suppressed(
+    engine: Engine, *, station_id: str, names: Collection[str], by: str | None, at: datetime
+) -> list[int]:
+    """Mark open alarms `names` of a station suppressed by `by` (None: no longer suppressed). Journaled."""
+    at = to_utc(at, "at")
+    out = []
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(alarm.c.id, alarm.c.suppressed_by).where(
+                alarm.c.station_id == station_id, alarm.c.name.in_(list(names)), alarm.c.open
+            )
+        ).all()
+        for r in rows:
+            if r.suppressed_by == by:
+                continue
+            conn.execute(update(alarm).where(alarm.c.id == r.id).values(suppressed_by=by))
+            kind = "suppress" if by else "unsuppress"
+            _event(conn, r.id, at, kind, detail=f"by {by}" if by else f"{r.suppressed_by} cleared")
+            out.append(r.id)
+    return out
+
+
+# --- operator actions -----------------------------------------------------------------------------------
+
+
+def _open_alarm(conn: Connection, alarm_id: int) -> dict[str, Any]:
+    row = _row(conn, alarm_id)
+    if row is None:
+        raise AlarmActionError(404, f"no alarm {alarm_id}")
+    return row
+
+
+def acknowledge(
+    engine: Engine, alarm_id: int, *, actor: str, at: datetime, comment: str | None = None
+) -> dict:
+    at = to_utc(at, "at")
+    with engine.begin() as conn:
+        row = _open_alarm(conn, alarm_id)
+        if row["state"] not in ("unacked_active", "unacked_rtn"):
+            raise AlarmActionError(409, f"alarm {alarm_id} is {row['state']}: nothing to acknowledge")
+        state = "acked_active" if row["active"] and row["state"] == "unacked_active" else "normal"
+        if row["latched"]:
+            state = "acked_active"  # a latched alarm stays until reset
+        upd = update(alarm).where(alarm.c.id == alarm_id, alarm.c.state == row["state"])
+        done = conn.execute(
+            upd.values(state=state, open=state != "normal", acked_at=at, acked_by=actor).returning(alarm.c.id)
+        ).scalar_one_or_none()
+        if done is None:  # changed under us by the collector: let the operator look again
+            raise AlarmActionError(409, f"alarm {alarm_id} changed meanwhile; reload and try again")
+        _event(conn, alarm_id, at, "ack", actor=actor, state=state, detail=comment)
+        return _row(conn, alarm_id)  # type: ignore[return-value]
+
+
+def reset(engine: Engine, alarm_id: int, *, actor: str, at: datetime, comment: str | None = None) -> dict:
+    """End a latched alarm whose condition is gone."""
+    at = to_utc(at, "at")
+    with engine.begin() as conn:
+        row = _open_alarm(conn, alarm_id)
+        if not row["latched"]:
+            raise AlarmActionError(409, f"alarm {alarm_id} is not latched")
+        state = "normal" if row["state"] == "acked_active" else "unacked_rtn"
+        conn.execute(
+            update(alarm)
+            .where(alarm.c.id == alarm_id)
+            .values(latched=False, active=False, state=state, open=state != "normal")
+        )
+        _event(conn, alarm_id, at, "reset", actor=actor, state=state, detail=comment)
+        return _row(conn, alarm_id)  # type: ignore[return-value]
+
+
+def shelve(
+    engine: Engine,
+    alarm_id: int,
+    *,
+    actor: str,
+    at: datetime,
+    kind: str,
+    until: datetime | None,
+    reason: str,
+) -> dict:
+    """Take an alarm off the operator's list: `timed` until `until`, or `oneshot` until it returns to
+    normal (bounded by `until` all the same). A reason is required."""
+    at = to_utc(at, "at")
+    if kind not in ("timed", "oneshot"):
+        raise AlarmActionError(422, "kind must be timed or oneshot")
+    if not reason or not reason.strip():
+        raise AlarmActionError(422, "shelving needs a reason")
+    if until is None or to_utc(until, "until") <= at:
+        raise AlarmActionError(422, "shelving needs an end time in the future")
+    with engine.begin() as conn:
+        row = _open_alarm(conn, alarm_id)
+        if not row["open"]:
+            raise AlarmActionError(409, f"alarm {alarm_id} is closed")
+        conn.execute(
+            update(alarm)
+            .where(alarm.c.id == alarm_id)
+            .values(shelve_kind=kind, shelved_until=until, shelved_by=actor, shelve_reason=reason)
+        )
+        _event(
+            conn, alarm_id, at, "shelve", actor=actor, detail=f"{kind} until {until.isoformat()}: {reason}"
+        )
+        return _row(conn, alarm_id)  # type: ignore[return-value]
+
+
+def unshelve(
+    engine: Engine, alarm_id: int, *, actor: str | None, at: datetime, reason: str | None = None
+) -> dict:
+    at = to_utc(at, "at")
+    with engine.begin() as conn:
+        row = _open_alarm(conn, alarm_id)
+        if row["shelve_kind"] is None:
+            raise AlarmActionError(409, f"alarm {alarm_id} is not shelved")
+        conn.execute(update(alarm).where(alarm.c.id == alarm_id).values(shelve_kind=None, shelved_until=None))
+        _event(conn, alarm_id, at, "unshelve", actor=actor, detail=reason)
+        return _row(conn, alarm_id)  # type: ignore[return-value]
+
+
+def expire_shelves(engine: Engine, now: datetime) -> list[int]:
+    """Unshelve (journaled, by the system) every shelve whose time is up."""
+    now = to_utc(now, "now")
+    with engine.connect() as conn:
+        ids = (
+            conn.execute(
+                select(alarm.c.id).where(alarm.c.shelve_kind.is_not(None), alarm.c.shelved_until <= now)
+            )
+            .scalars()
+            .all()
+        )
+    out = []
+    for i in ids:
+        try:
+            unshelve(engine, i, actor=None, at=now, reason="shelve time is up")
+            out.append(i)
+        except AlarmActionError:
+            pass  # unshelved meanwhile
+    return out
+
+
+def set_out_of_service(
+    engine: Engine,
+    station_id: str,
+    *,
+    out: bool,
+    actor: str,
+    at: datetime,
+    reason: str | None,
+    until: datetime | None = None,
+) -> list[int]:
+    """Put a station in or out of maintenance. Its open alarms follow, each journaled."""
+    at = to_utc(at, "at")
+    if out and not (reason and reason.strip()):
+        raise AlarmActionError(422, "out of service needs a reason")
+    with engine.begin() as conn:
+        stmt = _insert(conn, station_mode).values(
+            station_id=station_id, out_of_service=out, reason=reason, actor=actor, since=at, until=until
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[station_mode.c.station_id],
+                set_={"out_of_service": out, "reason": reason, "actor": actor, "since": at, "until": until},
+            )
+        )
+        ids = (
+            conn.execute(
+                update(alarm)
+                .where(alarm.c.station_id == station_id, alarm.c.open, alarm.c.out_of_service != out)
+                .values(out_of_service=out)
+                .returning(alarm.c.id)
+            )
+            .scalars()
+            .all()
+        )
+        for i in ids:
+            _event(conn, i, at, "out_of_service" if out else "in_service", actor=actor, detail=reason)
+        return list(ids)
+
+
+def station_modes(engine: Engine) -> dict[str, dict[str, Any]]:
+    with engine.connect() as conn:
+        return {r.station_id: dict(r._mapping) for r in conn.execute(select(station_mode))}
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+
+def list_alarms(
+    engine: Engine,
+    *,
+    open_: bool | None = True,
+    active: bool | None = None,
+    tenant_ids: Collection[str] | None = None,
+    station_id: str | None = None,
+    now: datetime | None = None,
+    hidden: bool | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Alarms as dicts, unacknowledged first, then by priority and newest.
+
+    `open_`: True open occurrences only, False closed only, None both. `active`: filter on the condition.
+    `hidden`: with `now`, True only shelved/suppressed/out-of-service ones, False only what the operator
+    should see, None both.
+    """
+    if tenant_ids is not None and not tenant_ids:
+        return []
+    stmt = select(alarm)
+    if open_ is not None:
+        stmt = stmt.where(alarm.c.open if open_ else ~alarm.c.open)
+    if active is not None:
+        stmt = stmt.where(alarm.c.active if active else ~alarm.c.active)
+    if tenant_ids is not None:
+        stmt = stmt.where(alarm.c.tenant_id.in_(list(tenant_ids)))
+    if station_id is not None:
+        stmt = stmt.where(alarm.c.station_id == station_id)
+    if hidden is not None and now is not None:
+        shelved = and_(alarm.c.shelve_kind.is_not(None), alarm.c.shelved_until > to_utc(now, "now"))
+        is_hidden = or_(shelved, alarm.c.suppressed_by.is_not(None), alarm.c.out_of_service)
+        stmt = stmt.where(is_hidden if hidden else ~is_hidden)
+    state_rank = case(
+        {"unacked_active": 0, "unacked_rtn": 1, "acked_active": 2}, value=alarm.c.state, else_=3
+    )
+    prio_rank = case(PRIORITY_RANK, value=alarm.c.priority, else_=9)
+    stmt = stmt.order_by(state_rank, prio_rank, alarm.c.raised_at.desc(), alarm.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def get_alarm(engine: Engine, alarm_id: int) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        return _row(conn, alarm_id)
+
+
+def alarm_journal(
+    engine: Engine,
+    alarm_id: int | None = None,
+    *,
+    tenant_ids: Collection[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    kinds: Collection[str] | None = None,
+    limit: int = 10_000,
+) -> list[dict[str, Any]]:
+    """Journal events oldest first, with the alarm's tenant, station and name."""
+    if tenant_ids is not None and not tenant_ids:
+        return []
+    stmt = select(alarm_event, alarm.c.tenant_id, alarm.c.station_id, alarm.c.name, alarm.c.priority).join(
+        alarm, alarm.c.id == alarm_event.c.alarm_id
+    )
+    if alarm_id is not None:
+        stmt = stmt.where(alarm_event.c.alarm_id == alarm_id)
+    if tenant_ids is not None:
+        stmt = stmt.where(alarm.c.tenant_id.in_(list(tenant_ids)))
+    if start is not None:
+        stmt = stmt.where(alarm_event.c.at >= to_utc(start, "start"))
+    if end is not None:
+        stmt = stmt.where(alarm_event.c.at < to_utc(end, "end"))
+    if kinds is not None:
+        stmt = stmt.where(alarm_event.c.kind.in_(list(kinds)))
+    stmt = stmt.order_by(alarm_event.c.at, alarm_event.c.id).limit(limit)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]

@@ -1,0 +1,81 @@
+"""Incidents (mass events): report → first response → restoration → cause → prevention, with notes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from alarms import incidents
+from alarms.store import AlarmActionError
+from api.deps import Ctx
+from api.schemas import IncidentNoteCreate, IncidentPublic, IncidentsPublic
+
+router = APIRouter(prefix="/incidents", tags=["incidents"])
+
+
+def incident_public(r: dict, *, detail: bool) -> IncidentPublic:
+    stations = r.get("stations")
+    return IncidentPublic(
+        id=r["id"],
+        tenant=r["tenant_id"],
+        kind=r["kind"],
+        power_area=r["power_area"],
+        title=r["title"],
+        phase=r["phase"],
+        opened_at=r["opened_at"],
+        first_response_at=r["first_response_at"],
+        restored_at=r["restored_at"],
+        closed_at=r["closed_at"],
+        station_count=r["station_count"] if "station_count" in r else len(stations or []),
+        stations_out=r["stations_out"]
+        if "stations_out" in r
+        else sum(1 for s in stations or [] if s["restored_at"] is None),
+        stations=stations if detail else None,
+        notes=r.get("notes") if detail else None,
+        alarm_ids=r.get("alarm_ids") if detail else None,
+    )
+
+
+@router.get("", response_model=IncidentsPublic)
+async def list_incidents(
+    ctx: Ctx,
+    tenant: str | None = None,
+    closed: Annotated[bool, Query(description="include closed incidents")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> IncidentsPublic:
+    rows = await asyncio.to_thread(
+        incidents.list_incidents,
+        ctx.engine,
+        tenant_ids=[tenant] if tenant else None,
+        open_only=not closed,
+        limit=limit,
+    )
+    data = [incident_public(r, detail=False) for r in rows]
+    return IncidentsPublic(data=data, count=len(data))
+
+
+@router.get("/{incident_id}", response_model=IncidentPublic)
+async def get_incident(ctx: Ctx, incident_id: int) -> IncidentPublic:
+    row = await asyncio.to_thread(incidents.get_incident, ctx.engine, incident_id)
+    if row is None:
+        raise HTTPException(404, f"no incident {incident_id}")
+    return incident_public(row, detail=True)
+
+
+@router.post("/{incident_id}/notes", response_model=IncidentPublic)
+async def add_note(ctx: Ctx, incident_id: int, body: IncidentNoteCreate) -> IncidentPublic:
+    try:
+        row = await asyncio.to_thread(
+            incidents.add_note,
+            ctx.engine,
+            incident_id,
+            actor=body.user,
+            at=ctx.clock.now(),
+            text=body.text,
+            phase=body.phase,
+        )
+    except AlarmActionError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    return incident_public(row, detail=True)

@@ -1,0 +1,55 @@
+"""Alarm-system KPIs per tenant over a time range."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, HTTPException
+
+from alarms import kpis, store
+from api.deps import Ctx
+from api.schemas import BadActor, KpisPublic
+
+router = APIRouter(prefix="/kpis", tags=["kpis"])
+
+
+@router.get("", response_model=KpisPublic)
+async def alarm_kpis(
+    ctx: Ctx, tenant: str, start: datetime | None = None, end: datetime | None = None
+) -> KpisPublic:
+    if tenant not in ctx.fleet.tenants:
+        raise HTTPException(404, f"no tenant {tenant!r}")
+    end = end or ctx.clock.now()
+    start = start or end - timedelta(days=1)
+    for name, t in (("start", start), ("end", end)):
+        if t.tzinfo is None:
+            raise HTTPException(422, f"{name} must carry a UTC offset")
+    if start >= end or end - start > timedelta(days=400):
+        raise HTTPException(422, "start must be before end, at most 400 days apart")
+    raises = await asyncio.to_thread(
+        store.alarm_journal,
+        ctx.engine,
+        tenant_ids=[tenant],
+        start=start,
+        end=end,
+        kinds=["raise"],
+        limit=5_000_000,
+    )
+    active = await asyncio.to_thread(
+        store.list_alarms, ctx.engine, open_=True, active=True, tenant_ids=[tenant], limit=1_000_000
+    )
+    k = kpis.compute(raises, active, start, end)
+    return KpisPublic(
+        tenant=tenant,
+        start=start,
+        end=end,
+        alarms=k.alarms,
+        per_10min_avg=k.per_10min_avg,
+        per_10min_max=k.per_10min_max,
+        flood_share=k.flood_share,
+        chattering=k.chattering,
+        stale=k.stale,
+        top_bad_actors=[BadActor(station=s, name=n, count=c) for s, n, c in k.top_bad_actors],
+        priority_mix=k.priority_mix,
+    )

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from alarms import store
 from api.context import station_samples
@@ -21,6 +20,7 @@ from collector.model import Quality
 
 router = APIRouter(prefix="/dispatch", tags=["dispatch"])
 
+# An active alarm of one of these puts a station on the board: it cannot pump, or its water is high.
 REASONS = (
     "power_failure",
     "pumps_unavailable",
@@ -41,9 +41,6 @@ def good(samples: dict, name: str) -> float | None:
 async def dispatch_board(
     ctx: Ctx,
     tenant: str | None = None,
-    within_min: Annotated[
-        float, Query(gt=0, le=1440, description="also list stations this close to overflow")
-    ] = 60,
 ) -> DispatchPublic:
     now = ctx.clock.now()
     latest = await ctx.latest()
@@ -58,7 +55,7 @@ async def dispatch_board(
         samples = station_samples(latest, sid)
         reasons = sorted({a["name"] for a in active.get(sid, []) if a["name"] in REASONS})
         tto = good(samples, "tto_spill_min")
-        if not reasons and (tto is None or tto > within_min or not active.get(sid)):
+        if not reasons:
             continue
         prio = min((store.PRIORITY_RANK.get(a["priority"], 9) for a in active.get(sid, [])), default=9)
         entries.append(

@@ -4,8 +4,9 @@
   PostgreSQL pools use `pool_pre_ping` so a restarted server costs one failed ping, not one failed write.
 - SQLite: the parent folder is created; every connection gets WAL, a busy timeout and `foreign_keys=ON`, and
   may be used from worker threads (the async side calls the historian through `asyncio.to_thread`).
-  The driver's own implicit transaction handling is switched off and SQLAlchemy emits `BEGIN` itself, so a
-  transaction really spans all of its statements (the pysqlite recipe in SQLAlchemy's SQLite docs).
+  The driver's own implicit transaction handling is switched off and SQLAlchemy emits `BEGIN IMMEDIATE`
+  itself, so a transaction really spans all of its statements (the pysqlite recipe in SQLAlchemy's SQLite
+  docs) and holds the write lock from its start.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def _sqlite_engine(sa_url: Any, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front (waiting up to the busy timeout): a transaction that reads
+        # and then writes cannot fail with "database is locked" when another thread wrote in between.
+        # WAL readers of other connections are not blocked by it.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

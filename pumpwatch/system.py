@@ -7,7 +7,6 @@ the first samples already find their points and alarms that were active before a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -120,9 +119,7 @@ class System:
     async def stop(self) -> None:
         """Stop polling, store what was read, then stop the writers."""
         for t in self._tasks[:1]:  # sources first: nothing new arrives after this
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+            await _cancel(t)
         if self.alarms is not None:
             try:
                 await asyncio.wait_for(self.alarms.drain(), 10)
@@ -134,11 +131,19 @@ class System:
             except Exception:
                 log.exception("final historian flush failed; %d rows not written", self.writer.pending)
         for t in self._tasks[1:]:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+            await _cancel(t)
         self._tasks = []
         self.engine.dispose()
+
+
+async def _cancel(task: asyncio.Task, limit_s: float = 10.0) -> None:
+    """Cancel and wait a bounded time: shutdown must finish even if a task misbehaves."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=limit_s)
+    if not done:
+        log.error("%s did not stop within %.0f s; leaving it", task.get_name(), limit_s)
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("%s ended with %r", task.get_name(), task.exception())
 
 
 async def serve_api(ctx: ApiContext, host: str, port: int) -> None:

@@ -59,6 +59,14 @@ class SourceStats:
     late_cycles: int = 0
 
 
+def _raise_if_cancelling() -> None:
+    """Python 3.11's asyncio.wait_for (inside pymodbus) can swallow a cancellation that races with its
+    answer; the task's pending cancel count still says so. Honour it, or shutdown waits forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class _NoAnswer(Exception):
     """The unit did not answer (timeout) or the connection failed."""
 
@@ -98,6 +106,7 @@ class ModbusSource:
         next_at = self.clock.monotonic()
         try:
             while True:
+                _raise_if_cancelling()
                 await self.poll_once()
                 next_at += interval
                 now = self.clock.monotonic()
@@ -161,6 +170,7 @@ class ModbusSource:
 
     async def _poll_units(self) -> None:
         for unit in self.units:
+            _raise_if_cancelling()
             self.stats.polls += 1
             if not await self._ensure_connected():
                 self._missed(unit, f"cannot connect to {self.ctrl.host}:{self.ctrl.port}")

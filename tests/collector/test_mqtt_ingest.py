@@ -99,7 +99,7 @@ async def test_json_values_death_and_bad_payloads(mqtt_broker: MosquittoBroker) 
     pub = JsonPublisher(mqtt_broker.broker_config(), ctrl, sources, SystemClock(), interval_s=0.1)
     async with pub:
         await pub.wait_online()
-        await eventually(lambda: len(rec.latest("PS-2")) == 4, 5, "all values of PS-2")
+        await eventually(lambda: len(rec.latest("PS-1")) == len(rec.latest("PS-2")) == 4, 5, "both stations")
         got = rec.latest("PS-1")
         assert {k: (s.value, s.quality) for k, s in got.items()} == {
             "wet_well_level_m": (1.25, Quality.GOOD),

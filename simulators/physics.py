@@ -63,6 +63,7 @@ __all__ = [
     "LevelGauge",
     "ManholePumpStation",
     "PointValues",
+    "PumpControls",
     "PumpState",
     "StagedPumpControl",
     "StandbyGenerator",
@@ -293,6 +294,42 @@ class StationModel:
         raise NotImplementedError
 
 
+class PumpControls:
+    """Scenario controls shared by every station model with pumps (`self.pumps`, numbered from 1)."""
+
+    id: str
+    pumps: list[PumpState]
+
+    def _pump_index(self, pump: int | str) -> int:
+        if isinstance(pump, str):
+            for i, p in enumerate(self.pumps):
+                if p.name == pump:
+                    return i
+            raise KeyError(f"station {self.id} has no pump {pump!r}")
+        if not 1 <= pump <= len(self.pumps):
+            raise KeyError(f"station {self.id} has no pump {pump} (pumps are numbered from 1)")
+        return pump - 1
+
+    def pump(self, pump: int | str) -> PumpState:
+        """A pump by 1-based number or by name."""
+        return self.pumps[self._pump_index(pump)]
+
+    def set_pump_fault(self, pump: int | str, faulted: bool = True) -> None:
+        p = self.pump(pump)
+        p.faulted = faulted
+        if faulted:
+            p.running = False
+
+    def set_pump_auto(self, pump: int | str, auto: bool = True) -> None:
+        """Selector to automatic (True) or manual/local (False: the panel no longer runs it)."""
+        self.pump(pump).auto = auto
+
+    def set_clog(self, pump: int | str, severity: float) -> None:
+        if not 0 <= severity <= 1:
+            raise ValueError("clog severity must be in 0..1")
+        self.pump(pump).clog = severity
+
+
 class DiurnalInflow:
     """Sanitary inflow: `q_avg × f(local hour) × lognormal noise`, noise redrawn every `noise_period_s`."""
 
@@ -505,7 +542,7 @@ class LevelGauge:
         return value
 
 
-class ManholePumpStation(StationModel):
+class ManholePumpStation(PumpControls, StationModel):
     """One simulated manhole pump station. `step(now)` moves it on; `point_values()` reads the panel."""
 
     kind = "manhole_pump"
@@ -731,31 +768,6 @@ class ManholePumpStation(StationModel):
             self._start_ticks.popleft()
 
     # --- scenario controls --------------------------------------------------------------------------------
-
-    def _pump_index(self, pump: int | str) -> int:
-        if isinstance(pump, str):
-            for i, p in enumerate(self.pumps):
-                if p.name == pump:
-                    return i
-            raise KeyError(f"station {self.id} has no pump {pump!r}")
-        if not 1 <= pump <= len(self.pumps):
-            raise KeyError(f"station {self.id} has no pump {pump} (pumps are numbered from 1)")
-        return pump - 1
-
-    def pump(self, pump: int | str) -> PumpState:
-        """A pump by 1-based number or by name."""
-        return self.pumps[self._pump_index(pump)]
-
-    def set_pump_fault(self, pump: int | str, faulted: bool = True) -> None:
-        p = self.pump(pump)
-        p.faulted = faulted
-        if faulted:
-            p.running = False
-
-    def set_clog(self, pump: int | str, severity: float) -> None:
-        if not 0 <= severity <= 1:
-            raise ValueError("clog severity must be in 0..1")
-        self.pump(pump).clog = severity
 
     def set_wear(self, pump: int | str, wear: float) -> None:
         if not 0 <= wear < 1:

@@ -47,7 +47,7 @@ from simulators.physics import (
     DiurnalInflow,
     LevelGauge,
     PointValues,
-    PumpState,
+    PumpControls,
     StagedPumpControl,
     StandbyGenerator,
     StationModel,
@@ -63,7 +63,7 @@ RHO_G_MPA_PER_M = 0.00981  # 1 m of water ≈ 9.81 kPa
 GAUGE_NOISE_M = 0.003
 
 
-class RelayPumpStation(StationModel):
+class RelayPumpStation(PumpControls, StationModel):
     """One simulated relay pump station. `step(now)` moves it on; `point_values()` reads the panel."""
 
     kind = "relay_pump"
@@ -311,35 +311,6 @@ class RelayPumpStation(StationModel):
         self.control.forget_before(self._tick - self._ticks(3600.0))
 
     # --- scenario controls --------------------------------------------------------------------------------
-
-    def _pump_index(self, pump: int | str) -> int:
-        if isinstance(pump, str):
-            for i, p in enumerate(self.pumps):
-                if p.name == pump:
-                    return i
-            raise KeyError(f"station {self.id} has no pump {pump!r}")
-        if not 1 <= pump <= len(self.pumps):
-            raise KeyError(f"station {self.id} has no pump {pump} (pumps are numbered from 1)")
-        return pump - 1
-
-    def pump(self, pump: int | str) -> PumpState:
-        """A pump by 1-based number or by name."""
-        return self.pumps[self._pump_index(pump)]
-
-    def set_pump_fault(self, pump: int | str, faulted: bool = True) -> None:
-        p = self.pump(pump)
-        p.faulted = faulted
-        if faulted:
-            p.running = False
-
-    def set_pump_auto(self, pump: int | str, auto: bool = True) -> None:
-        """Selector to automatic (True) or manual/local (False: the panel no longer runs it)."""
-        self.pump(pump).auto = auto
-
-    def set_clog(self, pump: int | str, severity: float) -> None:
-        if not 0 <= severity <= 1:
-            raise ValueError("clog severity must be in 0..1")
-        self.pump(pump).clog = severity
 
     def set_generator_fault(self, faulted: bool = True) -> None:
         self.generator.faulted = faulted

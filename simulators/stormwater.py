@@ -44,7 +44,7 @@ from pumpwatch.config.models import StationConfig
 from pumpwatch.hydraulics import StageStorage
 from simulators.physics import (
     PointValues,
-    PumpState,
+    PumpControls,
     StagedPumpControl,
     StandbyGenerator,
     StationModel,
@@ -66,7 +66,7 @@ def _relax(x: float, target: float, dt: float, tau: float) -> float:
     return target + (x - target) * math.exp(-dt / tau) if tau > 0 else target
 
 
-class StormwaterPumpStation(StationModel):
+class StormwaterPumpStation(PumpControls, StationModel):
     """One simulated stormwater pump station. `step(now)` moves it on; `point_values()` reads the panel."""
 
     kind = "stormwater_pump"
@@ -420,28 +420,6 @@ class StormwaterPumpStation(StationModel):
         self.control.forget_before(self._tick - self._ticks(3600.0))
 
     # --- scenario controls --------------------------------------------------------------------------------
-
-    def _pump_index(self, pump: int | str) -> int:
-        if isinstance(pump, str):
-            for i, p in enumerate(self.pumps):
-                if p.name == pump:
-                    return i
-            raise KeyError(f"station {self.id} has no pump {pump!r}")
-        if not 1 <= pump <= len(self.pumps):
-            raise KeyError(f"station {self.id} has no pump {pump} (pumps are numbered from 1)")
-        return pump - 1
-
-    def pump(self, pump: int | str) -> PumpState:
-        return self.pumps[self._pump_index(pump)]
-
-    def set_pump_fault(self, pump: int | str, faulted: bool = True) -> None:
-        p = self.pump(pump)
-        p.faulted = faulted
-        if faulted:
-            p.running = False
-
-    def set_pump_auto(self, pump: int | str, auto: bool = True) -> None:
-        self.pump(pump).auto = auto
 
     def set_generator_fault(self, faulted: bool = True) -> None:
         self.generator.faulted = faulted

@@ -219,6 +219,19 @@ async def _watch(client: aiomqtt.Client) -> None:
         log.debug("unexpected message on %s", message.topic)
 
 
+def _checked_interval(
+    ctrl: MqttJsonController | SparkplugController, sources: Mapping[str, object], interval_s: float | None
+) -> float:
+    """Every configured station has a value source; the publish interval (default: half the expected)."""
+    missing = [s.station for s in ctrl.stations if s.station not in sources]
+    if missing:
+        raise ValueError(f"no value source for station(s) {', '.join(missing)}")
+    interval = interval_s if interval_s is not None else ctrl.expected_interval_s / 2
+    if interval <= 0:
+        raise ValueError("interval_s must be > 0")
+    return interval
+
+
 class JsonPublisher:
     """Plain-JSON MQTT device(s) for the stations of an `MqttJsonController`. See the module docstring."""
 
@@ -235,15 +248,10 @@ class JsonPublisher:
         qos: int = 1,
         on_sample: SampleLog | None = None,
     ) -> None:
-        missing = [s.station for s in ctrl.stations if s.station not in sources]
-        if missing:
-            raise ValueError(f"no value source for station(s) {', '.join(missing)}")
         self.broker = broker
         self.ctrl = ctrl
         self.clock = clock
-        self.interval_s = interval_s if interval_s is not None else ctrl.expected_interval_s / 2
-        if self.interval_s <= 0:
-            raise ValueError("interval_s must be > 0")
+        self.interval_s = _checked_interval(ctrl, sources, interval_s)
         self.batch = batch
         self.qos = qos
         self.on_sample = on_sample
@@ -424,15 +432,10 @@ class SparkplugEdgeNode:
         data_datatypes: bool = False,
         on_sample: SampleLog | None = None,
     ) -> None:
-        missing = [s.station for s in ctrl.stations if s.station not in sources]
-        if missing:
-            raise ValueError(f"no value source for station(s) {', '.join(missing)}")
         self.broker = broker
         self.ctrl = ctrl
         self.clock = clock
-        self.interval_s = interval_s if interval_s is not None else ctrl.expected_interval_s / 2
-        if self.interval_s <= 0:
-            raise ValueError("interval_s must be > 0")
+        self.interval_s = _checked_interval(ctrl, sources, interval_s)
         self.aliases = aliases
         self.data_datatypes = data_datatypes
         self.on_sample = on_sample

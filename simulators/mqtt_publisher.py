@@ -188,8 +188,7 @@ class _Link:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), 5.0)
             except TimeoutError:
-                self._task.cancel()
-                await self._task
+                await _cancel_until_done(self._task)
 
     async def stop(self, goodbye: Callable[[aiomqtt.Client], Coroutine[Any, Any, None]] | None) -> None:
         """Clean shutdown: `goodbye(client)` while still connected, then cancel: aiomqtt's `__aexit__` sends
@@ -202,15 +201,23 @@ class _Link:
             except aiomqtt.MqttError as exc:
                 log.warning("%s: goodbye message not sent: %s", self.name, exc)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await _cancel_until_done(self._task)
             self._task = None
 
     async def publish_raw(self, topic: str, payload: bytes | str, *, qos: int, retain: bool) -> None:
         if self.client is None:
             raise RuntimeError(f"{self.name}: not connected")
         await self.client.publish(topic, payload, qos=qos, retain=retain)
+
+
+async def _cancel_until_done(task: asyncio.Task[None]) -> None:
+    """Cancel, and cancel again while it still runs: Python 3.11's `wait_for` (inside aiomqtt) can swallow a
+    cancellation that races with the awaited operation finishing, and the task then waits forever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("%s ended with %r", task.get_name(), task.exception())
 
 
 async def _watch(client: aiomqtt.Client) -> None:

@@ -30,8 +30,12 @@ def demo_fleet_on_free_ports() -> Fleet:
 
 
 def mixed_fleet_on_free_ports() -> Fleet:
-    """tests/simulators/fleets/mixed with every Modbus controller on a free loopback port."""
-    return on_free_ports(load_fleet(MIXED_FLEET))
+    """tests/simulators/fleets/mixed with every Modbus controller on a free loopback port, and no broker:
+    a test that wants its MQTT devices sets `fleet.mqtt` from the `mqtt_broker` fixture (never the machine's
+    own broker, which other test runs share)."""
+    fleet = on_free_ports(load_fleet(MIXED_FLEET))
+    fleet.mqtt = None
+    return fleet
 
 
 @lru_cache  # read-only

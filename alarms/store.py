@@ -33,8 +33,18 @@ from pumpwatch.db.types import to_utc
 PRIORITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # Journal entries the on-call notifier acts on (alarms/notify): each gets a `notify_pending` row.
 NOTIFY_KINDS = frozenset(
-    {"raise", "clear", "ack", "reset", "shelve", "unshelve", "suppress", "unsuppress", "out_of_service",
-     "in_service"}
+    {
+        "raise",
+        "clear",
+        "ack",
+        "reset",
+        "shelve",
+        "unshelve",
+        "suppress",
+        "unsuppress",
+        "out_of_service",
+        "in_service",
+    }
 )
 
 

@@ -32,6 +32,8 @@ from alarms.notify.config import (
 )
 
 log = logging.getLogger(__name__)
+# httpx logs every request URL at INFO, and a webhook URL may carry its token: keep that log quiet.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 SIGNATURE_HEADER = "X-Pumpwatch-Signature"
 SMS_MAX = 1600  # Twilio's limit for one message body
 

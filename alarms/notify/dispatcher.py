@@ -351,6 +351,17 @@ def flush(ctx: NotifyContext, now: datetime) -> int:
 def _flush_person(ctx: NotifyContext, person: str, now: datetime) -> int:
     oc = ctx.oncall
     p = oc.people.get(person)
+    tto: dict[str, tuple[float, datetime]] = {}
+    if ctx.tto is not None:  # read before the write transaction: on SQLite a second connection would wait
+        with ctx.engine.connect() as conn:
+            stations = conn.execute(
+                select(alarm.c.station_id)
+                .join(notify_item, notify_item.c.alarm_id == alarm.c.id)
+                .where(notify_item.c.person == person, notify_item.c.notification_id.is_(None))
+                .distinct()
+            ).scalars()
+            stations = set(stations)
+        tto = ctx.tto(stations)
     with ctx.engine.begin() as conn:
         q = select(notify_item).where(notify_item.c.person == person, notify_item.c.notification_id.is_(None))
         items = [
@@ -375,7 +386,7 @@ def _flush_person(ctx: NotifyContext, person: str, now: datetime) -> int:
             render_fn=lambda link: render(
                 items, alarms,
                 station_names={sid: s.name for sid, s in ctx.fleet.stations.items()},
-                tto=ctx.tto({a["station_id"] for a in alarms.values()}) if ctx.tto else {},
+                tto=tto,
                 tz=oc.zones[tenant], link=link, summary_stations=oc.notifier.summary_stations,
             ),
         )  # fmt: skip

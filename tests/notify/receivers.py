@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -80,6 +81,7 @@ class HttpReceiver:
 
     secret: str | None = None
     status: int = 200
+    delay_s: float = 0.0  # hold each answer this long (a slow provider; a sender killed mid-request)
     requests: list[Request] = field(default_factory=list)
     bad_signatures: int = 0
     port: int = 0
@@ -103,6 +105,8 @@ class HttpReceiver:
                         status = 401
                 if status < 300:
                     recv.requests.append(req)
+                if recv.delay_s:
+                    time.sleep(recv.delay_s)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()

@@ -22,6 +22,9 @@ from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
 from tests.conftest import DEMO_FLEET
 from tests.notify.receivers import HttpReceiver, SmtpServer
+from tests.services import create_database, drop_database
+
+BOTH_DATABASES = pytest.mark.parametrize("world", ["sqlite", "postgres"], indirect=True)
 
 SECRET_KEY = "test-secret-key-for-ack-links"
 HOOK_SECRET = "whsec-9f8e7d6c5b4a"
@@ -99,8 +102,14 @@ class World:
 
 @pytest_asyncio.fixture
 async def world(
-    db_url: str, tmp_path: Path, smtp: SmtpServer, hook: HttpReceiver, demo_fleet: Fleet
+    request: pytest.FixtureRequest, tmp_path: Path, smtp: SmtpServer, hook: HttpReceiver, demo_fleet: Fleet
 ) -> AsyncIterator[World]:
+    """SQLite; `@BOTH_DATABASES` runs a test on PostgreSQL too (where claiming and locking differ)."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        name, db_url = create_database()
+        request.addfinalizer(lambda: drop_database(name))
+    else:
+        db_url = f"sqlite:///{tmp_path / 'pumpwatch.db'}"
     engine = make_engine(db_url)
     upgrade(engine)
     catalog = historian.sync_catalog(engine, demo_fleet)

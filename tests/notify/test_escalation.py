@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from alarms import store
-from tests.notify.conftest import World
+from tests.notify.conftest import BOTH_DATABASES, World
 
 LINK = re.compile(r"http://127\.0\.0\.1:8000(/api/v1/notify/ack/\S+)")
 
@@ -44,6 +44,7 @@ async def test_step_two_fires_after_the_wait_not_before(world: World) -> None:
     assert all(d["state"] == "sent" for d in r.json()["deliveries"])
 
 
+@BOTH_DATABASES
 async def test_ack_by_link_stops_the_next_step(world: World) -> None:
     aid = world.raise_()
     await world.run(31)
@@ -69,6 +70,7 @@ async def test_ack_by_link_stops_the_next_step(world: World) -> None:
     assert "Nothing left to acknowledge" in r.text
 
 
+@BOTH_DATABASES
 async def test_ack_by_api_tells_the_others_who_took_it_and_return_to_normal_is_sent(world: World) -> None:
     aid = world.raise_()
     await world.run(31)
@@ -116,3 +118,16 @@ async def test_bad_links_are_refused(world: World) -> None:
     world.clock.advance(25 * 3600)  # link_ttl_h: 24
     r = await world.client.post(path)
     assert r.status_code == 403 and "expired" in r.text
+
+
+async def test_the_steps_repeat_then_the_final_fallback_hears_it(world: World) -> None:
+    aid = world.raise_("MINAMI-MP-01")
+    await world.run(600, step=5)
+    subjects = [m["Subject"] for m in world.smtp.to("m1@minami.example.jp")]
+    assert len(subjects) == 2 and not subjects[1].startswith("UNACKNOWLEDGED")  # step 1, then its repeat
+    await world.run(60, step=5)
+    subjects = [m["Subject"] for m in world.smtp.to("m1@minami.example.jp")]
+    assert len(subjects) == 3 and subjects[2].startswith("UNACKNOWLEDGED")
+    esc = (await world.client.get(f"/api/v1/notify/alarms/{aid}")).json()["escalation"]
+    assert esc["state"] == "exhausted" and esc["loop"] == 1
+    assert world.smtp.to("duty1@kita.example.jp") == []  # another tenant's people hear nothing

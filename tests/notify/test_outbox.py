@@ -11,7 +11,9 @@ from sqlalchemy import select, update
 
 from alarms.notify.outbox import OutboxSender, backoff_s, claim
 from pumpwatch.db.schema import notification
-from tests.notify.conftest import World
+from tests.notify.conftest import BOTH_DATABASES, World
+
+pytestmark = BOTH_DATABASES
 
 
 class Crash(BaseException):

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import uvicorn
 from sqlalchemy import Engine
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 from alarms.analyzers import Analyzer, DerivedPoint
 from alarms.analyzers.build import all_analyzers
 from alarms.notify.config import load_oncall
+from alarms.notify.dispatcher import purge_pending
 from alarms.notify.service import NotifierService, tto_from_db, tto_from_live
 from alarms.rules import RuleSet, load_rules
 from alarms.service import AlarmService
@@ -121,12 +123,22 @@ class System:
             asyncio.create_task(self.writer.run(), name="historian.writer"),
             asyncio.create_task(self.alarms.run(), name="alarms.service"),
         ]
+        if self.fleet.oncall is None:  # nobody will act on the pending journal entries: keep the table small
+            self._tasks.append(asyncio.create_task(self._purge_pending(), name="notify.purge"))
         log.info(
             "collecting from %d Modbus controllers%s, %d stations",
             len(self.sources),
             f" and {len(self.fleet.mqtt_controllers())} MQTT controllers" if self.mqtt else "",
             len(self.fleet.stations),
         )
+
+    async def _purge_pending(self, every_s: float = 600) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(purge_pending, self.engine, self.clock.now() - timedelta(hours=1))
+            except Exception:
+                log.exception("cannot purge notify_pending; will retry")
+            await self.clock.sleep(every_s)
 
     def readiness(self) -> dict[str, bool]:
         tasks = self._tasks + ([self._notify_task] if self._notify_task else [])

@@ -463,6 +463,12 @@ def create_message(
     return nid
 
 
+def purge_pending(engine: Engine, before: datetime) -> int:
+    """Drop pending journal entries older than `before` (only for a fleet with no on-call configured)."""
+    with engine.begin() as conn:
+        return conn.execute(delete(notify_pending).where(notify_pending.c.created_at < before)).rowcount
+
+
 def pending_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from alarms import store
 from alarms.notify import queries
+from alarms.notify.dispatcher import pending_counts
 from alarms.notify.service import NotifierService, ack_by_token, describe_token
 from alarms.notify.tokens import TokenError
 from api.deps import Ctx
@@ -104,6 +105,14 @@ class OnCallTenant(BaseModel):
 class OnCallPublic(BaseModel):
     at: IsoTime
     tenants: list[OnCallTenant]
+
+
+class StatusPublic(BaseModel):
+    events: int = Field(description="journal entries not yet acted on")
+    queued_items: int = Field(description="things to tell people, waiting for their group window")
+    outbox: int = Field(description="messages not yet sent")
+    escalations: int = Field(description="active or muted escalations")
+    running: bool = Field(description="this process runs the notifier loops and they are passing")
 
 
 class TestRequest(BaseModel):
@@ -199,6 +208,14 @@ async def on_call_now(ctx: Ctx, tenant: str | None = None) -> OnCallPublic:
     now = ctx.clock.now()
     rows = queries.on_call(svc.ctx.oncall, now, _tenants(tenant))
     return OnCallPublic(at=now, tenants=[OnCallTenant(**r) for r in rows])
+
+
+@router.get("/status", response_model=StatusPublic)
+async def status(ctx: Ctx) -> StatusPublic:
+    """Backlog of the notifier: a growing one means it is down or cannot deliver."""
+    svc = _svc(ctx)
+    counts = await asyncio.to_thread(pending_counts, ctx.engine)
+    return StatusPublic(**counts, running=svc.healthy())
 
 
 @router.post("/test", response_model=TestQueued, status_code=202)

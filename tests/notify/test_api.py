@@ -111,3 +111,19 @@ async def test_routes_say_when_notification_is_not_configured(world: World) -> N
     world.client._transport.app.state.ctx.notify = None  # type: ignore[attr-defined]
     r = await world.client.get("/api/v1/notify/oncall")
     assert r.status_code == 503 and "not configured" in r.json()["detail"]
+
+
+async def test_status_shows_the_backlog_and_pending_entries_can_be_purged(world: World) -> None:
+    from datetime import timedelta
+
+    from alarms.notify.dispatcher import purge_pending
+
+    world.raise_()
+    r = await world.client.get("/api/v1/notify/status")
+    assert r.json() == {"events": 1, "queued_items": 0, "outbox": 0, "escalations": 0, "running": False}
+    await world.svc.step()
+    r = await world.client.get("/api/v1/notify/status")
+    assert r.json() == {"events": 0, "queued_items": 1, "outbox": 0, "escalations": 1, "running": True}
+    world.raise_("KITA-MP-02")
+    assert purge_pending(world.engine, world.clock.now()) == 0  # not older than the cut-off
+    assert purge_pending(world.engine, world.clock.now() + timedelta(seconds=1)) == 1

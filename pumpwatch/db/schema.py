@@ -159,6 +159,7 @@ alarm_event = Table(
     Column("alarm_id", Integer, ForeignKey("alarm.id"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
     # raise | clear | ack | reset | shelve | unshelve | suppress | unsuppress | out_of_service | in_service
+    # | notified (a message about it was delivered; alarms/notify)
     Column("kind", Text, nullable=False),
     Column("detail", Text, nullable=True),
     Column("actor", Text, nullable=True),  # who (None: the system)

@@ -27,10 +27,25 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
-from pumpwatch.db.schema import alarm, alarm_event, station_mode
+from pumpwatch.db.schema import alarm, alarm_event, notify_pending, station_mode
 from pumpwatch.db.types import to_utc
 
 PRIORITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+# Journal entries the on-call notifier acts on (alarms/notify): each gets a `notify_pending` row.
+NOTIFY_KINDS = frozenset(
+    {
+        "raise",
+        "clear",
+        "ack",
+        "reset",
+        "shelve",
+        "unshelve",
+        "suppress",
+        "unsuppress",
+        "out_of_service",
+        "in_service",
+    }
+)
 
 
 class AlarmActionError(Exception):
@@ -52,7 +67,11 @@ def _insert(conn: Connection, table: Any) -> Any:
 
 
 def _event(conn: Connection, alarm_id: int, at: datetime, kind: str, **kw: Any) -> None:
-    conn.execute(insert(alarm_event).values(alarm_id=alarm_id, at=at, kind=kind, **kw))
+    event_id = conn.execute(
+        insert(alarm_event).values(alarm_id=alarm_id, at=at, kind=kind, **kw).returning(alarm_event.c.id)
+    ).scalar_one()
+    if kind in NOTIFY_KINDS:  # same transaction: the notifier cannot miss it, even if it was down
+        conn.execute(insert(notify_pending).values(event_id=event_id, created_at=at))
 
 
 def _row(conn: Connection, alarm_id: int) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -29,6 +30,7 @@ class ApiContext:
     readiness: Callable[[], dict[str, bool]] | None = None  # extra checks (e.g. collector tasks alive)
     derived: dict[str, list[DerivedPoint]] = field(default_factory=dict)  # points our analyzers compute
     rules: RuleSet | None = None
+    notify: Any = None  # alarms.notify.service.NotifierService when on-call notification is configured
     latest_cache_s: float = 1.0
     _points_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
     _db_latest: dict[str, dict[str, Sample]] = field(default_factory=dict)

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 
 from api.context import ApiContext
-from api.routes import alarms, dispatch, health, incidents, kpis, stations, tenants
+from api.routes import alarms, dispatch, health, incidents, kpis, notify, stations, tenants
 from pumpwatch import __version__
 
 
@@ -28,6 +28,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     v1 = APIRouter(prefix="/api/v1")
     for r in (tenants.router, stations.router, alarms.router, incidents.router, dispatch.router, kpis.router):
         v1.include_router(r)
+    v1.include_router(notify.router)
     app.include_router(v1)
     app.include_router(health.router)
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")

@@ -78,12 +78,27 @@ def check_config(fleet: Path) -> None:
     except ConfigError as exc:
         click.echo(f"pumpwatch: {exc}", err=True)
         sys.exit(2)
+    oncall = None
+    if f.oncall:
+        from alarms.notify.config import load_oncall
+
+        try:
+            oncall = load_oncall(f.oncall, f)
+        except ConfigError as exc:
+            click.echo(f"pumpwatch: {exc}", err=True)
+            sys.exit(2)
     n_points = sum(len(p) for p in f.points.values())
     n_rules = sum(len(r) for r in rules.stations.values()) if rules else 0
     click.echo(
         f"fleet {f.name!r}: {len(f.tenants)} tenants, {len(f.stations)} stations, "
         f"{len(f.controllers)} controllers, {len(f.register_maps)} register maps, {n_points} points, "
-        f"{n_rules} station alarm rules: OK"
+        f"{n_rules} station alarm rules"
+        + (
+            f", {len(oncall.people)} on-call people, {len(oncall.policies)} escalation policies"
+            if oncall
+            else ""
+        )
+        + ": OK"
     )
 
 
@@ -130,14 +145,27 @@ async def _until_signal() -> None:
 
 
 async def _run_system(
-    f: Fleet, database_url: str, clock: Clock, *, collect: bool, api: tuple[str, int] | None
+    f: Fleet,
+    database_url: str,
+    clock: Clock,
+    *,
+    collect: bool,
+    api: tuple[str, int] | None,
+    notify: bool = True,
 ) -> None:
     from pumpwatch.system import System, serve_api
 
-    system = await System.prepare(f, database_url, clock)
+    try:
+        system = await System.prepare(f, database_url, clock, Settings().secret_key)
+    except ConfigError as exc:
+        click.echo(f"pumpwatch: {exc}", err=True)
+        sys.exit(2)
     try:
         if collect:
             await system.start_collecting()
+        if notify and system.notifier is not None:
+            system.start_notifying()
+            log.info("on-call notification running (%s)", f.oncall)
         if api is not None:
             ctx = system.api_context(in_process_live=collect)
             log.info("API and live page at http://%s:%d/", api[0], api[1])
@@ -215,6 +243,7 @@ def _demo_broker(f: Fleet):
 @db_option
 @click.option("--api/--no-api", default=True, help="serve the API in this process")
 @click.option("--collect/--no-collect", default=True, help="poll the field devices in this process")
+@click.option("--notify/--no-notify", default=True, help="run the on-call notifier in this process")
 @click.option("--api-host", default=None)
 @click.option("--api-port", type=int, default=None)
 def run(
@@ -222,6 +251,7 @@ def run(
     database_url: str | None,
     api: bool,
     collect: bool,
+    notify: bool,
     api_host: str | None,
     api_port: int | None,
 ) -> None:
@@ -242,8 +272,88 @@ def run(
                 SystemClock(),
                 collect=collect,
                 api=(host, port) if api else None,
+                notify=notify,
             )
         )
+
+
+@main.group()
+def notify() -> None:
+    """On-call notification: run the notifier alone, send a test message."""
+
+
+async def _notifier(f: Fleet, database_url: str, clock: Clock):  # type: ignore[no-untyped-def]
+    from pumpwatch.system import System
+
+    if f.oncall is None:
+        click.echo(f"pumpwatch: fleet {f.name!r} has no `oncall:` file", err=True)
+        sys.exit(2)
+    try:
+        system = await System.prepare(f, database_url, clock, Settings().secret_key)
+    except ConfigError as exc:
+        click.echo(f"pumpwatch: {exc}", err=True)
+        sys.exit(2)
+    return system
+
+
+@notify.command("run")
+@fleet_option
+@db_option
+def notify_run(fleet: Path | None, database_url: str | None) -> None:
+    """Only the notifier (no collector, no API): a stateless replica; run as many as you like."""
+    settings = Settings()
+    _setup_logging(settings.log_level)
+    f = _load(fleet or settings.fleet)
+
+    async def body() -> None:
+        system = await _notifier(f, database_url or settings.database_url, SystemClock())
+        system.start_notifying()
+        log.info("notifier running (%s); Ctrl-C stops", f.oncall)
+        try:
+            await _until_signal()
+        finally:
+            await system.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(body())
+
+
+@notify.command("test")
+@click.argument("person")
+@click.option("--channel", default=None, help="only this channel (default: every contact of the person)")
+@fleet_option
+@db_option
+def notify_test(person: str, channel: str | None, fleet: Path | None, database_url: str | None) -> None:
+    """Send a test message to PERSON now and report the outcome of each contact."""
+    from alarms.notify import queries
+
+    settings = Settings()
+    _setup_logging(settings.log_level)
+    f = _load(fleet or settings.fleet)
+
+    async def body() -> int:
+        system = await _notifier(f, database_url or settings.database_url, SystemClock())
+        svc = system.notifier
+        assert svc is not None
+        try:
+            ids = await asyncio.to_thread(svc.queue_test, person, channel)
+        except (KeyError, ValueError) as exc:
+            click.echo(f"pumpwatch: {exc.args[0]}", err=True)
+            return 2
+        for _ in range(3):  # the sender's own retries are minutes apart; here one try per contact is the test
+            await svc.send_once()
+        rows = {r["id"]: r for r in queries.deliveries(system.engine, person=person, kind="test", limit=50)}
+        bad = 0
+        for i in ids:
+            r = rows[i]
+            ok = r["state"] == "sent"
+            bad += not ok
+            why = "" if ok else f": {r['last_error']}"
+            click.echo(f"{r['channel']:<16} {r['recipient']:<32} {r['state']}{why}")
+        system.engine.dispose()
+        return 1 if bad else 0
+
+    sys.exit(asyncio.run(body()))
 
 
 if __name__ == "__main__":

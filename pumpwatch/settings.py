@@ -15,3 +15,5 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     log_level: str = "INFO"
+    # signs sessions and ack links; default refused off loopback
+    secret_key: str = "pumpwatch-demo-secret-change-me"

@@ -10,12 +10,16 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import uvicorn
 from sqlalchemy import Engine
 
 from alarms.analyzers import Analyzer, DerivedPoint
 from alarms.analyzers.build import all_analyzers
+from alarms.notify.config import load_oncall
+from alarms.notify.dispatcher import purge_pending
+from alarms.notify.service import NotifierService, tto_from_db, tto_from_live
 from alarms.rules import RuleSet, load_rules
 from alarms.service import AlarmService
 from api.context import ApiContext
@@ -31,6 +35,7 @@ from pumpwatch.config import Fleet
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
 from pumpwatch.live import LiveSnapshot
+from pumpwatch.settings import Settings
 from pumpwatch.writer import HistorianWriter
 
 log = logging.getLogger(__name__)
@@ -49,21 +54,47 @@ class System:
     alarms: AlarmService | None = None
     sources: list[ModbusSource] = field(default_factory=list)
     mqtt: MqttIngest | None = None
+    notifier: NotifierService | None = None  # on-call notification, when the fleet names an oncall file
     _tasks: list[asyncio.Task] = field(default_factory=list)
+    _notify_task: asyncio.Task | None = None
 
     @classmethod
-    async def prepare(cls, fleet: Fleet, database_url: str, clock: Clock) -> System:
-        """Validate rules, migrate the database and sync the catalog. Raises ConfigError on bad rules."""
+    async def prepare(
+        cls, fleet: Fleet, database_url: str, clock: Clock, secret_key: str | None = None
+    ) -> System:
+        """Validate rules and on-call, migrate the database and sync the catalog. Raises ConfigError on bad
+        rules or on-call configuration."""
         analyzers = all_analyzers(fleet)
         derived = {sid: {p.name for a in an for p in a.outputs} for sid, an in analyzers.items()}
         rules = load_rules(fleet.alarm_rules, fleet, derived) if fleet.alarm_rules else RuleSet({}, [])
+        oncall = load_oncall(fleet.oncall, fleet) if fleet.oncall else None
         engine = make_engine(database_url)
         await asyncio.to_thread(upgrade, engine)
         extra = {
             sid: [(p.name, p.unit, p.kind) for a in an for p in a.outputs] for sid, an in analyzers.items()
         }
         catalog = await asyncio.to_thread(historian.sync_catalog, engine, fleet, extra)
-        return cls(fleet=fleet, engine=engine, clock=clock, catalog=catalog, rules=rules, analyzers=analyzers)
+        system = cls(
+            fleet=fleet, engine=engine, clock=clock, catalog=catalog, rules=rules, analyzers=analyzers
+        )
+        if oncall is not None:
+            system.notifier = NotifierService(
+                engine,
+                oncall,
+                fleet,
+                clock,
+                secret_key if secret_key is not None else Settings().secret_key,
+                tto=tto_from_db(engine, catalog, clock),
+            )
+        return system
+
+    def start_notifying(self) -> None:
+        """Run the notifier loops in this process (dispatch, send, heartbeat)."""
+        if self.notifier is None or self._notify_task is not None:
+            return
+        if self.alarms is not None:  # in-process values are fresher than the table
+            self.notifier.ctx.tto = tto_from_live(self.live, self.clock)
+        self._notify_task = asyncio.create_task(self.notifier.run(), name="notify.service")
 
     def derived_points(self) -> dict[str, list[DerivedPoint]]:
         return {sid: [p for a in an for p in a.outputs] for sid, an in self.analyzers.items()}
@@ -92,6 +123,8 @@ class System:
             asyncio.create_task(self.writer.run(), name="historian.writer"),
             asyncio.create_task(self.alarms.run(), name="alarms.service"),
         ]
+        if self.fleet.oncall is None:  # nobody will act on the pending journal entries: keep the table small
+            self._tasks.append(asyncio.create_task(self._purge_pending(), name="notify.purge"))
         log.info(
             "collecting from %d Modbus controllers%s, %d stations",
             len(self.sources),
@@ -99,10 +132,17 @@ class System:
             len(self.fleet.stations),
         )
 
+    async def _purge_pending(self, every_s: float = 600) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(purge_pending, self.engine, self.clock.now() - timedelta(hours=1))
+            except Exception:
+                log.exception("cannot purge notify_pending; will retry")
+            await self.clock.sleep(every_s)
+
     def readiness(self) -> dict[str, bool]:
-        if not self._tasks:
-            return {}
-        return {t.get_name(): not t.done() for t in self._tasks}
+        tasks = self._tasks + ([self._notify_task] if self._notify_task else [])
+        return {t.get_name(): not t.done() for t in tasks}
 
     def api_context(self, *, in_process_live: bool = True) -> ApiContext:
         return ApiContext(
@@ -114,6 +154,7 @@ class System:
             readiness=self.readiness,
             derived=self.derived_points(),
             rules=self.rules,
+            notify=self.notifier,
         )
 
     async def stop(self) -> None:
@@ -133,6 +174,9 @@ class System:
         for t in self._tasks[1:]:
             await _cancel(t)
         self._tasks = []
+        if self._notify_task is not None:  # last: it may still tell someone about the final events
+            await _cancel(self._notify_task)
+            self._notify_task = None
         self.engine.dispose()
 
 

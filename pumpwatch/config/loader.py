@@ -61,6 +61,7 @@ class Fleet:
     register_maps: dict[str, RegisterMap]
     alarm_rules: Path | None
     stale_factor: float
+    oncall: Path | None = None
     metric_maps: dict[str, MetricMap] = field(default_factory=dict)
     mqtt: MqttBroker | None = None
     points: dict[str, dict[str, StationPoint]] = field(default_factory=dict)  # station -> name -> point
@@ -303,6 +304,11 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
         rules = (root / ff.alarm_rules).resolve()
         if not rules.is_file():
             problems.append(f"{fleet_path}: alarm_rules {ff.alarm_rules!r}: no such file ({rules})")
+    oncall = None
+    if ff.oncall:
+        oncall = (root / ff.oncall).resolve()
+        if not oncall.is_file():
+            problems.append(f"{fleet_path}: oncall {ff.oncall!r}: no such file ({oncall})")
     if not tenants and not problems:
         problems.append(f"{fleet_path}: no tenants defined")
     if problems:
@@ -316,6 +322,7 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
         register_maps=maps,
         alarm_rules=rules,
         stale_factor=ff.stale_factor,
+        oncall=oncall,
         metric_maps=metric_maps,
         mqtt=ff.mqtt,
         points=points,

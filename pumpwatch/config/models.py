@@ -521,6 +521,7 @@ class FleetFile(Strict):
     metric_maps: list[str] = Field(default_factory=list)
     mqtt: MqttBroker | None = None  # the broker MQTT controllers publish to
     alarm_rules: str | None = None
+    oncall: str | None = None  # on-call rosters, escalation and routing (alarms/notify)
     stale_factor: Annotated[float, Field(ge=1.5, le=20)] = 3.0  # value is stale after factor × poll interval
 
     @field_validator("tenants", "stations", "controllers", "register_maps", "metric_maps", mode="before")

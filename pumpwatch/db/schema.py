@@ -11,6 +11,8 @@ Tables are singular snake_case; every timestamp ends in `_at` and is a `UTCDateT
 - `alarm`: one row per occurrence with its ISA-18.2 state (at most one open per `(station_id, name)`,
   enforced by a partial unique index), and `alarm_event`, its append-only journal (who, when, why).
 - `station_mode` (out of service), `incident` with `incident_station` and `incident_note` (mass events).
+- `notify_pending`, `escalation`, `notify_item`, `notification` (the outbox), `notification_alarm`: on-call
+  notification (see the section below).
 
 Objects that exist on one dialect only use `ddl_if(dialect=...)`; `include_object_for(dialect)` makes
 Alembic's autogenerate and `compare_metadata` honour that (Alembic itself ignores `ddl_if`).
@@ -157,6 +159,7 @@ alarm_event = Table(
     Column("alarm_id", Integer, ForeignKey("alarm.id"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
     # raise | clear | ack | reset | shelve | unshelve | suppress | unsuppress | out_of_service | in_service
+    # | notified (a message about it was delivered; alarms/notify)
     Column("kind", Text, nullable=False),
     Column("detail", Text, nullable=True),
     Column("actor", Text, nullable=True),  # who (None: the system)
@@ -213,6 +216,98 @@ incident_note = Table(
     Column("actor", Text, nullable=True),
     Column("text", Text, nullable=False),
     Index("ix_incident_note_incident_id", "incident_id"),
+)
+
+
+# --- on-call notification (alarms/notify) ---------------------------------------------------------------
+# `notify_pending` is written in the same transaction as each journal entry (alarms/store.py), so the
+# notifier never misses an alarm transition even if it was down; it deletes a row once it has acted on it.
+# `escalation` is one per notified alarm occurrence; `notify_item` queues what a person must be told until
+# the person's group window flushes it into one `notification` (the durable outbox) per contact attempt;
+# `notification_alarm` links a (summary) message to every alarm it covers.
+
+notify_pending = Table(
+    "notify_pending",
+    metadata,
+    Column("event_id", Integer, ForeignKey("alarm_event.id"), primary_key=True, autoincrement=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+escalation = Table(
+    "escalation",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alarm_id", Integer, ForeignKey("alarm.id"), nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("route", Text, nullable=False),  # which route matched, for the record
+    Column("policy", Text, nullable=False),
+    # active | muted (shelved, suppressed, out of service) | acked | resolved | exhausted
+    Column("state", Text, nullable=False),
+    Column("step", Integer, nullable=False, server_default="0"),  # the next step to fire
+    Column("loop", Integer, nullable=False, server_default="0"),
+    Column("next_at", UTCDateTime, nullable=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("acked_by", Text, nullable=True),
+    Column("acked_at", UTCDateTime, nullable=True),
+    UniqueConstraint("alarm_id"),
+    Index("ix_escalation_state_next_at", "state", "next_at"),
+)
+
+notify_item = Table(
+    "notify_item",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("person", Text, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("alarm_id", Integer, ForeignKey("alarm.id"), nullable=True),
+    Column("escalation_id", Integer, nullable=True),
+    Column("kind", Text, nullable=False),  # alert | final | ack | rtn
+    Column("step", Integer, nullable=True),
+    Column("priority", Text, nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("notification_id", Integer, nullable=True),  # set when flushed into a message
+    Index("ix_notify_item_person_notification_id", "person", "notification_id"),
+    Index("ix_notify_item_alarm_id", "alarm_id"),
+)
+
+notification = Table(
+    "notification",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedupe_key", Text, nullable=False),  # Message-ID / Idempotency-Key derive from it
+    Column("tenant_id", Text, nullable=False),
+    Column("person", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # alarm | test
+    Column("channel", Text, nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("contact_index", Integer, nullable=False, server_default="0"),
+    Column("origin_id", Integer, nullable=True),  # the primary message a fallback stands in for
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("short", Text, nullable=False),  # the SMS / chat text
+    # pending | sent | failed (gave up on this contact) | cancelled (acknowledged before it went out)
+    Column("state", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("claimed_by", Text, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    UniqueConstraint("dedupe_key"),
+    Index("ix_notification_state_next_attempt_at", "state", "next_attempt_at"),
+    Index("ix_notification_person_created_at", "person", "created_at"),
+)
+
+notification_alarm = Table(
+    "notification_alarm",
+    metadata,
+    Column("notification_id", Integer, ForeignKey("notification.id"), primary_key=True),
+    Column("alarm_id", Integer, ForeignKey("alarm.id"), primary_key=True),
+    Index("ix_notification_alarm_alarm_id", "alarm_id"),
 )
 
 

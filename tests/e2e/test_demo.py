@@ -34,7 +34,7 @@ def test_demo_serves_live_changing_levels_and_stops_cleanly(tmp_path: Path) -> N
     cmd += ["--api-port", str(port), "--speed", "20"]
     log = (tmp_path / "demo.log").open("w")
     proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=tmp_path
     )
     try:
         url = f"http://127.0.0.1:{port}/api/v1/stations"
@@ -58,6 +58,11 @@ def test_demo_serves_live_changing_levels_and_stops_cleanly(tmp_path: Path) -> N
         assert "pumpwatch" in httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
         spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2).json()
         assert "/api/v1/stations/{station_id}/points/{point}/history" in spec["paths"]
+        # the on-call notifier runs in the demo too (to a local file, no outside service)
+        oncall = httpx.get(f"http://127.0.0.1:{port}/api/v1/notify/oncall", timeout=2).json()
+        assert [t["tenant"] for t in oncall["tenants"]] == ["kita", "minami"]
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()
+        assert "notify.service" in str(ready)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -1,0 +1,229 @@
+"""NotifierService: the loops (dispatch, send, heartbeat), the test message, and ack by link.
+
+Runs inside `pumpwatch run`/`demo` (System) or alone as `pumpwatch notify run`: all its state is in the
+database, so replicas may come and go. The heartbeat (a dead-man's switch such as healthchecks.io) is sent
+only while both loops have completed a pass recently, so a wedged notifier goes quiet and is noticed
+outside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import Engine, select
+
+from alarms import store
+from alarms.notify import tokens
+from alarms.notify.channels import Notifier, build_notifiers, redact
+from alarms.notify.config import Oncall
+from alarms.notify.dispatcher import NotifyContext, TtoLookup, create_message, escalate, flush, process_events
+from alarms.notify.messages import Text
+from alarms.notify.outbox import OutboxSender
+from collector.model import Quality
+from pumpwatch import historian
+from pumpwatch.clock import Clock
+from pumpwatch.config import Fleet
+from pumpwatch.db.schema import alarm, notification, notification_alarm
+from pumpwatch.live import LiveSnapshot
+
+log = logging.getLogger(__name__)
+TTO_POINT = "tto_spill_min"
+TTO_MAX_AGE = timedelta(minutes=15)  # an older forecast is not shown
+
+
+def tto_from_live(live: LiveSnapshot, clock: Clock) -> TtoLookup:
+    def lookup(stations: Collection[str]) -> dict[str, tuple[float, datetime]]:
+        now, out = clock.now(), {}
+        for sid in stations:
+            s = live.station(sid).get(TTO_POINT)
+            if s and s.value is not None and s.quality == Quality.GOOD and now - s.observed_at <= TTO_MAX_AGE:
+                out[sid] = (s.value, s.observed_at)
+        return out
+
+    return lookup
+
+
+def tto_from_db(engine: Engine, catalog: dict[tuple[str, str], int], clock: Clock) -> TtoLookup:
+    def lookup(stations: Collection[str]) -> dict[str, tuple[float, datetime]]:
+        ids = {catalog[(sid, TTO_POINT)]: sid for sid in stations if (sid, TTO_POINT) in catalog}
+        now, out = clock.now(), {}
+        for pid, (at, v, q) in historian.read_latest(engine, ids).items():
+            if v is not None and q == Quality.GOOD and now - at <= TTO_MAX_AGE:
+                out[ids[pid]] = (v, at)
+        return out
+
+    return lookup
+
+
+class NotifierService:
+    def __init__(
+        self,
+        engine: Engine,
+        oncall: Oncall,
+        fleet: Fleet,
+        clock: Clock,
+        secret_key: str,
+        *,
+        tto: TtoLookup | None = None,
+        notifiers: dict[str, Notifier] | None = None,
+        worker: str | None = None,
+    ) -> None:
+        self.ctx = NotifyContext(engine, oncall, fleet, secret_key, tto)
+        self.clock = clock
+        self.notifiers = notifiers if notifiers is not None else build_notifiers(oncall)
+        self.sender = OutboxSender(self.ctx, self.notifiers, clock, worker=worker)
+        self.last_dispatch: float | None = None
+        self.last_send: float | None = None
+        self.heartbeats = 0
+
+    async def dispatch_once(self) -> None:
+        now = self.clock.now()
+        await asyncio.to_thread(process_events, self.ctx, now)
+        await asyncio.to_thread(escalate, self.ctx, now)
+        await asyncio.to_thread(flush, self.ctx, now)
+        self.last_dispatch = self.clock.monotonic()
+
+    async def send_once(self) -> int:
+        n = await self.sender.run_once()
+        self.last_send = self.clock.monotonic()
+        return n
+
+    async def step(self) -> None:
+        """One pass of everything (tests drive this under a FakeClock)."""
+        await self.dispatch_once()
+        while await self.send_once():
+            pass
+
+    async def run(self, tick_s: float = 1.0) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._loop(self.dispatch_once, tick_s, "dispatch"), name="notify.dispatch")
+            tg.create_task(self._loop(self.send_once, tick_s, "send"), name="notify.send")
+            hb = self.ctx.oncall.notifier.heartbeat
+            if hb is not None:
+                tg.create_task(self._heartbeat_loop(), name="notify.heartbeat")
+
+    async def _loop(self, fn, tick_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+        delay = tick_s
+        while True:
+            try:
+                await fn()
+                delay = tick_s
+            except Exception:  # the database is down: keep going, the outbox keeps everything
+                log.exception("notifier %s pass failed; retrying", what)
+                delay = min(delay * 2, 30)
+            await self.clock.sleep(delay)
+
+    def healthy(self) -> bool:
+        hb = self.ctx.oncall.notifier.heartbeat
+        limit = 2 * (hb.interval_s if hb else 60) + 5
+        now = self.clock.monotonic()
+        return all(t is not None and now - t <= limit for t in (self.last_dispatch, self.last_send))
+
+    async def heartbeat_once(self) -> bool:
+        hb = self.ctx.oncall.notifier.heartbeat
+        if hb is None or not self.healthy():
+            return False
+        url = hb.url.get_secret_value()
+        try:
+            async with httpx.AsyncClient(timeout=hb.timeout_s) as client:
+                r = await client.request(hb.method, url)
+            r.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("heartbeat failed: %s", redact(type(exc).__name__, [url]))
+            return False
+        self.heartbeats += 1
+        return True
+
+    async def _heartbeat_loop(self) -> None:
+        hb = self.ctx.oncall.notifier.heartbeat
+        assert hb is not None
+        await self.clock.sleep(min(hb.interval_s, 5))  # let the loops make a first pass
+        while True:
+            await self.heartbeat_once()
+            await self.clock.sleep(hb.interval_s)
+
+    # --- test messages -----------------------------------------------------------------------------------
+
+    def queue_test(self, person: str, channel: str | None = None) -> list[int]:
+        """One test message per contact of `person` (or the contact on `channel`). KeyError/ValueError for
+        an unknown person or channel."""
+        oc = self.ctx.oncall
+        p = oc.people.get(person)
+        if p is None:
+            raise KeyError(f"no person {person!r}")
+        idx = [i for i, c in enumerate(p.contacts) if channel is None or c.channel == channel]
+        if not idx:
+            raise ValueError(f"{p.name} has no contact on channel {channel!r}")
+        now = self.clock.now()
+        at = now.astimezone(oc.zones[p.tenant]).strftime("%Y-%m-%d %H:%M")
+        out = []
+        with self.ctx.engine.begin() as conn:
+            for i in idx:
+                ch = p.contacts[i].channel
+                text = Text(
+                    subject=f"pumpwatch test message for {p.name} ({ch})",
+                    body=f"This is a test of the {ch} channel for {p.name}, sent {at}. No action needed.",
+                    short=f"pumpwatch test ({ch}) for {p.name}, {at}. No action needed.",
+                )
+                out.append(
+                    create_message(
+                        conn,
+                        self.ctx,
+                        person=person,
+                        tenant=p.tenant,
+                        kind="test",
+                        dedupe_key=f"test:{person}:{ch}:{uuid.uuid4().hex}",
+                        alarm_ids=[],
+                        now=now,
+                        render_fn=lambda _link, t=text: t,
+                        contact_index=i,
+                        only_channel=True,
+                    )  # fmt: skip
+                )
+        return out
+
+
+# --- ack by link --------------------------------------------------------------------------------------
+
+
+def describe_token(ctx: NotifyContext, token: str, now: datetime) -> dict:
+    """What a link would acknowledge (no change). Raises TokenError."""
+    t = tokens.verify(ctx.secret_key, token, now)
+    with ctx.engine.connect() as conn:
+        n = conn.execute(select(notification).where(notification.c.id == t.notification_id)).first()
+        if n is None:
+            raise tokens.TokenError("this link names a message that does not exist")
+        rows = conn.execute(
+            select(alarm)
+            .join(notification_alarm, notification_alarm.c.alarm_id == alarm.c.id)
+            .where(notification_alarm.c.notification_id == t.notification_id)
+            .order_by(alarm.c.id)
+        ).all()
+    person = ctx.oncall.people.get(t.person)
+    return {
+        "token": t,
+        "person": person.name if person else t.person,
+        "subject": n.subject,
+        "alarms": [dict(r._mapping) for r in rows],
+    }
+
+
+def ack_by_token(ctx: NotifyContext, token: str, now: datetime) -> dict:
+    """Acknowledge every still-unacknowledged alarm of the message, journaled with the person's name."""
+    info = describe_token(ctx, token, now)
+    acked, already = [], []
+    for a in info["alarms"]:
+        try:
+            store.acknowledge(
+                ctx.engine, a["id"], actor=info["person"], at=now, comment="by notification link"
+            )
+            acked.append(a)
+        except store.AlarmActionError:
+            cur = store.get_alarm(ctx.engine, a["id"]) or a
+            already.append(cur)
+    return {**info, "acked": acked, "already": already}

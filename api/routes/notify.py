@@ -1,0 +1,292 @@
+"""On-call notification: deliveries (the outbox), one alarm's notification history and escalation,
+escalations, who is on call now, a test message; and the one-click ack link from a phone.
+
+The ack link is public (its signed, expiring token is its authentication). GET only shows what it would
+acknowledge (mail scanners and link previews fetch links), POST acknowledges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from alarms import store
+from alarms.notify import queries
+from alarms.notify.dispatcher import pending_counts
+from alarms.notify.service import NotifierService, ack_by_token, describe_token
+from alarms.notify.tokens import TokenError
+from api.deps import Ctx
+from api.schemas import IsoTime
+
+router = APIRouter(prefix="/notify", tags=["notify"])
+
+DeliveryState = Literal["pending", "sent", "failed", "cancelled"]
+EscalationState = Literal["active", "muted", "acked", "resolved", "exhausted"]
+
+
+class DeliveryPublic(BaseModel):
+    id: int
+    dedupe_key: str
+    tenant: str
+    person: str
+    kind: str
+    channel: str
+    recipient: str
+    contact_index: int
+    fallback_of: int | None
+    subject: str
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: IsoTime
+    last_error: str | None
+    created_at: IsoTime
+    sent_at: IsoTime | None
+    alarm_ids: list[int]
+
+
+class DeliveriesPublic(BaseModel):
+    deliveries: list[DeliveryPublic]
+
+
+class QueuedPublic(BaseModel):
+    person: str
+    kind: str
+    step: int | None
+    created_at: IsoTime
+
+
+class EscalationPublic(BaseModel):
+    id: int
+    alarm_id: int
+    tenant: str
+    station: str
+    alarm: str
+    priority: str
+    route: str
+    policy: str
+    state: EscalationState
+    step: int
+    loop: int
+    next_at: IsoTime | None
+    started_at: IsoTime
+    updated_at: IsoTime
+    acked_by: str | None
+    acked_at: IsoTime | None
+    queued: list[QueuedPublic]
+
+
+class EscalationsPublic(BaseModel):
+    escalations: list[EscalationPublic]
+
+
+class AlarmNotificationsPublic(BaseModel):
+    alarm_id: int
+    escalation: EscalationPublic | None
+    deliveries: list[DeliveryPublic]
+
+
+class OnCallRotation(BaseModel):
+    rotation: str
+    person: str
+    name: str
+
+
+class OnCallTenant(BaseModel):
+    tenant: str
+    rotations: list[OnCallRotation]
+
+
+class OnCallPublic(BaseModel):
+    at: IsoTime
+    tenants: list[OnCallTenant]
+
+
+class StatusPublic(BaseModel):
+    events: int = Field(description="journal entries not yet acted on")
+    queued_items: int = Field(description="things to tell people, waiting for their group window")
+    outbox: int = Field(description="messages not yet sent")
+    escalations: int = Field(description="active or muted escalations")
+    running: bool = Field(description="this process runs the notifier loops and they are passing")
+
+
+class TestRequest(BaseModel):
+    person: str = Field(description="person id from oncall.yaml")
+    channel: str | None = Field(default=None, description="only this channel; default every contact")
+
+
+class TestQueued(BaseModel):
+    queued: list[int]
+
+
+def _svc(ctx: Any) -> NotifierService:
+    svc = getattr(ctx, "notify", None)
+    if svc is None:
+        raise HTTPException(503, "on-call notification is not configured (no `oncall:` in fleet.yaml)")
+    return svc
+
+
+def _tenants(tenant: str | None) -> set[str] | None:
+    return {tenant} if tenant else None
+
+
+def _delivery(r: dict[str, Any]) -> DeliveryPublic:
+    return DeliveryPublic(
+        **{k: r[k] for k in DeliveryPublic.model_fields if k in r and k not in ("tenant", "fallback_of")},
+        tenant=r["tenant_id"],
+        fallback_of=r["origin_id"],
+    )
+
+
+def _escalation(r: dict[str, Any]) -> EscalationPublic:
+    return EscalationPublic(
+        **{
+            k: r[k]
+            for k in EscalationPublic.model_fields
+            if k in r and k not in ("tenant", "station", "alarm")
+        },
+        tenant=r["tenant_id"],
+        station=r["station_id"],
+        alarm=r["name"],
+    )
+
+
+@router.get("/deliveries", response_model=DeliveriesPublic)
+async def list_deliveries(
+    ctx: Ctx,
+    alarm: int | None = None,
+    person: str | None = None,
+    state: DeliveryState | None = None,
+    kind: Literal["alarm", "test"] | None = None,
+    tenant: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> DeliveriesPublic:
+    rows = await asyncio.to_thread(
+        queries.deliveries, ctx.engine, tenants=_tenants(tenant), alarm_id=alarm, person=person, state=state,
+        kind=kind, limit=limit,
+    )  # fmt: skip
+    return DeliveriesPublic(deliveries=[_delivery(r) for r in rows])
+
+
+@router.get("/escalations", response_model=EscalationsPublic)
+async def list_escalations(
+    ctx: Ctx,
+    state: EscalationState | None = None,
+    tenant: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> EscalationsPublic:
+    rows = await asyncio.to_thread(
+        queries.escalations, ctx.engine, tenants=_tenants(tenant), state=state, limit=limit
+    )
+    return EscalationsPublic(escalations=[_escalation(r) for r in rows])
+
+
+@router.get("/alarms/{alarm_id}", response_model=AlarmNotificationsPublic)
+async def alarm_notifications(ctx: Ctx, alarm_id: int) -> AlarmNotificationsPublic:
+    """Every message about one alarm (oldest first, with fallbacks and failures) and its escalation."""
+    a = await asyncio.to_thread(store.get_alarm, ctx.engine, alarm_id)
+    if a is None:
+        raise HTTPException(404, f"no alarm {alarm_id}")
+    tenants = None  # the auth merge narrows this to the user's tenants (404 outside them)
+    esc = await asyncio.to_thread(queries.escalations, ctx.engine, tenants=tenants, alarm_id=alarm_id)
+    rows = await asyncio.to_thread(queries.deliveries, ctx.engine, tenants=tenants, alarm_id=alarm_id)
+    return AlarmNotificationsPublic(
+        alarm_id=alarm_id,
+        escalation=_escalation(esc[0]) if esc else None,
+        deliveries=[_delivery(r) for r in reversed(rows)],
+    )
+
+
+@router.get("/oncall", response_model=OnCallPublic)
+async def on_call_now(ctx: Ctx, tenant: str | None = None) -> OnCallPublic:
+    svc = _svc(ctx)
+    now = ctx.clock.now()
+    rows = queries.on_call(svc.ctx.oncall, now, _tenants(tenant))
+    return OnCallPublic(at=now, tenants=[OnCallTenant(**r) for r in rows])
+
+
+@router.get("/status", response_model=StatusPublic)
+async def status(ctx: Ctx) -> StatusPublic:
+    """Backlog of the notifier: a growing one means it is down or cannot deliver."""
+    svc = _svc(ctx)
+    counts = await asyncio.to_thread(pending_counts, ctx.engine)
+    return StatusPublic(**counts, running=svc.healthy())
+
+
+@router.post("/test", response_model=TestQueued, status_code=202)
+async def test_message(ctx: Ctx, body: TestRequest) -> TestQueued:
+    """Queue a test message to a person (every contact, or one channel); see it in /deliveries."""
+    svc = _svc(ctx)
+    try:
+        ids = await asyncio.to_thread(svc.queue_test, body.person, body.channel)
+    except KeyError:
+        raise HTTPException(404, f"no person {body.person!r}") from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return TestQueued(queued=ids)
+
+
+# --- the one-click ack link -----------------------------------------------------------------------------
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><meta name="robots" content="noindex">
+<title>{title}</title><style>body{{font:16px/1.4 system-ui,sans-serif;margin:1em;max-width:40em}}
+button{{font-size:1.2em;padding:.6em 1.2em}} li{{margin:.2em 0}} .err{{color:#a00}}</style></head>
+<body><h1>{title}</h1>{content}</body></html>"""
+
+
+def _page(title: str, content: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(title=html.escape(title), content=content), status_code=status)
+
+
+def _alarm_li(a: dict[str, Any], tz_now: datetime | None = None) -> str:
+    state = a["state"].replace("_", " ")
+    by = f", by {html.escape(a['acked_by'])}" if a.get("acked_by") else ""
+    return (
+        f"<li>{html.escape(a['station_id'])}: {html.escape(a['name'].replace('_', ' '))} "
+        f"<small>({html.escape(state)}{by})</small></li>"
+    )
+
+
+@router.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=True)
+async def ack_page(ctx: Ctx, token: str) -> HTMLResponse:
+    """What the link would acknowledge, and a button. Changes nothing."""
+    svc = _svc(ctx)
+    try:
+        info = await asyncio.to_thread(describe_token, svc.ctx, token, ctx.clock.now())
+    except TokenError as exc:
+        return _page("Link not valid", f"<p class=err>{html.escape(str(exc))}</p>", 403)
+    todo = [a for a in info["alarms"] if a["state"] in ("unacked_active", "unacked_rtn")]
+    items = "".join(_alarm_li(a) for a in info["alarms"])
+    if not todo:
+        return _page(
+            "Nothing to acknowledge", f"<p>Everything here is already acknowledged.</p><ul>{items}</ul>"
+        )
+    return _page(
+        f"Acknowledge {len(todo)} alarm(s)?",
+        f"<p>{html.escape(info['subject'])}</p><ul>{items}</ul>"
+        f"<form method=post><button type=submit>Acknowledge as {html.escape(info['person'])}</button></form>",
+    )
+
+
+@router.post("/ack/{token}", response_class=HTMLResponse)
+async def ack_post(ctx: Ctx, token: str) -> HTMLResponse:
+    """Acknowledge every still-unacknowledged alarm of the message, journaled with the person's name; the
+    escalation stops and the others told about it learn who took it."""
+    svc = _svc(ctx)
+    try:
+        res = await asyncio.to_thread(ack_by_token, svc.ctx, token, ctx.clock.now())
+    except TokenError as exc:
+        return _page("Link not valid", f"<p class=err>{html.escape(str(exc))}</p>", 403)
+    done = "".join(_alarm_li(a) for a in res["acked"])
+    already = "".join(_alarm_li(a) for a in res["already"])
+    content = f"<p>Acknowledged by {html.escape(res['person'])}:</p><ul>{done}</ul>" if done else ""
+    if already:
+        content += f"<p>Already acknowledged or closed:</p><ul>{already}</ul>"
+    title = f"Acknowledged {len(res['acked'])} alarm(s)" if res["acked"] else "Nothing left to acknowledge"
+    return _page(title, content)

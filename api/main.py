@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from importlib import resources
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
+from api.auth.guard import authorize
 from api.context import ApiContext
-from api.routes import alarms, dispatch, health, incidents, kpis, stations, tenants
+from api.routes import alarms, auth, dispatch, health, incidents, kpis, stations, tenants, users
 from pumpwatch import __version__
+from pumpwatch.audit import AuditUnavailable
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -25,11 +27,28 @@ def create_app(ctx: ApiContext) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.ctx = ctx
-    v1 = APIRouter(prefix="/api/v1")
-    for r in (tenants.router, stations.router, alarms.router, incidents.router, dispatch.router, kpis.router):
+    # Every /api/v1 route is authenticated and role-checked here, in one place (api.auth.guard); routes
+    # added to this router later are covered without doing anything.
+    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
+    for r in (
+        auth.router,
+        users.router,
+        tenants.router,
+        stations.router,
+        alarms.router,
+        incidents.router,
+        dispatch.router,
+        kpis.router,
+    ):
         v1.include_router(r)
     app.include_router(v1)
     app.include_router(health.router)
+
+    @app.exception_handler(AuditUnavailable)
+    async def audit_unavailable(_request: Request, exc: AuditUnavailable) -> JSONResponse:
+        # fail closed: the action was rolled back with its audit record
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.get("/", include_in_schema=False)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
-from api.auth.guard import authorize
+from api.auth.access import audit_for
+from api.auth.guard import SAFE_METHODS, authorize
 from api.context import ApiContext
 from api.routes import alarms, auth, dispatch, health, incidents, kpis, stations, tenants, users
 from pumpwatch import __version__
@@ -43,6 +46,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
         v1.include_router(r)
     app.include_router(v1)
     app.include_router(health.router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        # A refused change is an action too: it goes in the audit log (best effort: the refusal stands).
+        if exc.status_code == 403 and request.method not in SAFE_METHODS:
+            user = getattr(request.state, "user", None)
+            audit = audit_for(request, user, f"{request.method} {request.url.path}", detail=str(exc.detail))
+            try:
+                await asyncio.to_thread(audit.record, ctx.engine, "denied")
+            except AuditUnavailable:
+                pass
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(AuditUnavailable)
     async def audit_unavailable(_request: Request, exc: AuditUnavailable) -> JSONResponse:

@@ -81,4 +81,6 @@ audit_log = Table(
     Column("detail", Text, nullable=True),
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_tenant_id_at", "tenant_id", "at"),
+    # No INSERT … RETURNING: the app role may append records it may not read back (logins: no tenant).
+    implicit_returning=False,
 )

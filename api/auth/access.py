@@ -11,7 +11,10 @@ from pumpwatch.audit import Audit
 
 
 def not_found(what: str) -> HTTPException:
-    return HTTPException(404, f"no {what}")
+    # The same answer whether it does not exist or belongs to another tenant, and no echo of the id:
+    # `what` is for the reader of this code only.
+    del what
+    return HTTPException(404, "not found")
 
 
 def require(user: User, role: str, tenant: str) -> None:

@@ -9,19 +9,17 @@ from datetime import timedelta
 
 import pytest
 from psycopg import errors as pg_errors
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from alarms import incidents, store
+from alarms import store
 from api.auth.config import AuthConfig
 from api.context import ApiContext
 from api.main import create_app
 from pumpwatch import historian
-from pumpwatch.audit import Audit
 from pumpwatch.db import rls
-from pumpwatch.db.schema import incident, incident_station
 from tests.auth import bearer, token
-from tests.security.conftest import T0, make_api
+from tests.security.conftest import T0, fill, make_api
 
 pytestmark = pytest.mark.postgres
 
@@ -45,36 +43,6 @@ OWNER_COLUMN = {
 
 def b_values(v: str | None) -> bool:
     return v is not None and v.lower().startswith("minami")
-
-
-def fill(engine: Engine, catalog: dict[tuple[str, str], int]) -> None:
-    """Rows of both tenants in every tenant table."""
-    for sid in ["KITA-MP-01", "MINAMI-MP-01"]:
-        tenant = sid.split("-")[0].lower()
-        pid = catalog[(sid, "wet_well_level_m")]
-        historian.write_samples(engine, [(pid, T0 + timedelta(seconds=s), 1.0 + s, 0) for s in range(5)])
-        a = store.raise_alarm(
-            engine,
-            tenant_id=tenant,
-            station_id=sid,
-            name="power_failure",
-            priority="critical",
-            message="outage",
-            value=1.0,
-            at=T0,
-        )
-        store.set_out_of_service(engine, sid, out=True, actor="x", at=T0, reason="work")
-        with engine.begin() as conn:
-            iid = conn.execute(
-                insert(incident)
-                .values(tenant_id=tenant, kind="area_power_outage", title="t", phase="report", opened_at=T0)
-                .returning(incident.c.id)
-            ).scalar_one()
-            conn.execute(insert(incident_station).values(incident_id=iid, station_id=sid, joined_at=T0))
-        incidents.add_note(engine, iid, actor="x", at=T0, text="note", phase=None)
-        Audit(at=T0, action="alarm.ack", username="x", tenant_id=tenant, target=f"alarm:{a.id}").record(
-            engine
-        )
 
 
 @pytest.fixture

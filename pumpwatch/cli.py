@@ -293,6 +293,18 @@ def run(
         )
 
 
+@main.command("mqtt-credentials")
+@click.argument("fleet", type=click.Path(path_type=Path))
+@click.argument("outdir", type=click.Path(path_type=Path))
+def mqtt_credentials(fleet: Path, outdir: Path) -> None:
+    """Per-device MQTT passwords and topic ACLs for Mosquitto (deploy/mosquitto/mosquitto.conf)."""
+    from pumpwatch.mqtt_acl import write_credentials
+
+    f = _load(fleet)
+    made = write_credentials(f, outdir)
+    click.echo(f"{len(made)} accounts: {outdir / 'acl'}, {outdir / 'passwd'}, {outdir / 'credentials.txt'}")
+
+
 # --- users ------------------------------------------------------------------------------------------------
 
 

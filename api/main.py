@@ -14,12 +14,23 @@ from api.auth.access import audit_for
 from api.auth.guard import SAFE_METHODS, authorize
 from api.context import ApiContext
 from api.routes import alarms, auth, dispatch, health, incidents, kpis, stations, tenants, users
+from api.schemas import Detail
 from pumpwatch import __version__
 from pumpwatch.audit import AuditUnavailable
 
 
 def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+# What any /api/v1 route may answer besides its own: not logged in, role too low, not found (or another
+# tenant's), the audit log unavailable (the action was not done).
+COMMON_ERRORS: dict[int | str, dict] = {
+    401: {"model": Detail, "description": "not logged in, or the session ended"},
+    403: {"model": Detail, "description": "your role may not do this"},
+    404: {"model": Detail, "description": "no such object, or not one of your tenants'"},
+    503: {"model": Detail, "description": "the audit log is unavailable: nothing was done"},
+}
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -32,7 +43,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     # Every /api/v1 route is authenticated and role-checked here, in one place (api.auth.guard); routes
     # added to this router later are covered without doing anything.
-    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
+    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)], responses=COMMON_ERRORS)
     for r in (
         auth.router,
         users.router,

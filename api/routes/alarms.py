@@ -20,6 +20,7 @@ from api.schemas import (
     AlarmPublic,
     AlarmsPublic,
     AlarmState,
+    Detail,
     JournalEntryPublic,
     JournalPublic,
     Priority,
@@ -28,6 +29,7 @@ from api.schemas import (
 )
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
+CONFLICT = {409: {"model": Detail, "description": "the alarm is not in a state for this action"}}
 
 
 def alarm_public(r: dict[str, Any], now: datetime) -> AlarmPublic:
@@ -185,7 +187,7 @@ async def alarm_journal(ctx: Ctx, user: CurrentUser, alarm_id: int) -> JournalPu
     return JournalPublic(data=[_entry(r) for r in rows], count=len(rows))
 
 
-@router.post("/{alarm_id}/ack", response_model=AlarmPublic)
+@router.post("/{alarm_id}/ack", response_model=AlarmPublic, responses=CONFLICT)
 async def acknowledge(
     ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: AckRequest
 ) -> AlarmPublic:
@@ -204,7 +206,7 @@ async def acknowledge(
     return alarm_public(row, now)
 
 
-@router.post("/{alarm_id}/shelve", response_model=AlarmPublic)
+@router.post("/{alarm_id}/shelve", response_model=AlarmPublic, responses=CONFLICT)
 async def shelve(
     ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: ShelveRequest
 ) -> AlarmPublic:
@@ -228,7 +230,7 @@ async def shelve(
     return alarm_public(row, now)
 
 
-@router.post("/{alarm_id}/unshelve", response_model=AlarmPublic)
+@router.post("/{alarm_id}/unshelve", response_model=AlarmPublic, responses=CONFLICT)
 async def unshelve(
     ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: UnshelveRequest
 ) -> AlarmPublic:
@@ -246,7 +248,7 @@ async def unshelve(
     return alarm_public(row, now)
 
 
-@router.post("/{alarm_id}/reset", response_model=AlarmPublic)
+@router.post("/{alarm_id}/reset", response_model=AlarmPublic, responses=CONFLICT)
 async def reset(
     ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: AckRequest
 ) -> AlarmPublic:

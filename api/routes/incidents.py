@@ -11,7 +11,7 @@ from alarms import incidents
 from alarms.store import AlarmActionError
 from api.auth import access
 from api.deps import Ctx, CurrentUser
-from api.schemas import IncidentNoteCreate, IncidentPublic, IncidentsPublic
+from api.schemas import Detail, IncidentNoteCreate, IncidentPublic, IncidentsPublic
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
@@ -72,7 +72,7 @@ async def get_incident(ctx: Ctx, user: CurrentUser, incident_id: int) -> Inciden
     return incident_public(await _visible(ctx, user, incident_id), detail=True)
 
 
-@router.post("/{incident_id}/notes", response_model=IncidentPublic)
+@router.post("/{incident_id}/notes", response_model=IncidentPublic, responses={409: {"model": Detail}})
 async def add_note(
     ctx: Ctx, user: CurrentUser, request: Request, incident_id: int, body: IncidentNoteCreate
 ) -> IncidentPublic:

@@ -59,7 +59,7 @@ async def list_users(ctx: Ctx, user: CurrentUser) -> UsersPublic:
     return UsersPublic(data=[UserAdminPublic(**r) for r in rows], count=len(rows))
 
 
-@router.post("/users", response_model=UserAdminPublic, status_code=201)
+@router.post("/users", response_model=UserAdminPublic, status_code=201, responses={409: {"model": Detail}})
 async def create_user(ctx: Ctx, user: CurrentUser, request: Request, body: UserCreate) -> UserAdminPublic:
     for g in body.grants:
         access.require(user, "admin", g.tenant)

@@ -259,8 +259,11 @@ class ModbusSource:
             return None, f"exception response {getattr(rr, 'exception_code', '?')}"
         if rr.function_code != block.function_code:
             return None, f"answer has function code {rr.function_code}, asked {block.function_code}"
-        words: Sequence[int] = rr.bits if block.table in ("coil", "discrete_input") else rr.registers
-        if len(words) < block.count:
+        bits = block.table in ("coil", "discrete_input")
+        words: Sequence[int] = rr.bits if bits else rr.registers
+        # Exactly what was asked: bit answers come in whole bytes; more values than asked is malformed too.
+        expected = 8 * ((block.count + 7) // 8) if bits else block.count
+        if len(words) != expected:
             return None, f"answer has {len(words)} values, asked {block.count}"
         return words, None
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from api.auth import passwords
@@ -254,11 +254,17 @@ def list_users(engine: Engine, tenants: Iterable[str] | None = None) -> list[dic
     return out
 
 
-def all_grants(engine: Engine, username: str) -> dict[str, str] | None:
-    """Every grant of `username` (None: no such user), for admin checks across tenants."""
+def tenants_of(engine: Engine, username: str) -> set[str] | None:
+    """Every tenant `username` holds a grant in (None: no such user), even those row-level security hides
+    from the asking connection (PostgreSQL: the SECURITY DEFINER function of migration 0004)."""
     with engine.connect() as conn:
-        uid = conn.execute(select(app_user.c.id).where(app_user.c.username == username)).scalar()
-        return None if uid is None else grants_of(conn, uid)
+        if conn.execute(select(app_user.c.id).where(app_user.c.username == username)).first() is None:
+            return None
+        if conn.dialect.name == "postgresql":
+            rows = conn.execute(text("SELECT pumpwatch_user_tenants(:n)"), {"n": username}).scalars()
+            return set(rows)
+        uid = conn.execute(select(app_user.c.id).where(app_user.c.username == username)).scalar_one()
+        return set(grants_of(conn, uid))
 
 
 def demo_users_present(engine: Engine) -> list[str]:

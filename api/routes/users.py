@@ -38,12 +38,12 @@ def _admin_tenants(user: User) -> frozenset[str]:
     return tenants
 
 
-async def _target(ctx, user: User, username: str) -> dict[str, str]:
-    """The grants of a user the admin may see: holding a grant in one of the admin's tenants, or none."""
-    grants = await asyncio.to_thread(accounts.all_grants, ctx.engine, username)
-    if grants is None or (grants and not set(grants) & _admin_tenants(user)):
+async def _target(ctx, user: User, username: str) -> set[str]:
+    """The tenants of a user the admin may see: holding a grant in one of the admin's tenants, or none."""
+    tenants = await asyncio.to_thread(accounts.tenants_of, ctx.engine, username)
+    if tenants is None or (tenants and not tenants & _admin_tenants(user)):
         raise access.not_found(f"user {username!r}")
-    return grants
+    return tenants
 
 
 async def _call(fn, *args, **kw):
@@ -107,11 +107,10 @@ async def revoke_grant(ctx: Ctx, user: CurrentUser, request: Request, username: 
 
 
 async def _whole_user(ctx, user: User, username: str) -> str | None:
-    grants = await _target(ctx, user, username)
-    missing = set(grants) - _admin_tenants(user)
-    if missing:
+    tenants = await _target(ctx, user, username)
+    if tenants - _admin_tenants(user):
         raise HTTPException(403, "the user also holds tenants you do not administer")
-    return min(grants) if grants else None
+    return min(tenants) if tenants else None
 
 
 @router.post("/users/{username}/disable", response_model=Detail)

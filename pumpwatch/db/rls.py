@@ -141,6 +141,16 @@ def install(conn: Connection) -> None:
         "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
         "FOR EACH STATEMENT EXECUTE FUNCTION pumpwatch_audit_append_only()"
     )
+    # Which tenants a user holds, whoever asks (no roles): an admin may only disable a user who holds no
+    # tenant beyond the admin's own, and must be able to tell. Runs as the owner, past RLS.
+    x(
+        """CREATE OR REPLACE FUNCTION pumpwatch_user_tenants(name text) RETURNS SETOF text
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+            SELECT g.tenant_id FROM user_grant g JOIN app_user u ON u.id = g.user_id WHERE u.username = name
+        $$"""
+    )
+    x("REVOKE ALL ON FUNCTION pumpwatch_user_tenants(text) FROM PUBLIC")
+    x(f"GRANT EXECUTE ON FUNCTION pumpwatch_user_tenants(text) TO {APP_ROLE}")
     x(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
     x(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
     x(f"GRANT EXECUTE ON FUNCTION pumpwatch_tenants(), pumpwatch_user_id() TO {APP_ROLE}")
@@ -188,6 +198,7 @@ def uninstall(conn: Connection) -> None:
     x(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {APP_ROLE}")
     x("DROP FUNCTION IF EXISTS pumpwatch_tenants()")
     x("DROP FUNCTION IF EXISTS pumpwatch_user_id()")
+    x("DROP FUNCTION IF EXISTS pumpwatch_user_tenants(text)")
     # the role stays: other databases of the cluster may use it
 
 

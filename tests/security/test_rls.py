@@ -152,6 +152,12 @@ def test_the_api_runs_through_the_app_role(filled) -> None:
             assert len(hist.json()["data"]) == 5
             (inc,) = (await c.get("/api/v1/incidents", headers=h)).json()["data"]
             assert inc["tenant"] == "kita"
+            # RLS hides centre's minami grant from a kita admin's transaction, yet the admin is told
+            adm = bearer(await token(c, "kita-admin"))
+            assert (await c.post("/api/v1/users/centre/disable", headers=adm)).status_code == 403
+            assert (await c.post("/api/v1/users/minami-op/disable", headers=adm)).status_code == 404
+            listed = (await c.get("/api/v1/users", headers=adm)).json()["data"]
+            assert "minami-op" not in {u["username"] for u in listed}
             # the shared centre sees both, through the same role
             h2 = bearer(await token(c, "centre"))
             assert (

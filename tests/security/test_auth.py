@@ -3,9 +3,6 @@ roles, the cookie, and the command line."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from sqlalchemy import select
 
 from api.auth import sessions, users
@@ -204,27 +201,25 @@ def test_demo_users_seeded_once(sqlite_url: str) -> None:
 
 
 def test_cli_user_commands(sqlite_url: str) -> None:
-    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "pumpwatch.cli", "user", *args, "--db", sqlite_url],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    from click.testing import CliRunner
+
+    from pumpwatch.cli import main
+
+    def cli(*args: str, stdin: str = ""):
+        return CliRunner().invoke(main, ["user", *args, "--db", sqlite_url], input=stdin)
 
     r = cli(
         "add", "tanaka", "--grant", "kita:operator", "--grant", "minami:viewer", stdin="tanaka-password\n"
     )
-    assert r.returncode == 0, r.stderr
-    assert cli("add", "tanaka", stdin="tanaka-password\n").returncode != 0  # exists
+    assert r.exit_code == 0, r.output
+    assert cli("add", "tanaka", stdin="tanaka-password\n").exit_code != 0  # exists
     r = cli("add", "weak", stdin="short\n")
-    assert r.returncode != 0 and "10 characters" in r.stderr
-    assert cli("add", "x", "--grant", "kita:boss", stdin="long-enough-pw\n").returncode != 0
-    assert cli("grant", "tanaka", "kita:engineer").returncode == 0
-    assert cli("revoke", "tanaka", "minami").returncode == 0
-    assert cli("disable", "tanaka").returncode == 0
-    out = cli("list").stdout
+    assert r.exit_code != 0 and "10 characters" in r.output
+    assert cli("add", "x", "--grant", "kita:boss", stdin="long-enough-pw\n").exit_code != 0
+    assert cli("grant", "tanaka", "kita:engineer").exit_code == 0
+    assert cli("revoke", "tanaka", "minami").exit_code == 0
+    assert cli("disable", "tanaka").exit_code == 0
+    out = cli("list").output
     assert "tanaka\tkita:engineer (disabled)" in out
     from pumpwatch import audit
     from pumpwatch.db.engine import make_engine

@@ -334,3 +334,26 @@ async def test_the_probe_sees_b_when_allowed(world) -> None:
     assert ans.status == 200 and B_STATION.encode() in ans.body
     ans = await call(app, "GET", "/api/v1/stations", h, None, False)
     assert any(m in ans.body for m in b_markers(api))
+
+
+async def test_streams_are_read_for_a_bounded_time() -> None:
+    """The route walker's reader ends an endless text/event-stream answer by disconnecting."""
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.get("/events", response_model=None, responses={200: {"content": {"text/event-stream": {}}}})
+    async def events():
+        async def forever():
+            while True:
+                yield b"data: tick\n\n"
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(forever(), media_type="text/event-stream")
+
+    assert is_stream(spec_routes(app.openapi())[("GET", "/events")])
+    t0 = asyncio.get_running_loop().time()
+    ans = await call(app, "GET", "/events", {}, None, stream=True)
+    assert ans.status == 200 and b"data: tick" in ans.body and not ans.ended
+    assert asyncio.get_running_loop().time() - t0 < STREAM_READ_S + 6

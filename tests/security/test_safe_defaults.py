@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import httpx
@@ -120,7 +121,9 @@ def test_api_over_tls_only_1_2_or_newer(tmp_path: Path, certificate: tuple[Path,
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
         old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         old.load_verify_locations(str(cert))
-        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+        with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point
+            warnings.simplefilter("ignore", DeprecationWarning)
+            old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
         try:
             with pytest.raises((httpx.TransportError, ssl.SSLError)):
                 httpx.get(f"https://127.0.0.1:{port}/healthz", verify=old, timeout=2)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
+from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
 
 IsoTime = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str)]
+# Row ids are 32-bit integers in the database: a bigger one is a 422, not a database error.
+RowId = Annotated[int, Path(ge=1, le=2_147_483_647, description="row id")]
 QualityLabel = Literal["good", "stale", "comm_loss", "bad_value", "sensor_fault", "not_available", "no_data"]
 StationStatus = Literal["normal", "alarm", "power_failure", "comm_loss", "stale", "no_data", "maintenance"]
 

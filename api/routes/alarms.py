@@ -24,6 +24,7 @@ from api.schemas import (
     JournalEntryPublic,
     JournalPublic,
     Priority,
+    RowId,
     ShelveRequest,
     UnshelveRequest,
 )
@@ -176,12 +177,12 @@ def _audit(request: Request, user: User, row: dict[str, Any], action: str):
 
 
 @router.get("/{alarm_id}", response_model=AlarmPublic)
-async def get_alarm(ctx: Ctx, user: CurrentUser, alarm_id: int) -> AlarmPublic:
+async def get_alarm(ctx: Ctx, user: CurrentUser, alarm_id: RowId) -> AlarmPublic:
     return alarm_public(await _visible(ctx, user, alarm_id), ctx.clock.now())
 
 
 @router.get("/{alarm_id}/journal", response_model=JournalPublic)
-async def alarm_journal(ctx: Ctx, user: CurrentUser, alarm_id: int) -> JournalPublic:
+async def alarm_journal(ctx: Ctx, user: CurrentUser, alarm_id: RowId) -> JournalPublic:
     await _visible(ctx, user, alarm_id)
     rows = await asyncio.to_thread(store.alarm_journal, ctx.engine, alarm_id)
     return JournalPublic(data=[_entry(r) for r in rows], count=len(rows))
@@ -189,7 +190,7 @@ async def alarm_journal(ctx: Ctx, user: CurrentUser, alarm_id: int) -> JournalPu
 
 @router.post("/{alarm_id}/ack", response_model=AlarmPublic, responses=CONFLICT)
 async def acknowledge(
-    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: AckRequest
+    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: RowId, body: AckRequest
 ) -> AlarmPublic:
     row = await _visible(ctx, user, alarm_id, "operator")
     now = ctx.clock.now()
@@ -208,7 +209,7 @@ async def acknowledge(
 
 @router.post("/{alarm_id}/shelve", response_model=AlarmPublic, responses=CONFLICT)
 async def shelve(
-    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: ShelveRequest
+    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: RowId, body: ShelveRequest
 ) -> AlarmPublic:
     row = await _visible(ctx, user, alarm_id, "operator")
     now = ctx.clock.now()
@@ -232,7 +233,7 @@ async def shelve(
 
 @router.post("/{alarm_id}/unshelve", response_model=AlarmPublic, responses=CONFLICT)
 async def unshelve(
-    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: UnshelveRequest
+    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: RowId, body: UnshelveRequest
 ) -> AlarmPublic:
     row = await _visible(ctx, user, alarm_id, "operator")
     now = ctx.clock.now()
@@ -250,7 +251,7 @@ async def unshelve(
 
 @router.post("/{alarm_id}/reset", response_model=AlarmPublic, responses=CONFLICT)
 async def reset(
-    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: AckRequest
+    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: RowId, body: AckRequest
 ) -> AlarmPublic:
     row = await _visible(ctx, user, alarm_id, "operator")
     now = ctx.clock.now()

@@ -11,7 +11,7 @@ from alarms import incidents
 from alarms.store import AlarmActionError
 from api.auth import access
 from api.deps import Ctx, CurrentUser
-from api.schemas import Detail, IncidentNoteCreate, IncidentPublic, IncidentsPublic
+from api.schemas import Detail, IncidentNoteCreate, IncidentPublic, IncidentsPublic, RowId
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
@@ -68,13 +68,13 @@ async def _visible(ctx, user, incident_id: int, role: str | None = None) -> dict
 
 
 @router.get("/{incident_id}", response_model=IncidentPublic)
-async def get_incident(ctx: Ctx, user: CurrentUser, incident_id: int) -> IncidentPublic:
+async def get_incident(ctx: Ctx, user: CurrentUser, incident_id: RowId) -> IncidentPublic:
     return incident_public(await _visible(ctx, user, incident_id), detail=True)
 
 
 @router.post("/{incident_id}/notes", response_model=IncidentPublic, responses={409: {"model": Detail}})
 async def add_note(
-    ctx: Ctx, user: CurrentUser, request: Request, incident_id: int, body: IncidentNoteCreate
+    ctx: Ctx, user: CurrentUser, request: Request, incident_id: RowId, body: IncidentNoteCreate
 ) -> IncidentPublic:
     row = await _visible(ctx, user, incident_id, "operator")
     audit = access.audit_for(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -33,6 +34,9 @@ class ApiContext:
     rules: RuleSet | None = None
     latest_cache_s: float = 1.0
     auth: AuthConfig = field(default_factory=AuthConfig)
+    # (station, point, value) -> value read back; None: no collector in this process, so no field writes
+    field_write: Callable[[str, str, float], Awaitable[float]] | None = None
+    write_confirmations: dict[str, Any] = field(default_factory=dict)  # pending second confirmations
     _points_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
     # per tenant scope: under row-level security each scope reads its own rows
     _db_latest: dict[rls.Scope, tuple[float, dict[str, dict[str, Sample]]]] = field(default_factory=dict)

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from api.auth.access import audit_for
 from api.auth.guard import SAFE_METHODS, authorize
 from api.context import ApiContext
-from api.routes import alarms, auth, dispatch, health, incidents, kpis, stations, tenants, users
+from api.routes import alarms, auth, dispatch, field_writes, health, incidents, kpis, stations, tenants, users
 from api.schemas import Detail
 from pumpwatch import __version__
 from pumpwatch.audit import AuditUnavailable
@@ -49,6 +49,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         users.router,
         tenants.router,
         stations.router,
+        field_writes.router,
         alarms.router,
         incidents.router,
         dispatch.router,

@@ -322,3 +322,28 @@ class AuditEntryPublic(BaseModel):
 class AuditPublic(BaseModel):
     data: list[AuditEntryPublic]
     count: int
+
+
+class WriteRequest(BaseModel):
+    value: float = Field(description="in the point's unit (coils: 0 or 1)")
+
+
+class WriteConfirmationPublic(BaseModel):
+    confirmation: str  # send it back with the same value within 60 s to do the write
+    expires_at: IsoTime
+    station: str
+    point: str
+    value: float
+
+
+class WriteConfirm(BaseModel):
+    value: float
+    confirmation: str = Field(min_length=1, max_length=200)
+
+
+class WriteResultPublic(BaseModel):
+    station: str
+    point: str
+    written: float
+    read_back: float
+    at: IsoTime

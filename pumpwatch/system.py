@@ -22,6 +22,7 @@ from alarms.service import AlarmService
 from api.auth.config import AuthConfig
 from api.context import ApiContext
 from api.main import create_app
+from collector.field_write import FieldWriter
 from collector.fleet import build_modbus_sources, build_mqtt_ingest
 from collector.model import Sample
 from collector.sources.modbus import ModbusSource
@@ -126,6 +127,7 @@ class System:
             fleet=self.fleet,
             engine=self.api_engine or self.engine,
             auth=auth or AuthConfig(),
+            field_write=FieldWriter(self.fleet, self.sources) if self.sources else None,
             clock=self.clock,
             catalog=self.catalog,
             live=self.live if in_process_live else None,

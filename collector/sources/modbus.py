@@ -99,6 +99,8 @@ class ModbusSource:
         self._retry_at = 0.0  # real monotonic time before which no reconnect is tried
         self._rx_count = 0  # frames received: tells "garbled answer" from "no answer"
         self._requests_this_cycle = 0
+        # One request at a time on the link: polls and the (rare, engineer-confirmed) field write.
+        self.io_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -243,7 +245,8 @@ class ModbusSource:
         }[block.function_code]
         rx_before = self._rx_count
         try:
-            rr = await read(block.start, count=block.count, device_id=unit.unit_id)
+            async with self.io_lock:
+                rr = await read(block.start, count=block.count, device_id=unit.unit_id)
         except ConnectionException as exc:
             self._close()
             raise _NoAnswer(f"connection lost: {exc}") from None

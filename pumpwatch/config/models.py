@@ -315,6 +315,10 @@ class StationConfig(Strict):
     river: River | None = None
     drainage: Drainage | None = None
     plant: PlantDesign | None = None
+    # An engineer's decision, per station: the API may write its holding registers and coils (each write
+    # with the engineer role, a second confirmation, an audit record first and a read-back). Off: the
+    # collector sends no Modbus write function code at all.
+    write_enabled: bool = False
 
     @model_validator(mode="after")
     def _geometry(self) -> StationConfig:

@@ -55,8 +55,10 @@ class Api:
         return r.json()["token"]
 
 
-async def make_api(url: str, cfg: AuthConfig | None = None) -> tuple[Api, ApiContext]:
-    fleet = load_fleet(DEMO_FLEET)
+async def make_api(
+    url: str, cfg: AuthConfig | None = None, fleet: Fleet | None = None
+) -> tuple[Api, ApiContext]:
+    fleet = fleet or load_fleet(DEMO_FLEET)
     engine = make_engine(url)
     upgrade(engine)
     catalog = historian.sync_catalog(engine, fleet)

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-city test lint format check-config clean
+.PHONY: demo demo-city test lint format check-config clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo-city: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# hostile input with many more examples than `make test`: Modbus responses, MQTT payloads, the API spec
+fuzz: $(STAMP)
+	PUMPWATCH_FUZZ_EXAMPLES=2000 PUMPWATCH_SCHEMATHESIS_EXAMPLES=100 $(BIN)/pytest -p no:cacheprovider \
+		tests/security/test_fuzz.py tests/security/test_schemathesis.py --timeout 3600
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

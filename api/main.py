@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
+from api.auth.access import audit_for
+from api.auth.guard import SAFE_METHODS, authorize
 from api.context import ApiContext
-from api.routes import alarms, dispatch, health, incidents, kpis, notify, stations, tenants
+from api.routes import (
+    alarms,
+    auth,
+    dispatch,
+    field_writes,
+    health,
+    incidents,
+    kpis,
+    notify,
+    stations,
+    tenants,
+    users,
+)
+from api.schemas import Detail
 from pumpwatch import __version__
+from pumpwatch.audit import AuditUnavailable
 
 
 def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+# What any /api/v1 route may answer besides its own: not logged in, role too low, not found (or another
+# tenant's), the audit log unavailable (the action was not done).
+COMMON_ERRORS: dict[int | str, dict] = {
+    401: {"model": Detail, "description": "not logged in, or the session ended"},
+    403: {"model": Detail, "description": "your role may not do this"},
+    404: {"model": Detail, "description": "no such object, or not one of your tenants'"},
+    503: {"model": Detail, "description": "the audit log is unavailable: nothing was done"},
+}
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -25,12 +53,42 @@ def create_app(ctx: ApiContext) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.ctx = ctx
-    v1 = APIRouter(prefix="/api/v1")
-    for r in (tenants.router, stations.router, alarms.router, incidents.router, dispatch.router, kpis.router):
+    # Every /api/v1 route is authenticated and role-checked here, in one place (api.auth.guard); routes
+    # added to this router later are covered without doing anything.
+    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)], responses=COMMON_ERRORS)
+    for r in (
+        auth.router,
+        users.router,
+        tenants.router,
+        stations.router,
+        field_writes.router,
+        alarms.router,
+        incidents.router,
+        dispatch.router,
+        kpis.router,
+    ):
         v1.include_router(r)
     v1.include_router(notify.router)
     app.include_router(v1)
     app.include_router(health.router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        # A refused change is an action too: it goes in the audit log (best effort: the refusal stands).
+        if exc.status_code == 403 and request.method not in SAFE_METHODS:
+            user = getattr(request.state, "user", None)
+            audit = audit_for(request, user, f"{request.method} {request.url.path}", detail=str(exc.detail))
+            try:
+                await asyncio.to_thread(audit.record, ctx.engine, "denied")
+            except AuditUnavailable:
+                pass
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(AuditUnavailable)
+    async def audit_unavailable(_request: Request, exc: AuditUnavailable) -> JSONResponse:
+        # fail closed: the action was rolled back with its audit record
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.get("/", include_in_schema=False)

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import uvicorn
 from sqlalchemy import Engine
@@ -22,8 +23,10 @@ from alarms.notify.dispatcher import purge_pending
 from alarms.notify.service import NotifierService, tto_from_db, tto_from_live
 from alarms.rules import RuleSet, load_rules
 from alarms.service import AlarmService
+from api.auth.config import AuthConfig
 from api.context import ApiContext
 from api.main import create_app
+from collector.field_write import FieldWriter
 from collector.fleet import build_modbus_sources, build_mqtt_ingest
 from collector.model import Sample
 from collector.sources.modbus import ModbusSource
@@ -32,6 +35,7 @@ from collector.supervisor import run_sources
 from pumpwatch import historian
 from pumpwatch.clock import Clock
 from pumpwatch.config import Fleet
+from pumpwatch.db import rls
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
 from pumpwatch.live import LiveSnapshot
@@ -49,6 +53,7 @@ class System:
     catalog: dict[tuple[str, str], int]
     rules: RuleSet
     analyzers: dict[str, list[Analyzer]] = field(default_factory=dict)
+    api_engine: Engine | None = None  # the API's own connection (app role, RLS); None: `engine`
     live: LiveSnapshot = field(default_factory=LiveSnapshot)
     writer: HistorianWriter | None = None
     alarms: AlarmService | None = None
@@ -60,7 +65,13 @@ class System:
 
     @classmethod
     async def prepare(
-        cls, fleet: Fleet, database_url: str, clock: Clock, secret_key: str | None = None
+        cls,
+        fleet: Fleet,
+        database_url: str,
+        clock: Clock,
+        secret_key: str | None = None,
+        *,
+        api_database_url: str | None = None,
     ) -> System:
         """Validate rules and on-call, migrate the database and sync the catalog. Raises ConfigError on bad
         rules or on-call configuration."""
@@ -74,8 +85,17 @@ class System:
             sid: [(p.name, p.unit, p.kind) for a in an for p in a.outputs] for sid, an in analyzers.items()
         }
         catalog = await asyncio.to_thread(historian.sync_catalog, engine, fleet, extra)
+        api_engine = None
+        if api_database_url:
+            api_engine = await asyncio.to_thread(rls.app_engine, api_database_url)
         system = cls(
-            fleet=fleet, engine=engine, clock=clock, catalog=catalog, rules=rules, analyzers=analyzers
+            fleet=fleet,
+            engine=engine,
+            clock=clock,
+            catalog=catalog,
+            rules=rules,
+            analyzers=analyzers,
+            api_engine=api_engine,
         )
         if oncall is not None:
             system.notifier = NotifierService(
@@ -144,10 +164,12 @@ class System:
         tasks = self._tasks + ([self._notify_task] if self._notify_task else [])
         return {t.get_name(): not t.done() for t in tasks}
 
-    def api_context(self, *, in_process_live: bool = True) -> ApiContext:
+    def api_context(self, *, in_process_live: bool = True, auth: AuthConfig | None = None) -> ApiContext:
         return ApiContext(
             fleet=self.fleet,
-            engine=self.engine,
+            engine=self.api_engine or self.engine,
+            auth=auth or AuthConfig(),
+            field_write=FieldWriter(self.fleet, self.sources) if self.sources else None,
             clock=self.clock,
             catalog=self.catalog,
             live=self.live if in_process_live else None,
@@ -178,6 +200,8 @@ class System:
             await _cancel(self._notify_task)
             self._notify_task = None
         self.engine.dispose()
+        if self.api_engine is not None:
+            self.api_engine.dispose()
 
 
 async def _cancel(task: asyncio.Task, limit_s: float = 10.0) -> None:
@@ -190,8 +214,24 @@ async def _cancel(task: asyncio.Task, limit_s: float = 10.0) -> None:
         log.error("%s ended with %r", task.get_name(), task.exception())
 
 
-async def serve_api(ctx: ApiContext, host: str, port: int) -> None:
-    """Serve until uvicorn sees SIGINT/SIGTERM (it owns the signals while it runs)."""
-    config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning", lifespan="off")
+async def serve_api(
+    ctx: ApiContext,
+    host: str,
+    port: int,
+    *,
+    ssl_certfile: str | Path | None = None,
+    ssl_keyfile: str | Path | None = None,
+) -> None:
+    """Serve until uvicorn sees SIGINT/SIGTERM (it owns the signals while it runs). With a certificate,
+    TLS only (uvicorn's default context: TLS 1.2 or newer)."""
+    config = uvicorn.Config(
+        create_app(ctx),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+    )
     server = uvicorn.Server(config)
     await server.serve()

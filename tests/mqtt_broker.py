@@ -55,8 +55,9 @@ def _accepts(host: str, port: int) -> bool:
 class MosquittoBroker:
     """One mosquitto process. Not a context manager on purpose: the fixture owns start and stop."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", config: str | None = None) -> None:
         self.host = host
+        self.config = config  # replaces the default settings after the listener line
         self.port = port if port is not None else free_port(host)
         self._dir = Path(tempfile.mkdtemp(prefix="pumpwatch-mosquitto-"))
         self.conf = self._dir / "mosquitto.conf"
@@ -92,11 +93,9 @@ class MosquittoBroker:
         if binary is None:
             service_missing("Mosquitto", "install it with `apt-get install mosquitto`; .ci/run does")
             return
+        settings = self.config if self.config is not None else "allow_anonymous true\npersistence false\n"
         self.conf.write_text(
-            f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "log_dest stderr\n"
+            f"listener {self.port} {self.host}\n" + settings + "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             "connection_messages true\n"
         )

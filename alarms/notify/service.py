@@ -26,6 +26,7 @@ from alarms.notify.messages import Text
 from alarms.notify.outbox import OutboxSender
 from collector.model import Quality
 from pumpwatch import historian
+from pumpwatch.audit import Audit
 from pumpwatch.clock import Clock
 from pumpwatch.config import Fleet
 from pumpwatch.db.schema import alarm, notification, notification_alarm
@@ -213,14 +214,24 @@ def describe_token(ctx: NotifyContext, token: str, now: datetime) -> dict:
     }
 
 
-def ack_by_token(ctx: NotifyContext, token: str, now: datetime) -> dict:
-    """Acknowledge every still-unacknowledged alarm of the message, journaled with the person's name."""
+def ack_by_token(ctx: NotifyContext, token: str, now: datetime, source_ip: str | None = None) -> dict:
+    """Acknowledge every still-unacknowledged alarm of the message, journaled with the person's name and
+    audited like an acknowledgement in the console (the signed link is the person's credential)."""
     info = describe_token(ctx, token, now)
     acked, already = [], []
     for a in info["alarms"]:
+        audit = Audit(
+            at=now,
+            action="alarm.ack",
+            username=f"link:{info['person']}",
+            source_ip=source_ip,
+            tenant_id=a.get("tenant_id"),
+            target=f"alarm:{a['id']} {a.get('station_id')}/{a.get('name')}",
+            detail="by notification link",
+        )
         try:
             store.acknowledge(
-                ctx.engine, a["id"], actor=info["person"], at=now, comment="by notification link"
+                ctx.engine, a["id"], actor=info["person"], at=now, comment="by notification link", audit=audit
             )
             acked.append(a)
         except store.AlarmActionError:

@@ -13,8 +13,9 @@ from datetime import timedelta
 from fastapi import APIRouter
 
 from alarms import store
+from api.auth import access
 from api.context import station_samples
-from api.deps import Ctx
+from api.deps import Ctx, CurrentUser
 from api.schemas import DispatchEntry, DispatchPublic, LocationPublic
 from collector.model import Quality
 
@@ -40,17 +41,21 @@ def good(samples: dict, name: str) -> float | None:
 @router.get("", response_model=DispatchPublic)
 async def dispatch_board(
     ctx: Ctx,
+    user: CurrentUser,
     tenant: str | None = None,
 ) -> DispatchPublic:
+    tenants = access.tenants_for(user, tenant)
     now = ctx.clock.now()
     latest = await ctx.latest()
-    rows = await asyncio.to_thread(store.list_alarms, ctx.engine, open_=True, active=True, limit=1_000_000)
+    rows = await asyncio.to_thread(
+        store.list_alarms, ctx.engine, open_=True, active=True, tenant_ids=tenants, limit=1_000_000
+    )
     active: dict[str, list[dict]] = {}
     for a in rows:
         active.setdefault(a["station_id"], []).append(a)
     entries = []
     for sid, st in ctx.fleet.stations.items():
-        if tenant is not None and st.tenant != tenant:
+        if st.tenant not in tenants:
             continue
         samples = station_samples(latest, sid)
         reasons = sorted({a["name"] for a in active.get(sid, []) if a["name"] in REASONS})

@@ -12,7 +12,7 @@ import html
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
@@ -21,8 +21,10 @@ from alarms.notify import queries
 from alarms.notify.dispatcher import pending_counts
 from alarms.notify.service import NotifierService, ack_by_token, describe_token
 from alarms.notify.tokens import TokenError
-from api.deps import Ctx
-from api.schemas import IsoTime
+from api.auth import access
+from api.auth.guard import client_ip
+from api.deps import Ctx, CurrentUser
+from api.schemas import IsoTime, RowId
 
 router = APIRouter(prefix="/notify", tags=["notify"])
 
@@ -131,8 +133,9 @@ def _svc(ctx: Any) -> NotifierService:
     return svc
 
 
-def _tenants(tenant: str | None) -> set[str] | None:
-    return {tenant} if tenant else None
+def _tenants(user: Any, tenant: str | None) -> set[str]:
+    """The requested tenant if the user may see it (else 404), or all of the user's."""
+    return set(access.tenants_for(user, tenant))
 
 
 def _delivery(r: dict[str, Any]) -> DeliveryPublic:
@@ -159,6 +162,7 @@ def _escalation(r: dict[str, Any]) -> EscalationPublic:
 @router.get("/deliveries", response_model=DeliveriesPublic)
 async def list_deliveries(
     ctx: Ctx,
+    user: CurrentUser,
     alarm: int | None = None,
     person: str | None = None,
     state: DeliveryState | None = None,
@@ -167,7 +171,7 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> DeliveriesPublic:
     rows = await asyncio.to_thread(
-        queries.deliveries, ctx.engine, tenants=_tenants(tenant), alarm_id=alarm, person=person, state=state,
+        queries.deliveries, ctx.engine, tenants=_tenants(user, tenant), alarm_id=alarm, person=person, state=state,
         kind=kind, limit=limit,
     )  # fmt: skip
     return DeliveriesPublic(deliveries=[_delivery(r) for r in rows])
@@ -176,23 +180,24 @@ async def list_deliveries(
 @router.get("/escalations", response_model=EscalationsPublic)
 async def list_escalations(
     ctx: Ctx,
+    user: CurrentUser,
     state: EscalationState | None = None,
     tenant: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> EscalationsPublic:
     rows = await asyncio.to_thread(
-        queries.escalations, ctx.engine, tenants=_tenants(tenant), state=state, limit=limit
+        queries.escalations, ctx.engine, tenants=_tenants(user, tenant), state=state, limit=limit
     )
     return EscalationsPublic(escalations=[_escalation(r) for r in rows])
 
 
 @router.get("/alarms/{alarm_id}", response_model=AlarmNotificationsPublic)
-async def alarm_notifications(ctx: Ctx, alarm_id: int) -> AlarmNotificationsPublic:
+async def alarm_notifications(ctx: Ctx, user: CurrentUser, alarm_id: RowId) -> AlarmNotificationsPublic:
     """Every message about one alarm (oldest first, with fallbacks and failures) and its escalation."""
     a = await asyncio.to_thread(store.get_alarm, ctx.engine, alarm_id)
-    if a is None:
-        raise HTTPException(404, f"no alarm {alarm_id}")
-    tenants = None  # the auth merge narrows this to the user's tenants (404 outside them)
+    if a is None or a["tenant_id"] not in user.tenants:
+        raise access.not_found(f"alarm {alarm_id}")
+    tenants = set(user.tenants)
     esc = await asyncio.to_thread(queries.escalations, ctx.engine, tenants=tenants, alarm_id=alarm_id)
     rows = await asyncio.to_thread(queries.deliveries, ctx.engine, tenants=tenants, alarm_id=alarm_id)
     return AlarmNotificationsPublic(
@@ -203,25 +208,33 @@ async def alarm_notifications(ctx: Ctx, alarm_id: int) -> AlarmNotificationsPubl
 
 
 @router.get("/oncall", response_model=OnCallPublic)
-async def on_call_now(ctx: Ctx, tenant: str | None = None) -> OnCallPublic:
+async def on_call_now(ctx: Ctx, user: CurrentUser, tenant: str | None = None) -> OnCallPublic:
+    tenants = _tenants(user, tenant)
     svc = _svc(ctx)
     now = ctx.clock.now()
-    rows = queries.on_call(svc.ctx.oncall, now, _tenants(tenant))
+    rows = queries.on_call(svc.ctx.oncall, now, tenants)
     return OnCallPublic(at=now, tenants=[OnCallTenant(**r) for r in rows])
 
 
 @router.get("/status", response_model=StatusPublic)
-async def status(ctx: Ctx) -> StatusPublic:
-    """Backlog of the notifier: a growing one means it is down or cannot deliver."""
+async def status(ctx: Ctx, user: CurrentUser) -> StatusPublic:
+    """Backlog of the notifier: a growing one means it is down or cannot deliver. The counts cover every
+    tenant, so only a user who sees every tenant (the centre's staff) may read them."""
+    if not set(ctx.fleet.tenants) <= set(user.tenants):
+        raise HTTPException(403, "the notifier's backlog covers every tenant: needs a grant for each")
     svc = _svc(ctx)
     counts = await asyncio.to_thread(pending_counts, ctx.engine)
     return StatusPublic(**counts, running=svc.healthy())
 
 
 @router.post("/test", response_model=TestQueued, status_code=202)
-async def test_message(ctx: Ctx, body: TestRequest) -> TestQueued:
+async def test_message(ctx: Ctx, user: CurrentUser, body: TestRequest) -> TestQueued:
     """Queue a test message to a person (every contact, or one channel); see it in /deliveries."""
     svc = _svc(ctx)
+    person = svc.ctx.oncall.people.get(body.person)
+    if person is None or person.tenant not in user.tenants:
+        raise access.not_found(f"person {body.person!r}")
+    access.require(user, "operator", person.tenant)
     try:
         ids = await asyncio.to_thread(svc.queue_test, body.person, body.channel)
     except KeyError:
@@ -275,12 +288,12 @@ async def ack_page(ctx: Ctx, token: str) -> HTMLResponse:
 
 
 @router.post("/ack/{token}", response_class=HTMLResponse)
-async def ack_post(ctx: Ctx, token: str) -> HTMLResponse:
+async def ack_post(ctx: Ctx, request: Request, token: str) -> HTMLResponse:
     """Acknowledge every still-unacknowledged alarm of the message, journaled with the person's name; the
     escalation stops and the others told about it learn who took it."""
     svc = _svc(ctx)
     try:
-        res = await asyncio.to_thread(ack_by_token, svc.ctx, token, ctx.clock.now())
+        res = await asyncio.to_thread(ack_by_token, svc.ctx, token, ctx.clock.now(), client_ip(request))
     except TokenError as exc:
         return _page("Link not valid", f"<p class=err>{html.escape(str(exc))}</p>", 403)
     done = "".join(_alarm_li(a) for a in res["acked"])

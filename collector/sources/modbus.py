@@ -99,6 +99,8 @@ class ModbusSource:
         self._retry_at = 0.0  # real monotonic time before which no reconnect is tried
         self._rx_count = 0  # frames received: tells "garbled answer" from "no answer"
         self._requests_this_cycle = 0
+        # One request at a time on the link: polls and the (rare, engineer-confirmed) field write.
+        self.io_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -243,7 +245,8 @@ class ModbusSource:
         }[block.function_code]
         rx_before = self._rx_count
         try:
-            rr = await read(block.start, count=block.count, device_id=unit.unit_id)
+            async with self.io_lock:
+                rr = await read(block.start, count=block.count, device_id=unit.unit_id)
         except ConnectionException as exc:
             self._close()
             raise _NoAnswer(f"connection lost: {exc}") from None
@@ -259,8 +262,11 @@ class ModbusSource:
             return None, f"exception response {getattr(rr, 'exception_code', '?')}"
         if rr.function_code != block.function_code:
             return None, f"answer has function code {rr.function_code}, asked {block.function_code}"
-        words: Sequence[int] = rr.bits if block.table in ("coil", "discrete_input") else rr.registers
-        if len(words) < block.count:
+        bits = block.table in ("coil", "discrete_input")
+        words: Sequence[int] = rr.bits if bits else rr.registers
+        # Exactly what was asked: bit answers come in whole bytes; more values than asked is malformed too.
+        expected = 8 * ((block.count + 7) // 8) if bits else block.count
+        if len(words) != expected:
             return None, f"answer has {len(words)} values, asked {block.count}"
         return words, None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ class MqttIngest:
                         clean_session=False,
                         will=will,
                         timeout=10,
+                        tls_context=tls_context(self.broker),
                     ) as client:
                         self._client = client
                         self.connects += 1
@@ -231,3 +233,14 @@ class MqttIngest:
                 topic,
                 detail,
             )
+
+
+def tls_context(broker) -> ssl.SSLContext | None:
+    """TLS 1.2 or newer to the broker, verifying its certificate; our own certificate if configured."""
+    if broker.tls is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(broker.tls.ca) if broker.tls.ca else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if broker.tls.cert:
+        ctx.load_cert_chain(str(broker.tls.cert), str(broker.tls.key) if broker.tls.key else None)
+    return ctx

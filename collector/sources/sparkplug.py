@@ -235,6 +235,9 @@ class SparkplugHandler:
         ):
             return  # one request per few seconds is enough
         self._rebirth_asked_at = t
+        if not self.ctrl.rebirth_requests:
+            log.info("%s: would request a rebirth (%s), but rebirth_requests is off", self.ctrl.id, why)
+            return
         self.rebirths_requested += 1
         topic = f"{spb.NAMESPACE}/{self.ctrl.group_id}/NCMD/{self.ctrl.edge_node_id}"
         ts = int(self.clock.now().timestamp() * 1000)

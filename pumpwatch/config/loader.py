@@ -324,6 +324,16 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
         stale_factor=ff.stale_factor,
         oncall=oncall,
         metric_maps=metric_maps,
-        mqtt=ff.mqtt,
+        mqtt=_mqtt_paths(ff.mqtt, root),
         points=points,
     )
+
+
+def _mqtt_paths(mqtt, root: Path):
+    """TLS files relative to the fleet folder."""
+    if mqtt is None or mqtt.tls is None:
+        return mqtt
+    tls = mqtt.tls.model_copy(
+        update={k: (root / v if v is not None and not v.is_absolute() else v) for k, v in mqtt.tls}
+    )
+    return mqtt.model_copy(update={"tls": tls})

@@ -6,6 +6,7 @@ Every model forbids unknown keys, so a typo is an error that names the key, not 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -314,6 +315,10 @@ class StationConfig(Strict):
     river: River | None = None
     drainage: Drainage | None = None
     plant: PlantDesign | None = None
+    # An engineer's decision, per station: the API may write its holding registers and coils (each write
+    # with the engineer role, a second confirmation, an audit record first and a read-back). Off: the
+    # collector sends no Modbus write function code at all.
+    write_enabled: bool = False
 
     @model_validator(mode="after")
     def _geometry(self) -> StationConfig:
@@ -420,6 +425,10 @@ class SparkplugController(Strict):
     edge_node_id: Annotated[str, Field(pattern=r"^[^/#+]+$")]
     expected_interval_s: Annotated[float, Field(gt=0, le=86400)] = 10.0  # silence beyond → stale
     reorder_timeout_s: Annotated[float, Field(ge=0, le=60)] = 2.0  # wait this long for a missing seq
+    # Ask the edge node for a rebirth (NCMD "Node Control/Rebirth") after a seq gap or a reconnect. It is
+    # a Sparkplug protocol request to the node, never a write to a process value; false: publish no NCMD
+    # at all (values stay stale until the node sends a birth on its own).
+    rebirth_requests: bool = True
     stations: list[MqttStation] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -496,6 +505,15 @@ class MetricMap(Strict):
         return self
 
 
+class MqttTls(Strict):
+    """TLS to the broker (port 8883): the CA that signed the broker's certificate, and this client's own
+    certificate and key when the broker asks for one (per-device or per-collector credentials)."""
+
+    ca: Path | None = None  # None: the system's trusted CAs
+    cert: Path | None = None
+    key: Path | None = None
+
+
 class MqttBroker(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
@@ -505,6 +523,7 @@ class MqttBroker(Strict):
     password: str | None = None
     reconnect_max_s: Annotated[float, Field(gt=0, le=60)] = 10.0
     sparkplug_host_id: str = "pumpwatch"
+    tls: MqttTls | None = None  # None: plain MQTT (loopback or a private network only)
 
 
 # --- the fleet file ------------------------------------------------------------------------------------

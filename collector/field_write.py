@@ -1,0 +1,114 @@
+"""Writing one value to the field, with a read-back: the only place the collector sends a Modbus write.
+
+Only for a station whose configuration says `write_enabled: true`, only to a holding register holding a
+16-bit value (int16/uint16, no bit field) or to a coil, and only when asked by the API's confirmed write
+(engineer role, a second confirmation within 60 s, audit record first: `api/routes/field_writes.py`).
+The write and its read-back share the link's lock with polling, so requests never interleave.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pymodbus.exceptions import ModbusException
+
+from collector.sources.modbus import ModbusSource
+from pumpwatch.config import Fleet
+from pumpwatch.config.models import PointSpec
+
+
+class WriteError(Exception):
+    """The write cannot be done (`status` 409: not writable; 502: the device failed or read back wrong)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def writable_spec(fleet: Fleet, station: str, point: str) -> PointSpec:
+    st = fleet.stations.get(station)
+    sp = fleet.points.get(station, {}).get(point)
+    if st is None or sp is None:
+        raise WriteError(404, "not found")
+    if not st.write_enabled:
+        raise WriteError(409, f"writes are not enabled for {station} (write_enabled in its configuration)")
+    spec = sp.spec
+    if not isinstance(spec, PointSpec) or sp.unit_id is None:
+        raise WriteError(409, f"{point} is not a Modbus point")
+    if spec.table == "coil" or (
+        spec.table == "holding_register" and spec.type in ("int16", "uint16") and spec.bit is None
+    ):
+        return spec
+    raise WriteError(409, f"{point} is not a writable holding register or coil")
+
+
+def to_raw(spec: PointSpec, value: float) -> int:
+    if spec.table == "coil":
+        return 1 if value else 0
+    raw = (value - spec.offset) / spec.scale
+    if not math.isfinite(raw):
+        raise WriteError(422, "value must be a finite number")
+    raw = round(raw)
+    lo, hi = (-32768, 32767) if spec.type == "int16" else (0, 65535)
+    if not lo <= raw <= hi:
+        raise WriteError(422, f"value out of range for {spec.type}")
+    if (
+        spec.valid_min is not None
+        and value < spec.valid_min
+        or spec.valid_max is not None
+        and value > spec.valid_max
+    ):
+        raise WriteError(422, f"value outside {spec.valid_min}..{spec.valid_max}")
+    return raw & 0xFFFF
+
+
+def from_raw(spec: PointSpec, raw: int) -> float:
+    if spec.table == "coil":
+        return 1.0 if raw else 0.0
+    if spec.type == "int16" and raw >= 0x8000:
+        raw -= 0x10000
+    return raw * spec.scale + spec.offset
+
+
+class FieldWriter:
+    """`await writer(station, point, value)` → the value read back after writing."""
+
+    def __init__(self, fleet: Fleet, sources: list[ModbusSource]) -> None:
+        self.fleet = fleet
+        self.sources = {s.ctrl.id: s for s in sources}
+
+    async def __call__(self, station: str, point: str, value: float) -> float:
+        spec = writable_spec(self.fleet, station, point)
+        sp = self.fleet.points[station][point]
+        source = self.sources.get(sp.controller)
+        if source is None:
+            raise WriteError(503, f"controller {sp.controller} is not polled by this process")
+        raw = to_raw(spec, value)
+        unit = sp.unit_id
+        try:
+            if not await source._ensure_connected():
+                raise WriteError(502, f"cannot connect to {source.ctrl.host}:{source.ctrl.port}")
+            async with source.io_lock:
+                client = source._client
+                assert client is not None
+                if spec.table == "coil":
+                    rr = await client.write_coil(spec.address, bool(raw), device_id=unit)
+                else:
+                    rr = await client.write_register(spec.address, raw, device_id=unit)
+                if rr.isError():
+                    raise WriteError(502, f"the device refused the write (exception {rr.exception_code})")
+                if spec.table == "coil":
+                    back = await client.read_coils(spec.address, count=1, device_id=unit)
+                    got = None if back.isError() else int(back.bits[0])
+                else:
+                    back = await client.read_holding_registers(spec.address, count=1, device_id=unit)
+                    got = None if back.isError() or len(back.registers) != 1 else back.registers[0]
+        except (ModbusException, TimeoutError, OSError) as exc:
+            source._close()
+            raise WriteError(502, f"write to {station}/{point} failed: {type(exc).__name__}: {exc}") from None
+        if got is None:
+            raise WriteError(502, "the read-back failed")
+        read_back = from_raw(spec, got)
+        if got != raw:
+            raise WriteError(502, f"read back {read_back:g}, wrote {from_raw(spec, raw):g}")
+        return read_back

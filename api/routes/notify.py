@@ -171,8 +171,8 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> DeliveriesPublic:
     rows = await asyncio.to_thread(
-        queries.deliveries, ctx.engine, tenants=_tenants(user, tenant), alarm_id=alarm, person=person, state=state,
-        kind=kind, limit=limit,
+        queries.deliveries, ctx.engine, tenants=_tenants(user, tenant), alarm_id=alarm, person=person,
+        state=state, kind=kind, limit=limit,
     )  # fmt: skip
     return DeliveriesPublic(deliveries=[_delivery(r) for r in rows])
 

@@ -54,7 +54,8 @@ TENANT_TABLES: dict[str, str] = {
     "escalation": f"tenant_id = ANY({_T})",
     "notify_item": f"tenant_id = ANY({_T})",
     "notification": f"tenant_id = ANY({_T})",
-    "notification_alarm": f"notification_id IN (SELECT n.id FROM notification n WHERE n.tenant_id = ANY({_T}))",
+    "notification_alarm": f"notification_id IN "
+    f"(SELECT n.id FROM notification n WHERE n.tenant_id = ANY({_T}))",
     "user_grant": f"tenant_id = ANY({_T}) OR user_id = pumpwatch_user_id()",
     "audit_log": f"tenant_id = ANY({_T})",
 }

@@ -228,8 +228,10 @@ def _handle(
             return
         _set_esc(conn, esc["id"], now, state="acked", acked_by=ev["actor"], acked_at=ev["at"], next_at=None)
         _drop_unsent(conn, a["id"])
-        who = ev["actor"] or "someone"
         people = ctx.oncall.people
+        # a console user whose username is a person's id is that person (named as on the roster)
+        actor = people.get(ev["actor"] or "")
+        who = actor.name if actor is not None else ev["actor"] or "someone"
         for person in _told(conn, a["id"]):
             if person == ev["actor"] or people.get(person) and people[person].name == ev["actor"]:
                 continue

@@ -20,6 +20,7 @@ from pumpwatch.clock import FakeClock
 from pumpwatch.config import Fleet, load_fleet
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
+from tests.auth import LONG_SESSIONS, log_in
 from tests.conftest import DEMO_FLEET
 from tests.notify.receivers import HttpReceiver, SmtpServer
 from tests.services import create_database, drop_database
@@ -116,9 +117,12 @@ async def world(
     oncall = load_oncall(write_oncall(tmp_path, smtp_port=smtp.port, hook_url=hook.url), demo_fleet)
     clock = FakeClock(START)
     svc = NotifierService(engine, oncall, demo_fleet, clock, SECRET_KEY)
-    ctx = ApiContext(fleet=demo_fleet, engine=engine, clock=clock, catalog=catalog, notify=svc)
+    ctx = ApiContext(
+        fleet=demo_fleet, engine=engine, clock=clock, catalog=catalog, notify=svc, auth=LONG_SESSIONS
+    )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://test"
     ) as c:
+        await log_in(c, engine, demo_fleet.tenants, name="centre-admin", role="admin")
         yield World(engine, demo_fleet, oncall, clock, svc, smtp, hook, c)
     engine.dispose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from alarms import store
+from tests.auth import add_user, bearer, token
 from tests.notify.conftest import BOTH_DATABASES, World
 
 LINK = re.compile(r"http://127\.0\.0\.1:8000(/api/v1/notify/ack/\S+)")
@@ -76,8 +77,12 @@ async def test_ack_by_api_tells_the_others_who_took_it_and_return_to_normal_is_s
     await world.run(31)
     await world.run(300, step=5)  # step 2: the chief is told too
     assert len(world.smtp.to("chief@kita.example.jp")) == 1
+    # the chief acknowledges in the console: the username is the roster's person id
+    add_user(world.engine, "chief", [("kita", "operator")])
     r = await world.client.post(
-        f"/api/v1/alarms/{aid}/ack", json={"user": "Kita Chief", "comment": "on my way"}
+        f"/api/v1/alarms/{aid}/ack",
+        json={"comment": "on my way"},
+        headers=bearer(await token(world.client, "chief")),
     )
     assert r.status_code == 200
     await world.run(310, step=5)

@@ -32,6 +32,7 @@ from pumpwatch.db.migrate import upgrade
 from pumpwatch.db.schema import alarm, notification, notification_alarm, notify_item
 from pumpwatch.live import LiveSnapshot
 from tests.alarms.test_lifecycle_api import RULES
+from tests.auth import LONG_SESSIONS, log_in
 from tests.notify.conftest import SECRET_KEY
 from tests.notify.receivers import SmtpServer
 
@@ -82,7 +83,15 @@ async def test_two_hundred_stations_lose_power_within_a_minute(
     from alarms.notify.service import tto_from_live
 
     notifier = NotifierService(engine, oncall, fleet, clock, SECRET_KEY, tto=tto_from_live(live, clock))
-    ctx = ApiContext(fleet=fleet, engine=engine, clock=clock, catalog=catalog, live=live, notify=notifier)
+    ctx = ApiContext(
+        fleet=fleet,
+        engine=engine,
+        clock=clock,
+        catalog=catalog,
+        live=live,
+        notify=notifier,
+        auth=LONG_SESSIONS,
+    )
     persist = asyncio.create_task(alarms_svc._persist_forever())
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://test")
     start = clock.now()
@@ -164,6 +173,7 @@ async def test_two_hundred_stations_lose_power_within_a_minute(
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://test"
     ) as c:
+        await log_in(c, engine, fleet.tenants, name="centre-admin", role="admin")
         r = await c.get("/api/v1/notify/deliveries", params={"person": "h1"})
         assert r.status_code == 200 and len(r.json()["deliveries"]) == per_person["h1"]
         a0 = by_h1[0]["id"]

@@ -18,7 +18,7 @@ import pytest
 from pumpwatch.cli import exposure_problems
 from pumpwatch.settings import Settings
 from tests.e2e.fleets import demo_fleet_dir_on_free_ports
-from tests.services import free_port
+from tests.services import free_port, service_missing
 
 STRONG = "x" * 40
 
@@ -65,7 +65,7 @@ def test_run_and_demo_refuse_to_listen_beyond_loopback(tmp_path: Path) -> None:
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (apt-get install openssl)")
+        service_missing("openssl", "apt-get install openssl (.ci/run does)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [

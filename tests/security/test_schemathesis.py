@@ -2,7 +2,7 @@
 admin: no 5xx, no response that breaks the spec (status codes, content types, schemas), and, as a custom
 check, no byte of tenant B's data in any answer.
 
-Examples per operation: PUMPWATCH_SCHEMATHESIS_EXAMPLES (default 8 in `make test`; `make fuzz`: 100).
+Examples per operation: PUMPWATCH_SCHEMATHESIS_EXAMPLES (default 5 in `make test`; `make fuzz`: 100).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from api.main import create_app
 from tests.security.conftest import fill, make_api
 from tests.security.test_isolation import b_markers
 
-EXAMPLES = int(os.environ.get("PUMPWATCH_SCHEMATHESIS_EXAMPLES", "0") or 0) or 8
+EXAMPLES = int(os.environ.get("PUMPWATCH_SCHEMATHESIS_EXAMPLES", "0") or 0) or 5
 # login is fuzzed too: its failures must not throttle the test's own logins
 CFG = AuthConfig(ip_max_failures=10**9, max_failures=10**9)
 

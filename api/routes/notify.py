@@ -129,7 +129,7 @@ class TestQueued(BaseModel):
 def _svc(ctx: Any) -> NotifierService:
     svc = getattr(ctx, "notify", None)
     if svc is None:
-        raise HTTPException(503, "on-call notification is not configured (no `oncall:` in fleet.yaml)")
+        raise HTTPException(404, "on-call notification is not configured (no `oncall:` in fleet.yaml)")
     return svc
 
 
@@ -266,10 +266,26 @@ def _alarm_li(a: dict[str, Any], tz_now: datetime | None = None) -> str:
     )
 
 
-@router.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=True)
+# The link is opened in a phone's browser: every answer is a page, errors included.
+ACK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"content": {"text/html": {}}, "description": "the link is not valid (forged, expired)"},
+    404: {"content": {"text/html": {}}, "description": "on-call notification is not configured"},
+}
+
+
+def _svc_or_page(ctx: Any) -> NotifierService | HTMLResponse:
+    svc = getattr(ctx, "notify", None)
+    if svc is None:
+        return _page("Link not valid", "<p class=err>on-call notification is not configured here</p>", 404)
+    return svc
+
+
+@router.get("/ack/{token}", response_class=HTMLResponse, responses=ACK_RESPONSES)
 async def ack_page(ctx: Ctx, token: str) -> HTMLResponse:
     """What the link would acknowledge, and a button. Changes nothing."""
-    svc = _svc(ctx)
+    svc = _svc_or_page(ctx)
+    if isinstance(svc, HTMLResponse):
+        return svc
     try:
         info = await asyncio.to_thread(describe_token, svc.ctx, token, ctx.clock.now())
     except TokenError as exc:
@@ -287,11 +303,13 @@ async def ack_page(ctx: Ctx, token: str) -> HTMLResponse:
     )
 
 
-@router.post("/ack/{token}", response_class=HTMLResponse)
+@router.post("/ack/{token}", response_class=HTMLResponse, responses=ACK_RESPONSES)
 async def ack_post(ctx: Ctx, request: Request, token: str) -> HTMLResponse:
     """Acknowledge every still-unacknowledged alarm of the message, journaled with the person's name; the
     escalation stops and the others told about it learn who took it."""
-    svc = _svc(ctx)
+    svc = _svc_or_page(ctx)
+    if isinstance(svc, HTMLResponse):
+        return svc
     try:
         res = await asyncio.to_thread(ack_by_token, svc.ctx, token, ctx.clock.now(), client_ip(request))
     except TokenError as exc:

@@ -110,7 +110,7 @@ async def test_heartbeat_goes_quiet_when_the_notifier_stalls(
 async def test_routes_say_when_notification_is_not_configured(world: World) -> None:
     world.client._transport.app.state.ctx.notify = None  # type: ignore[attr-defined]
     r = await world.client.get("/api/v1/notify/oncall")
-    assert r.status_code == 503 and "not configured" in r.json()["detail"]
+    assert r.status_code == 404 and "not configured" in r.json()["detail"]
 
 
 async def test_status_shows_the_backlog_and_pending_entries_can_be_purged(world: World) -> None:

@@ -20,7 +20,14 @@ from pumpwatch.clock import FakeClock
 from pumpwatch.config import Fleet, load_fleet
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
-from pumpwatch.db.schema import incident, incident_station
+from pumpwatch.db.schema import (
+    escalation,
+    incident,
+    incident_station,
+    notification,
+    notification_alarm,
+    notify_item,
+)
 from tests.auth import PASSWORD, add_user
 from tests.conftest import DEMO_FLEET
 
@@ -105,8 +112,38 @@ def fill(engine: Engine, catalog: dict[tuple[str, str], int]) -> dict[str, int]:
             ).scalar_one()
             conn.execute(insert(incident_station).values(incident_id=iid, station_id=sid, joined_at=T0))
         incidents.add_note(engine, iid, actor="x", at=T0, text="note", phase=None)
+        _notification_rows(engine, tenant, a.id)
         ids = {"alarm_id": a.id, "incident_id": iid}
         Audit(at=T0, action="alarm.ack", username="x", tenant_id=tenant, target=f"alarm:{a.id}").record(
             engine
         )
     return ids
+
+
+def _notification_rows(engine: Engine, tenant: str, alarm_id: int) -> None:
+    """An escalation, a queued item and a sent message about the alarm (the notifier's tables)."""
+    with engine.begin() as conn:
+        esc = conn.execute(
+            insert(escalation)
+            .values(
+                alarm_id=alarm_id, tenant_id=tenant, route="r", policy="p", state="active",
+                started_at=T0, updated_at=T0,
+            )
+            .returning(escalation.c.id)
+        ).scalar_one()  # fmt: skip
+        nid = conn.execute(
+            insert(notification)
+            .values(
+                dedupe_key=f"k-{tenant}", tenant_id=tenant, person=f"{tenant}-duty", kind="alarm",
+                channel="mail", recipient=f"duty@{tenant}.example.jp", subject=f"{tenant} outage",
+                body="b", short="s", state="sent", max_attempts=3, next_attempt_at=T0, created_at=T0,
+            )
+            .returning(notification.c.id)
+        ).scalar_one()  # fmt: skip
+        conn.execute(insert(notification_alarm).values(notification_id=nid, alarm_id=alarm_id))
+        conn.execute(
+            insert(notify_item).values(
+                person=f"{tenant}-duty", tenant_id=tenant, alarm_id=alarm_id, escalation_id=esc,
+                kind="alert", created_at=T0, notification_id=nid,
+            )
+        )  # fmt: skip

@@ -38,6 +38,12 @@ OWNER_COLUMN = {
     "incident_note": "(SELECT tenant_id FROM incident WHERE incident.id = incident_id)",
     "user_grant": "tenant_id",
     "audit_log": "tenant_id",
+    "notify_pending": "(SELECT a.tenant_id FROM alarm_event e JOIN alarm a ON a.id = e.alarm_id "
+    "WHERE e.id = event_id)",
+    "escalation": "tenant_id",
+    "notify_item": "tenant_id",
+    "notification": "tenant_id",
+    "notification_alarm": "(SELECT tenant_id FROM notification WHERE notification.id = notification_id)",
 }
 
 

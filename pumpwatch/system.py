@@ -146,8 +146,23 @@ async def _cancel(task: asyncio.Task, limit_s: float = 10.0) -> None:
         log.error("%s ended with %r", task.get_name(), task.exception())
 
 
+class ApiServer(uvicorn.Server):
+    """uvicorn that ends the live streams when it shuts down (it would otherwise wait for them forever)."""
+
+    async def shutdown(self, sockets=None) -> None:
+        self.config.app.state.hub.close()
+        await super().shutdown(sockets)
+
+
 async def serve_api(ctx: ApiContext, host: str, port: int) -> None:
     """Serve until uvicorn sees SIGINT/SIGTERM (it owns the signals while it runs)."""
-    config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
+    config = uvicorn.Config(
+        create_app(ctx),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+    server = ApiServer(config)
     await server.serve()

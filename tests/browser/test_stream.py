@@ -1,0 +1,164 @@
+"""The live stream over real HTTP (uvicorn on a loopback port) against the whole simulated stack:
+snapshot, changes, heartbeat, tenant filter, resume by Last-Event-ID, slow clients dropped, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from api.routes import stream as stream_route
+from api.routes.stream import visible_tenants
+from simulators.scenarios import power_outage
+from tests.browser.sse import SseReader, tenants_in
+from tests.browser.stack import Stack, running_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    async with running_stack(tmp_path_factory.mktemp("stream"), warm_up_s=120) as s:
+        yield s
+
+
+@contextlib.asynccontextmanager
+async def sse(stack: Stack, **headers: str) -> AsyncIterator[SseReader]:
+    async with (
+        httpx.AsyncClient(base_url=stack.url, timeout=httpx.Timeout(10, read=None)) as client,
+        client.stream("GET", "/api/v1/stream", headers=headers) as r,
+    ):
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        reader = SseReader(r)
+        try:
+            yield reader
+        finally:
+            await reader.close()
+
+
+async def test_snapshot_then_live_changes_and_heartbeats(stack: Stack, monkeypatch) -> None:
+    monkeypatch.setattr(stream_route, "HEARTBEAT_S", 0.5)
+    async with sse(stack) as s:
+        snap = await s.until(lambda e: True, 10, "the first event")
+        assert snap.event == "snapshot" and snap.id
+        assert len(snap.data["stations"]) == 12
+        st = snap.data["stations"][0]
+        assert st["levels"]["hwl_m"] > 0 and "wet_well_level_m" in st["values"]
+        stack.live()
+        try:
+            # a level sample reaches the stream well within 2 s of being read
+            sid = "KITA-MP-01"
+            got = []
+
+            def on_samples(ids: set[str]) -> None:
+                if sid in ids:
+                    got.append(time.monotonic())
+
+            stack.system.live.listeners.append(on_samples)
+            ev = await s.until(
+                lambda e: e.event == "station" and e.data["id"] == sid and got, 10, "a station event"
+            )
+            lag = time.monotonic() - got[0]
+            assert lag < 2.0, f"{lag:.2f} s from sample to stream"
+            assert ev.data["status"] == "normal"
+            await s.until(lambda e: e.event == "heartbeat", 5, "a heartbeat")
+        finally:
+            stack.system.live.listeners.remove(on_samples)
+            await stack.pause()
+
+
+async def test_alarm_and_dispatch_events_only_for_the_visible_tenants(stack: Stack) -> None:
+    stack.app.dependency_overrides[visible_tenants] = lambda: {"kita"}
+    try:
+        async with sse(stack) as s:
+            snap = await s.until(lambda e: True, 10, "the snapshot")
+            assert {st["tenant"] for st in snap.data["stations"]} == {"kita"}
+            assert len(snap.data["stations"]) == 8
+            stack.sim.schedule(power_outage(["KITA-MP-02", "MINAMI-MP-02"], at=stack.clock.now()))
+            stack.live()
+            pf = await s.until(
+                lambda e: e.event == "alarm" and e.data["name"] == "power_failure", 20, "power failure alarm"
+            )
+            assert pf.data["station"] == "KITA-MP-02" and pf.data["state"] == "unacked_active"
+            board = await s.until(
+                lambda e: e.event == "dispatch" and e.data["count"] > 0, 20, "the station on the board"
+            )
+            assert [e["station"] for e in board.data["data"]] == ["KITA-MP-02"]
+            assert board.data["data"][0]["rank"] == 1
+            more = await s.collect(2)
+            # the other tenant's outage happened too, but nothing of it ever reached this client
+            assert all(tenants_in(e) <= {"kita"} for e in s.seen + more), [
+                e for e in s.seen if not tenants_in(e) <= {"kita"}
+            ]
+            await stack.pause()
+        # while everyone (no filter) sees Minami's alarm
+        stack.app.dependency_overrides.clear()
+        async with sse(stack) as s:
+            snap = await s.until(lambda e: True, 10, "the snapshot")
+            names = {(a["station"], a["name"]) for a in snap.data["alarms"]}
+            assert ("MINAMI-MP-02", "power_failure") in names
+    finally:
+        stack.app.dependency_overrides.clear()
+        stack.sim.set_mains(["KITA-MP-02", "MINAMI-MP-02"], ok=True)
+        await stack.pause()
+
+
+async def test_reconnect_with_last_event_id_replays_what_was_missed(stack: Stack) -> None:
+    async with sse(stack) as s:
+        await s.until(lambda e: e.event == "snapshot", 10, "the snapshot")
+        stack.live()
+        await s.until(lambda e: e.event == "station", 10, "a station event")
+        last = s.last_id
+    await asyncio.sleep(1.0)  # changes go on while the client is away
+    async with sse(stack, **{"Last-Event-ID": last}) as s:
+        first = await s.until(lambda e: e.event != "heartbeat", 10, "the first event after resuming")
+        assert first.event != "snapshot", "a known recent id resumes by replay, not a snapshot"
+        epoch, n = last.rsplit("-", 1)
+        assert first.id == f"{epoch}-{int(n) + 1}" or int(first.id.rsplit("-", 1)[1]) > int(n)
+    await stack.pause()
+    async with sse(stack, **{"Last-Event-ID": "feedbeef-3"}) as s:  # another server's id
+        assert (await s.until(lambda e: True, 10, "first event")).event == "snapshot"
+
+
+async def test_a_client_that_falls_behind_is_dropped_without_slowing_anyone(stack: Stack) -> None:
+    hub = stack.app.state.hub
+    slow = hub.subscribe(None, None)
+    slow.needs_snapshot = False
+    slow.limit = 5  # never read: it falls behind at once
+    dropped_before = hub.dropped
+    polls = stack.polls()
+    try:
+        await stack.advance(60, step=2)
+        await asyncio.sleep(1.0)
+        assert slow.dropped and not slow.queue
+        assert hub.dropped > dropped_before
+        assert stack.polls() >= polls + 30 * 12  # the collector kept polling every unit meanwhile
+    finally:
+        hub.unsubscribe(slow)
+    async with sse(stack) as s:  # and the others are served as before
+        assert (await s.until(lambda e: True, 10, "first event")).event == "snapshot"
+
+
+async def test_stream_is_in_the_openapi_spec_and_detail_has_assets(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url) as client:
+        spec = (await client.get("/openapi.json")).json()
+        op = spec["paths"]["/api/v1/stream"]["get"]
+        assert "text/event-stream" in op["responses"]["200"]["content"]
+        d = (await client.get("/api/v1/console/stations/KITA-MP-04")).json()
+        assert d["station"]["levels"]["hwl_m"] == 1.6
+        p1 = d["pumps"][0]
+        assert p1["install_year"] == 2016 and p1["standard_life_years"] == 15
+        assert p1["age_years"] == 2026 - 2016 and p1["life_used"] == round(10 / 15, 3)
+        assert p1["run_hours_h"]["value"] is not None and p1["starts"]["value"] is not None
+        names = {p["name"] for p in d["points"]}
+        assert {"wet_well_level_m", "tto_spill_min"} <= names
+        assert (await client.get("/api/v1/console/stations/NOPE")).status_code == 404
+        r = await client.get("/")
+        assert "/static/js/app.js" in r.text
+        assert (await client.get("/static/i18n/ja.json")).json()["status.power_failure"] == "停電"

@@ -44,9 +44,10 @@ function renderHeader() {
   const d = $("#nav-dispatch-count");
   d.hidden = !state.dispatch.count; d.textContent = state.dispatch.count || "";
   const u = state.user;
-  $("#who").textContent = u ? `${u.display_name || u.username} (${t("role." + (topRole() || "none"))})` : "";
+  const role = state.authEnabled ? ` (${t("role." + (topRole() || "none"))})` : "";
+  $("#who").textContent = u ? `${u.display_name || u.username}${role}` : "";
   $("#logout").hidden = !u || !state.authEnabled;
-  $("#mute").textContent = isMuted() ? "🔇" : "🔔";
+  $("#mute").textContent = isMuted() ? t("audio.off") : t("audio.on");
   $("#mute").title = isMuted() ? t("audio.unmute") : t("audio.mute");
   $("#mute").setAttribute("aria-pressed", String(isMuted()));
 }

@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -125,6 +126,7 @@ class StreamHub:
         self._open: dict[str, list[dict]] = {}  # station -> open alarms
         self._modes: dict[str, dict] = {}
         self._station_sig: dict[str, Any] = {}
+        self._raw: dict[str, tuple] = {}
         self._board_sig: Any = None
         self._board: list[DispatchEntry] = []
         self._last_sweep = 0.0
@@ -263,22 +265,43 @@ class StreamHub:
         latest = await ctx.latest()
         now = ctx.clock.now()
         stations_changed = False
-        for i, sid in enumerate(sorted(todo)):
+        built = 0
+        for sid in sorted(todo):
             if sid not in ctx.fleet.stations:
                 continue
+            # Building a station's view costs ~1.5 ms; comparing what it is built from costs ~20 µs.
+            raw = self._raw_sig(latest, sid, now)
+            if raw == self._raw.get(sid):
+                continue
+            self._raw[sid] = raw
             view = self._station(latest, sid, now)
             sig = _station_sig(view)
             if sig != self._station_sig.get(sid):
                 self._station_sig[sid] = sig
                 self._publish("station", view.tenant, view.model_dump_json())
                 stations_changed = True
-            if i % 50 == 49:
-                await asyncio.sleep(0)  # a city's worth of stations never holds the loop
+            built += 1
+            if built % 10 == 0:
+                await asyncio.sleep(0)  # a city's worth of stations never holds the loop for long
         if stations_changed or changed_alarms or sweep:
             await self._update_board(latest, now)
         pending = [s for s in self.subscribers if s.needs_snapshot]
         if pending:
             await self._snapshots(pending, latest, now)
+
+    def _raw_sig(self, latest: Any, sid: str, now: datetime) -> tuple:
+        """What a station's view is made of: its samples, which of them are past their age limit, its
+        active alarms and mode. Equal: the view cannot have changed."""
+        samples = station_samples(latest, sid)
+        after = self.ctx.fleet.stale_after_s(sid)
+        limit = now - timedelta(seconds=after) if after is not None else None
+        vals = tuple(
+            (k, v.observed_at, v.value, v.quality, limit is None or v.observed_at < limit)
+            for k, v in samples.items()
+        )
+        alarms = tuple((a["name"], a["active"]) for a in self._open.get(sid, ()))
+        mode = self._modes.get(sid)
+        return (vals, alarms, bool(mode and mode.get("out_of_service")))
 
     def _station(self, latest: Any, sid: str, now: Any) -> StationPublic:
         return build_station(

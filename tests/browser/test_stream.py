@@ -45,7 +45,7 @@ async def sse(stack: Stack, **headers: str) -> AsyncIterator[SseReader]:
 async def test_snapshot_then_live_changes_and_heartbeats(stack: Stack, monkeypatch) -> None:
     monkeypatch.setattr(stream_route, "HEARTBEAT_S", 0.5)
     async with sse(stack) as s:
-        snap = await s.until(lambda e: True, 10, "the first event")
+        snap = await s.until(lambda e: e.event != "heartbeat", 10, "the first event")
         assert snap.event == "snapshot" and snap.id
         assert len(snap.data["stations"]) == 12
         st = snap.data["stations"][0]
@@ -77,7 +77,7 @@ async def test_alarm_and_dispatch_events_only_for_the_visible_tenants(stack: Sta
     stack.app.dependency_overrides[visible_tenants] = lambda: {"kita"}
     try:
         async with sse(stack) as s:
-            snap = await s.until(lambda e: True, 10, "the snapshot")
+            snap = await s.until(lambda e: e.event != "heartbeat", 10, "the snapshot")
             assert {st["tenant"] for st in snap.data["stations"]} == {"kita"}
             assert len(snap.data["stations"]) == 8
             stack.sim.schedule(power_outage(["KITA-MP-02", "MINAMI-MP-02"], at=stack.clock.now()))
@@ -100,7 +100,7 @@ async def test_alarm_and_dispatch_events_only_for_the_visible_tenants(stack: Sta
         # while everyone (no filter) sees Minami's alarm
         stack.app.dependency_overrides.clear()
         async with sse(stack) as s:
-            snap = await s.until(lambda e: True, 10, "the snapshot")
+            snap = await s.until(lambda e: e.event != "heartbeat", 10, "the snapshot")
             names = {(a["station"], a["name"]) for a in snap.data["alarms"]}
             assert ("MINAMI-MP-02", "power_failure") in names
     finally:
@@ -123,7 +123,7 @@ async def test_reconnect_with_last_event_id_replays_what_was_missed(stack: Stack
         assert first.id == f"{epoch}-{int(n) + 1}" or int(first.id.rsplit("-", 1)[1]) > int(n)
     await stack.pause()
     async with sse(stack, **{"Last-Event-ID": "feedbeef-3"}) as s:  # another server's id
-        assert (await s.until(lambda e: True, 10, "first event")).event == "snapshot"
+        assert (await s.until(lambda e: e.event != "heartbeat", 10, "first event")).event == "snapshot"
 
 
 async def test_a_client_that_falls_behind_is_dropped_without_slowing_anyone(stack: Stack) -> None:
@@ -142,7 +142,7 @@ async def test_a_client_that_falls_behind_is_dropped_without_slowing_anyone(stac
     finally:
         hub.unsubscribe(slow)
     async with sse(stack) as s:  # and the others are served as before
-        assert (await s.until(lambda e: True, 10, "first event")).event == "snapshot"
+        assert (await s.until(lambda e: e.event != "heartbeat", 10, "first event")).event == "snapshot"
 
 
 async def test_stream_is_in_the_openapi_spec_and_detail_has_assets(stack: Stack) -> None:
@@ -162,3 +162,37 @@ async def test_stream_is_in_the_openapi_spec_and_detail_has_assets(stack: Stack)
         r = await client.get("/")
         assert "/static/js/app.js" in r.text
         assert (await client.get("/static/i18n/ja.json")).json()["status.power_failure"] == "停電"
+
+
+async def test_an_api_process_apart_from_the_collector_streams_from_the_database(stack: Stack) -> None:
+    """`pumpwatch run --no-collect`: no in-process snapshot; changes come from the latest-value table and
+    the alarm journal."""
+    from api.streamhub import StreamHub
+
+    hub = StreamHub(stack.system.api_context(in_process_live=False))
+    sub = hub.subscribe({"minami"}, None)
+    try:
+        await wait_for(lambda: bool(sub.queue), 10, "the snapshot")
+        eid, kind, data = sub.queue.popleft()
+        assert kind == "snapshot" and '"MINAMI-MP-01"' in data and '"KITA-MP-01"' not in data
+        stack.sim.schedule(power_outage(["MINAMI-MP-04"], at=stack.clock.now()))
+        stack.live()
+
+        def got(kind: str, text: str) -> bool:
+            return any(k == kind and text in d for _, k, d in sub.queue)
+
+        await wait_for(lambda: got("station", '"MINAMI-MP-04"'), 10, "a station event from the table")
+        await wait_for(lambda: got("alarm", '"power_failure"'), 15, "the alarm from the journal")
+        assert not any('"tenant":"kita"' in d for _, _, d in sub.queue)
+    finally:
+        hub.close()
+        await stack.pause()
+        stack.sim.set_mains(["MINAMI-MP-04"], ok=True)
+
+
+async def wait_for(pred, limit_s: float, what: str) -> None:
+    deadline = time.monotonic() + limit_s
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit_s} s waiting for {what}")
+        await asyncio.sleep(0.05)

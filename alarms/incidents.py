@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, insert, select, update
 
 from alarms.rules import IncidentRule
 from alarms.store import AlarmActionError
+from pumpwatch.audit import Audit, write_optional
 from pumpwatch.config import Fleet
 from pumpwatch.db.schema import alarm, incident, incident_note, incident_station
 from pumpwatch.db.types import to_utc
@@ -162,7 +163,16 @@ def note_first_response(engine: Engine, alarm_id: int, at: datetime, actor: str)
             )
 
 
-def add_note(engine: Engine, iid: int, *, actor: str, at: datetime, text: str, phase: str | None) -> dict:
+def add_note(
+    engine: Engine,
+    iid: int,
+    *,
+    actor: str,
+    at: datetime,
+    text: str,
+    phase: str | None,
+    audit: Audit | None = None,
+) -> dict:
     """A note, and optionally the move to a later phase (phases never go back)."""
     at = to_utc(at, "at")
     if not text.strip():
@@ -183,6 +193,7 @@ def add_note(engine: Engine, iid: int, *, actor: str, at: datetime, text: str, p
                 .values(phase=new, closed_at=at if new == "closed" else None)
             )
         conn.execute(insert(incident_note).values(incident_id=iid, at=at, phase=new, actor=actor, text=text))
+        write_optional(audit, conn, old_value=cur, new_value=new, detail=text[:500])
     return get_incident(engine, iid)  # type: ignore[return-value]
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
+from pumpwatch.audit import Audit, write_optional
 from pumpwatch.db.schema import alarm, alarm_event, station_mode
 from pumpwatch.db.types import to_utc
 
@@ -205,7 +206,13 @@ def _open_alarm(conn: Connection, alarm_id: int) -> dict[str, Any]:
 
 
 def acknowledge(
-    engine: Engine, alarm_id: int, *, actor: str, at: datetime, comment: str | None = None
+    engine: Engine,
+    alarm_id: int,
+    *,
+    actor: str,
+    at: datetime,
+    comment: str | None = None,
+    audit: Audit | None = None,
 ) -> dict:
     at = to_utc(at, "at")
     with engine.begin() as conn:
@@ -222,10 +229,19 @@ def acknowledge(
         if done is None:  # changed under us by the collector: let the operator look again
             raise AlarmActionError(409, f"alarm {alarm_id} changed meanwhile; reload and try again")
         _event(conn, alarm_id, at, "ack", actor=actor, state=state, detail=comment)
+        write_optional(audit, conn, old_value=row["state"], new_value=state, detail=comment)
         return _row(conn, alarm_id)  # type: ignore[return-value]
 
 
-def reset(engine: Engine, alarm_id: int, *, actor: str, at: datetime, comment: str | None = None) -> dict:
+def reset(
+    engine: Engine,
+    alarm_id: int,
+    *,
+    actor: str,
+    at: datetime,
+    comment: str | None = None,
+    audit: Audit | None = None,
+) -> dict:
     """End a latched alarm whose condition is gone."""
     at = to_utc(at, "at")
     with engine.begin() as conn:
@@ -239,6 +255,7 @@ def reset(engine: Engine, alarm_id: int, *, actor: str, at: datetime, comment: s
             .values(latched=False, active=False, state=state, open=state != "normal")
         )
         _event(conn, alarm_id, at, "reset", actor=actor, state=state, detail=comment)
+        write_optional(audit, conn, old_value=f"{row['state']}, latched", new_value=state, detail=comment)
         return _row(conn, alarm_id)  # type: ignore[return-value]
 
 
@@ -251,6 +268,7 @@ def shelve(
     kind: str,
     until: datetime | None,
     reason: str,
+    audit: Audit | None = None,
 ) -> dict:
     """Take an alarm off the operator's list: `timed` until `until`, or `oneshot` until it returns to
     normal (bounded by `until` all the same). A reason is required."""
@@ -270,14 +288,21 @@ def shelve(
             .where(alarm.c.id == alarm_id)
             .values(shelve_kind=kind, shelved_until=until, shelved_by=actor, shelve_reason=reason)
         )
-        _event(
-            conn, alarm_id, at, "shelve", actor=actor, detail=f"{kind} until {until.isoformat()}: {reason}"
-        )
+        detail = f"{kind} until {until.isoformat()}: {reason}"
+        _event(conn, alarm_id, at, "shelve", actor=actor, detail=detail)
+        old = f"{row['shelve_kind']} until {row['shelved_until'].isoformat()}" if row["shelve_kind"] else None
+        write_optional(audit, conn, old_value=old, new_value=detail)
         return _row(conn, alarm_id)  # type: ignore[return-value]
 
 
 def unshelve(
-    engine: Engine, alarm_id: int, *, actor: str | None, at: datetime, reason: str | None = None
+    engine: Engine,
+    alarm_id: int,
+    *,
+    actor: str | None,
+    at: datetime,
+    reason: str | None = None,
+    audit: Audit | None = None,
 ) -> dict:
     at = to_utc(at, "at")
     with engine.begin() as conn:
@@ -286,6 +311,7 @@ def unshelve(
             raise AlarmActionError(409, f"alarm {alarm_id} is not shelved")
         conn.execute(update(alarm).where(alarm.c.id == alarm_id).values(shelve_kind=None, shelved_until=None))
         _event(conn, alarm_id, at, "unshelve", actor=actor, detail=reason)
+        write_optional(audit, conn, old_value=row["shelve_kind"], new_value=None, detail=reason)
         return _row(conn, alarm_id)  # type: ignore[return-value]
 
 
@@ -319,12 +345,16 @@ def set_out_of_service(
     at: datetime,
     reason: str | None,
     until: datetime | None = None,
+    audit: Audit | None = None,
 ) -> list[int]:
     """Put a station in or out of maintenance. Its open alarms follow, each journaled."""
     at = to_utc(at, "at")
     if out and not (reason and reason.strip()):
         raise AlarmActionError(422, "out of service needs a reason")
     with engine.begin() as conn:
+        old = conn.execute(
+            select(station_mode.c.out_of_service).where(station_mode.c.station_id == station_id)
+        ).scalar()
         stmt = _insert(conn, station_mode).values(
             station_id=station_id, out_of_service=out, reason=reason, actor=actor, since=at, until=until
         )
@@ -346,6 +376,13 @@ def set_out_of_service(
         )
         for i in ids:
             _event(conn, i, at, "out_of_service" if out else "in_service", actor=actor, detail=reason)
+        write_optional(
+            audit,
+            conn,
+            old_value="out_of_service" if old else "in_service",
+            new_value="out_of_service" if out else "in_service",
+            detail=reason,
+        )
         return list(ids)
 
 

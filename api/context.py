@@ -12,10 +12,12 @@ from sqlalchemy import Engine
 
 from alarms.analyzers import DerivedPoint
 from alarms.rules import RuleSet
+from api.auth.config import AuthConfig
 from collector.model import Quality, Sample
 from pumpwatch import historian
 from pumpwatch.clock import Clock
 from pumpwatch.config import Fleet
+from pumpwatch.db import rls
 from pumpwatch.live import LiveSnapshot
 
 
@@ -30,9 +32,10 @@ class ApiContext:
     derived: dict[str, list[DerivedPoint]] = field(default_factory=dict)  # points our analyzers compute
     rules: RuleSet | None = None
     latest_cache_s: float = 1.0
+    auth: AuthConfig = field(default_factory=AuthConfig)
     _points_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
-    _db_latest: dict[str, dict[str, Sample]] = field(default_factory=dict)
-    _db_latest_at: float = -1e9
+    # per tenant scope: under row-level security each scope reads its own rows
+    _db_latest: dict[rls.Scope, tuple[float, dict[str, dict[str, Sample]]]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -42,12 +45,16 @@ class ApiContext:
         """Latest samples by station and point: the in-process snapshot, or the table (cached briefly)."""
         if self.live is not None:
             return self.live
+        key = rls.Scope(rls.scope.get().tenants)
         async with self._lock:
-            if time.monotonic() - self._db_latest_at > self.latest_cache_s:
+            at, cached = self._db_latest.get(key, (-1e9, {}))
+            if time.monotonic() - at > self.latest_cache_s:
                 rows = await asyncio.to_thread(historian.read_latest, self.engine)
-                self._db_latest = _by_station(rows, self._points_by_id)
-                self._db_latest_at = time.monotonic()
-        return self._db_latest
+                cached = _by_station(rows, self._points_by_id)
+                if len(self._db_latest) > 256:  # bounded: one entry per distinct tenant set
+                    self._db_latest.clear()
+                self._db_latest[key] = (time.monotonic(), cached)
+        return cached
 
 
 def _by_station(

@@ -4,6 +4,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.auth.guard import current_user
+from api.auth.users import User
 from api.context import ApiContext
 
 
@@ -12,3 +14,4 @@ def get_context(request: Request) -> ApiContext:
 
 
 Ctx = Annotated[ApiContext, Depends(get_context)]
+CurrentUser = Annotated[User, Depends(current_user)]

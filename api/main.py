@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
+from api.auth.access import audit_for
+from api.auth.guard import SAFE_METHODS, authorize
 from api.context import ApiContext
-from api.routes import alarms, console, dispatch, health, incidents, kpis, stations, stream, tenants
+from api.routes import (
+    alarms,
+    auth,
+    console,
+    dispatch,
+    health,
+    incidents,
+    kpis,
+    stations,
+    stream,
+    tenants,
+    users,
+)
 from api.streamhub import StreamHub
 from pumpwatch import __version__
+from pumpwatch.audit import AuditUnavailable
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -28,13 +45,42 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.hub = StreamHub(ctx)  # the live stream's publisher; starts with the first client
-    v1 = APIRouter(prefix="/api/v1")
-    for r in (tenants.router, stations.router, alarms.router, incidents.router, dispatch.router, kpis.router):
+    # Every /api/v1 route is authenticated and role-checked here, in one place (api.auth.guard); routes
+    # added to this router later are covered without doing anything.
+    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
+    for r in (
+        auth.router,
+        users.router,
+        tenants.router,
+        stations.router,
+        alarms.router,
+        incidents.router,
+        dispatch.router,
+        kpis.router,
+        stream.router,
+        console.router,
+    ):
         v1.include_router(r)
-    v1.include_router(stream.router)
-    v1.include_router(console.router)
     app.include_router(v1)
     app.include_router(health.router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        # A refused change is an action too: it goes in the audit log (best effort: the refusal stands).
+        if exc.status_code == 403 and request.method not in SAFE_METHODS:
+            user = getattr(request.state, "user", None)
+            audit = audit_for(request, user, f"{request.method} {request.url.path}", detail=str(exc.detail))
+            try:
+                await asyncio.to_thread(audit.record, ctx.engine, "denied")
+            except AuditUnavailable:
+                pass
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(AuditUnavailable)
+    async def audit_unavailable(_request: Request, exc: AuditUnavailable) -> JSONResponse:
+        # fail closed: the action was rolled back with its audit record
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     # The operator console: one page, its modules and styles, all served from the package (no CDN).
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
     app.mount("/static", StaticFiles(packages=[("api", "static")]), name="static")

@@ -113,7 +113,6 @@ class HistoryPublic(BaseModel):
 
 AlarmState = Literal["unacked_active", "acked_active", "unacked_rtn", "normal"]
 Priority = Literal["critical", "high", "medium", "low"]
-Actor = Annotated[str, Field(min_length=1, max_length=100, description="who does it (named users only)")]
 
 
 class AlarmPublic(BaseModel):
@@ -149,24 +148,20 @@ class AlarmsPublic(BaseModel):
 
 
 class AckRequest(BaseModel):
-    user: Actor
     comment: str | None = Field(default=None, max_length=1000)
 
 
 class ShelveRequest(BaseModel):
-    user: Actor
     kind: Literal["timed", "oneshot"] = "timed"
     minutes: float = Field(gt=0, description="timed: for how long; oneshot: the longest it may last")
     reason: str = Field(min_length=1, max_length=1000)
 
 
 class UnshelveRequest(BaseModel):
-    user: Actor
     reason: str | None = Field(default=None, max_length=1000)
 
 
 class OutOfServiceRequest(BaseModel):
-    user: Actor
     reason: str = Field(min_length=1, max_length=1000)
     until: AwareDatetime | None = None
 
@@ -227,7 +222,6 @@ class IncidentsPublic(BaseModel):
 
 
 class IncidentNoteCreate(BaseModel):
-    user: Actor
     text: str = Field(min_length=1, max_length=5000)
     phase: Literal["report", "first_response", "restoration", "cause", "prevention", "closed"] | None = None
 
@@ -278,3 +272,85 @@ class KpisPublic(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = {}
+
+
+# --- accounts -------------------------------------------------------------------------------------------
+
+RoleName = Literal["viewer", "operator", "engineer", "admin"]
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class GrantPublic(BaseModel):
+    tenant: str
+    role: RoleName
+
+
+class UserPublic(BaseModel):
+    username: str
+    display_name: str | None
+    locale: str
+    grants: list[GrantPublic]
+
+
+class MePublic(UserPublic):
+    expires_at: IsoTime | None = None  # when this session ends unless renewed by activity
+
+
+class LoginPublic(BaseModel):
+    token: str
+    expires_at: IsoTime
+    user: UserPublic
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=10, max_length=1024)
+
+
+class Detail(BaseModel):
+    detail: str
+
+
+class UserAdminPublic(UserPublic):
+    disabled: bool
+    demo: bool
+
+
+class UsersPublic(BaseModel):
+    data: list[UserAdminPublic]
+    count: int
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+    password: str = Field(min_length=10, max_length=1024)
+    display_name: str | None = Field(default=None, max_length=200)
+    locale: str = Field(default="ja", max_length=20)
+    grants: list[GrantPublic] = Field(min_length=1)
+
+
+class GrantSet(BaseModel):
+    role: RoleName
+
+
+class AuditEntryPublic(BaseModel):
+    id: int
+    at: IsoTime
+    username: str | None
+    tenant: str | None
+    source_ip: str | None
+    action: str
+    target: str | None
+    old_value: str | None
+    new_value: str | None
+    result: str
+    detail: str | None
+
+
+class AuditPublic(BaseModel):
+    data: list[AuditEntryPublic]
+    count: int

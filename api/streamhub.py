@@ -41,6 +41,7 @@ from api.routes.alarms import alarm_public
 from api.routes.dispatch import build_board
 from api.routes.stations import build_station
 from api.schemas import DispatchEntry, StationPublic
+from pumpwatch.db import rls
 from pumpwatch.db.schema import alarm, alarm_event
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,9 @@ class StreamHub:
     # --- the publisher ---------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        # This task reads for every client: it sees every tenant (row-level security included: the task's
+        # own context, not the first client's) and each client gets only its tenants' events.
+        rls.set_scope(self.ctx.fleet.tenants)
         engine = self.ctx.engine
         self._journal_floor = await asyncio.to_thread(_journal_max, engine)
         await self._refresh_alarms()

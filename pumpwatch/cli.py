@@ -1,4 +1,4 @@
-"""The `pumpwatch` command line: demo, run, simulate, migrate, check-config."""
+"""The `pumpwatch` command line: demo, run, simulate, migrate, check-config, user."""
 
 from __future__ import annotations
 
@@ -34,18 +34,44 @@ def _load(fleet_path: Path) -> Fleet:
         sys.exit(2)
 
 
-def _loopback_only(host: str) -> None:
-    """Until accounts and TLS exist, the API serves this machine only."""
+def _is_loopback(host: str) -> bool:
     try:
         addrs = {ai[4][0] for ai in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         raise click.BadParameter(f"cannot resolve {host!r}", param_hint="--api-host") from None
-    if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs):
+    return all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+
+
+def _loopback_only(host: str) -> None:
+    """The demo has well-known users and secret: it serves this machine only."""
+    if not _is_loopback(host):
         raise click.BadParameter(
-            f"{host} is not a loopback address: the API has no authentication yet, so it refuses to "
-            "listen beyond this machine",
+            f"{host} is not a loopback address: the demo's users and secret are public, so it refuses to "
+            "listen beyond this machine (use `pumpwatch run` with your own users, secret and TLS)",
             param_hint="--api-host",
         )
+
+
+def exposure_problems(settings: Settings, host: str, demo_users: list[str]) -> list[str]:
+    """Why the API must not listen on `host` (empty: it may). Loopback is always allowed."""
+    from api.auth.config import DEFAULT_SECRET
+
+    if _is_loopback(host):
+        return []
+    problems = []
+    if settings.secret_key == DEFAULT_SECRET or len(settings.secret_key) < 32:
+        problems.append("PUMPWATCH_SECRET_KEY is the default or shorter than 32 characters")
+    if demo_users:
+        problems.append(
+            f"demo users with the public password exist ({', '.join(sorted(demo_users))}): "
+            "`pumpwatch user disable NAME` each"
+        )
+    if not (settings.api_ssl_certfile and settings.api_ssl_keyfile) and not settings.api_behind_tls_proxy:
+        problems.append(
+            "no TLS: set PUMPWATCH_API_SSL_CERTFILE and PUMPWATCH_API_SSL_KEYFILE "
+            "(or PUMPWATCH_API_BEHIND_TLS_PROXY=true behind a TLS-terminating proxy on this host)"
+        )
+    return problems
 
 
 def _clock(speed: float) -> Clock:
@@ -130,18 +156,40 @@ async def _until_signal() -> None:
 
 
 async def _run_system(
-    f: Fleet, database_url: str, clock: Clock, *, collect: bool, api: tuple[str, int] | None
+    f: Fleet,
+    database_url: str,
+    clock: Clock,
+    *,
+    collect: bool,
+    api: tuple[str, int] | None,
+    settings: Settings,
+    demo: bool = False,
 ) -> None:
+    from api.auth.demo import seed_demo_users
+    from api.auth.users import demo_users_present
     from pumpwatch.system import System, serve_api
 
-    system = await System.prepare(f, database_url, clock)
+    system = await System.prepare(f, database_url, clock, api_database_url=settings.api_database_url)
     try:
+        if demo:
+            made = await asyncio.to_thread(seed_demo_users, system.engine, sorted(f.tenants))
+            if made:
+                log.info("demo users %s, password 'pumpwatch-demo' (loopback only)", ", ".join(made))
+        if api is not None:
+            problems = exposure_problems(
+                settings, api[0], await asyncio.to_thread(demo_users_present, system.engine)
+            )
+            if problems:
+                raise click.ClickException(f"refusing to serve the API on {api[0]}: " + "; ".join(problems))
         if collect:
             await system.start_collecting()
         if api is not None:
-            ctx = system.api_context(in_process_live=collect)
-            log.info("API and live page at http://%s:%d/", api[0], api[1])
-            await serve_api(ctx, *api)
+            ctx = system.api_context(in_process_live=collect, auth=settings.auth_config())
+            tls = settings.api_ssl_certfile is not None
+            log.info("API and live page at http%s://%s:%d/", "s" if tls else "", api[0], api[1])
+            await serve_api(
+                ctx, *api, ssl_certfile=settings.api_ssl_certfile, ssl_keyfile=settings.api_ssl_keyfile
+            )
         else:
             await _until_signal()
     finally:
@@ -181,7 +229,7 @@ def demo(
     async def body() -> None:
         async with SimulatedFleet(f, clock, seed=seed):
             log.info("simulating %d stations (seed %d, speed ×%g)", len(f.stations), seed, speed)
-            await _run_system(f, url, clock, collect=True, api=(host, port))
+            await _run_system(f, url, clock, collect=True, api=(host, port), settings=settings, demo=True)
 
     with contextlib.suppress(KeyboardInterrupt), _demo_broker(f):
         asyncio.run(body())
@@ -232,8 +280,6 @@ def run(
         raise click.UsageError("nothing to run: give --api or --collect")
     f = _load(fleet or settings.fleet)
     host, port = api_host or settings.api_host, api_port or settings.api_port
-    if api:
-        _loopback_only(host)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             _run_system(
@@ -242,8 +288,169 @@ def run(
                 SystemClock(),
                 collect=collect,
                 api=(host, port) if api else None,
+                settings=settings,
             )
         )
+
+
+# --- users ------------------------------------------------------------------------------------------------
+
+
+def _engine(database_url: str | None):
+    from pumpwatch.db.engine import make_engine
+    from pumpwatch.db.migrate import upgrade
+
+    engine = make_engine(database_url or Settings().database_url)
+    upgrade(engine)
+    return engine
+
+
+def _cli_audit(action: str, target: str, tenant: str | None = None):
+    import getpass
+    from datetime import UTC, datetime
+
+    from pumpwatch.audit import Audit
+
+    return Audit(
+        at=datetime.now(UTC),
+        action=action,
+        username=f"cli:{getpass.getuser()}",
+        tenant_id=tenant,
+        target=f"user:{target}",
+    )
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = click.prompt("password", hide_input=True, confirmation_prompt=True)
+        return first
+    line = sys.stdin.readline().rstrip("\n")
+    if not line:
+        raise click.UsageError("give the password on standard input")
+    return line
+
+
+def _user_errors(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        from api.auth.users import UserError
+
+        try:
+            return fn(*a, **kw)
+        except (UserError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@main.group()
+def user() -> None:
+    """Accounts: add, list, grant, revoke, disable, enable, passwd (every change is audited)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--grant", "grants", multiple=True, help="TENANT:ROLE (repeatable), e.g. kita:operator")
+@click.option("--display-name", default=None)
+@click.option("--locale", default="ja", show_default=True)
+@db_option
+@_user_errors
+def user_add(name: str, grants: tuple[str, ...], display_name, locale: str, database_url) -> None:
+    """Create user NAME; the password is read from standard input."""
+    from api.auth.roles import parse_grant
+    from api.auth.users import create_user
+
+    parsed = [parse_grant(g) for g in grants]
+    engine = _engine(database_url)
+    create_user(
+        engine,
+        name,
+        _read_password(),
+        parsed,
+        display_name=display_name,
+        locale=locale,
+        audit=_cli_audit("user.create", name, parsed[0][0] if parsed else None),
+    )
+    click.echo(f"user {name} created" + (f" with {', '.join(grants)}" if grants else " (no grants yet)"))
+
+
+@user.command("list")
+@db_option
+def user_list(database_url) -> None:
+    from api.auth.users import list_users
+
+    for u in list_users(_engine(database_url)):
+        grants = " ".join(f"{g['tenant']}:{g['role']}" for g in u["grants"]) or "-"
+        flags = "".join([" (disabled)" if u["disabled"] else "", " (demo)" if u["demo"] else ""])
+        click.echo(f"{u['username']}\t{grants}{flags}")
+
+
+@user.command("grant")
+@click.argument("name")
+@click.argument("grant")
+@db_option
+@_user_errors
+def user_grant(name: str, grant: str, database_url) -> None:
+    """Give NAME a role in a tenant: pumpwatch user grant tanaka kita:operator"""
+    from api.auth.roles import parse_grant
+    from api.auth.users import set_grant
+
+    tenant, role = parse_grant(grant)
+    set_grant(_engine(database_url), name, tenant, role, audit=_cli_audit("user.grant", name, tenant))
+    click.echo(f"{name} is {role} in {tenant}")
+
+
+@user.command("revoke")
+@click.argument("name")
+@click.argument("tenant")
+@db_option
+@_user_errors
+def user_revoke(name: str, tenant: str, database_url) -> None:
+    """Take TENANT away from NAME (their sessions end)."""
+    from api.auth.users import revoke_sessions, set_grant
+
+    engine = _engine(database_url)
+    set_grant(engine, name, tenant, None, audit=_cli_audit("user.revoke", name, tenant))
+    revoke_sessions(engine, name, reason="grant revoked")
+    click.echo(f"{name} has no grant in {tenant}")
+
+
+@user.command("disable")
+@click.argument("name")
+@db_option
+@_user_errors
+def user_disable(name: str, database_url) -> None:
+    """Disable NAME: no login, every session ends."""
+    from api.auth.users import set_disabled
+
+    set_disabled(_engine(database_url), name, True, audit=_cli_audit("user.disable", name))
+    click.echo(f"{name} disabled")
+
+
+@user.command("enable")
+@click.argument("name")
+@db_option
+@_user_errors
+def user_enable(name: str, database_url) -> None:
+    """Enable NAME again (also lifts a login lockout)."""
+    from api.auth.users import set_disabled
+
+    set_disabled(_engine(database_url), name, False, audit=_cli_audit("user.enable", name))
+    click.echo(f"{name} enabled")
+
+
+@user.command("passwd")
+@click.argument("name")
+@db_option
+@_user_errors
+def user_passwd(name: str, database_url) -> None:
+    """Set NAME's password from standard input (every session of theirs ends)."""
+    from api.auth.users import set_password
+
+    set_password(_engine(database_url), name, _read_password(), audit=_cli_audit("user.password", name))
+    click.echo(f"password of {name} changed")
 
 
 if __name__ == "__main__":

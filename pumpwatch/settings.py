@@ -11,7 +11,30 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PUMPWATCH_", extra="ignore")
 
     fleet: Path = Path("deploy/config/demo")  # folder with fleet.yaml, or the file itself
-    database_url: str = "sqlite:///var/pumpwatch.db"  # or postgresql://user:pass@host/db
+    database_url: str = "sqlite:///var/pumpwatch.db"  # or postgresql://u:p@host/db?sslmode=verify-full
+    # The API's own connection, as a member of the `pumpwatch_app` role (row-level security holds it to
+    # the request's tenants). Unset: the API shares `database_url` (the owner; RLS then rests on the API)
+    api_database_url: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_ssl_certfile: Path | None = None  # TLS for the API (uvicorn); required off loopback unless…
+    api_ssl_keyfile: Path | None = None
+    api_behind_tls_proxy: bool = False  # …a reverse proxy on this host terminates TLS
     log_level: str = "INFO"
+    # signs sessions and ack links; the default is refused off loopback
+    secret_key: str = "pumpwatch-demo-secret-change-me"
+    session_idle_min: float = 60  # a session ends after this long without a request
+    session_max_h: float = 16  # …or this long after login (operator actions extend it, see api.auth.config)
+    login_max_failures: int = 5  # failed logins of one name within login_lock_min lock it that long
+    login_lock_min: float = 15
+
+    def auth_config(self):
+        from api.auth.config import AuthConfig
+
+        return AuthConfig(
+            secret_key=self.secret_key,
+            idle_timeout_s=self.session_idle_min * 60,
+            max_age_s=self.session_max_h * 3600,
+            max_failures=self.login_max_failures,
+            lock_s=self.login_lock_min * 60,
+        )

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import uvicorn
 from sqlalchemy import Engine
@@ -18,6 +19,7 @@ from alarms.analyzers import Analyzer, DerivedPoint
 from alarms.analyzers.build import all_analyzers
 from alarms.rules import RuleSet, load_rules
 from alarms.service import AlarmService
+from api.auth.config import AuthConfig
 from api.context import ApiContext
 from api.main import create_app
 from collector.fleet import build_modbus_sources, build_mqtt_ingest
@@ -28,6 +30,7 @@ from collector.supervisor import run_sources
 from pumpwatch import historian
 from pumpwatch.clock import Clock
 from pumpwatch.config import Fleet
+from pumpwatch.db import rls
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
 from pumpwatch.live import LiveSnapshot
@@ -44,6 +47,7 @@ class System:
     catalog: dict[tuple[str, str], int]
     rules: RuleSet
     analyzers: dict[str, list[Analyzer]] = field(default_factory=dict)
+    api_engine: Engine | None = None  # the API's own connection (app role, RLS); None: `engine`
     live: LiveSnapshot = field(default_factory=LiveSnapshot)
     writer: HistorianWriter | None = None
     alarms: AlarmService | None = None
@@ -52,7 +56,9 @@ class System:
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
-    async def prepare(cls, fleet: Fleet, database_url: str, clock: Clock) -> System:
+    async def prepare(
+        cls, fleet: Fleet, database_url: str, clock: Clock, *, api_database_url: str | None = None
+    ) -> System:
         """Validate rules, migrate the database and sync the catalog. Raises ConfigError on bad rules."""
         analyzers = all_analyzers(fleet)
         derived = {sid: {p.name for a in an for p in a.outputs} for sid, an in analyzers.items()}
@@ -63,7 +69,18 @@ class System:
             sid: [(p.name, p.unit, p.kind) for a in an for p in a.outputs] for sid, an in analyzers.items()
         }
         catalog = await asyncio.to_thread(historian.sync_catalog, engine, fleet, extra)
-        return cls(fleet=fleet, engine=engine, clock=clock, catalog=catalog, rules=rules, analyzers=analyzers)
+        api_engine = None
+        if api_database_url:
+            api_engine = await asyncio.to_thread(rls.app_engine, api_database_url)
+        return cls(
+            fleet=fleet,
+            engine=engine,
+            clock=clock,
+            catalog=catalog,
+            rules=rules,
+            analyzers=analyzers,
+            api_engine=api_engine,
+        )
 
     def derived_points(self) -> dict[str, list[DerivedPoint]]:
         return {sid: [p for a in an for p in a.outputs] for sid, an in self.analyzers.items()}
@@ -104,10 +121,11 @@ class System:
             return {}
         return {t.get_name(): not t.done() for t in self._tasks}
 
-    def api_context(self, *, in_process_live: bool = True) -> ApiContext:
+    def api_context(self, *, in_process_live: bool = True, auth: AuthConfig | None = None) -> ApiContext:
         return ApiContext(
             fleet=self.fleet,
-            engine=self.engine,
+            engine=self.api_engine or self.engine,
+            auth=auth or AuthConfig(),
             clock=self.clock,
             catalog=self.catalog,
             live=self.live if in_process_live else None,
@@ -134,6 +152,8 @@ class System:
             await _cancel(t)
         self._tasks = []
         self.engine.dispose()
+        if self.api_engine is not None:
+            self.api_engine.dispose()
 
 
 async def _cancel(task: asyncio.Task, limit_s: float = 10.0) -> None:
@@ -154,8 +174,16 @@ class ApiServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-async def serve_api(ctx: ApiContext, host: str, port: int) -> None:
-    """Serve until uvicorn sees SIGINT/SIGTERM (it owns the signals while it runs)."""
+async def serve_api(
+    ctx: ApiContext,
+    host: str,
+    port: int,
+    *,
+    ssl_certfile: str | Path | None = None,
+    ssl_keyfile: str | Path | None = None,
+) -> None:
+    """Serve until uvicorn sees SIGINT/SIGTERM (it owns the signals while it runs). With a certificate,
+    TLS only (uvicorn's default context: TLS 1.2 or newer)."""
     config = uvicorn.Config(
         create_app(ctx),
         host=host,
@@ -163,6 +191,8 @@ async def serve_api(ctx: ApiContext, host: str, port: int) -> None:
         log_level="warning",
         lifespan="off",
         timeout_graceful_shutdown=5,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
     server = ApiServer(config)
     await server.serve()

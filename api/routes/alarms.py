@@ -7,11 +7,14 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from alarms import store
 from alarms.incidents import note_first_response
-from api.deps import Ctx
+from api.auth import access
+from api.auth.users import User
+from api.context import ApiContext
+from api.deps import Ctx, CurrentUser
 from api.schemas import (
     AckRequest,
     AlarmPublic,
@@ -67,6 +70,7 @@ async def _run(fn, *args, **kw):
 @router.get("", response_model=AlarmsPublic)
 async def list_alarms(
     ctx: Ctx,
+    user: CurrentUser,
     view: Annotated[
         str,
         Query(
@@ -81,10 +85,9 @@ async def list_alarms(
     priority: Priority | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> AlarmsPublic:
-    if tenant is not None and tenant not in ctx.fleet.tenants:
-        raise HTTPException(404, f"no tenant {tenant!r}")
-    if station is not None and station not in ctx.fleet.stations:
-        raise HTTPException(404, f"no station {station!r}")
+    tenants = access.tenants_for(user, tenant)
+    if station is not None:
+        access.station(ctx, user, station)
     now = ctx.clock.now()
     open_ = {"open": True, "hidden": True, "all_open": True, "closed": False, "all": None}[view]
     hidden = {"open": False, "hidden": True}.get(view)
@@ -92,7 +95,7 @@ async def list_alarms(
         store.list_alarms,
         ctx.engine,
         open_=open_,
-        tenant_ids=[tenant] if tenant else None,
+        tenant_ids=tenants,
         station_id=station,
         now=now,
         hidden=hidden,
@@ -109,12 +112,14 @@ async def list_alarms(
 @router.get("/journal", response_model=JournalPublic)
 async def journal(
     ctx: Ctx,
+    user: CurrentUser,
     tenant: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
 ) -> JournalPublic:
     """Every alarm transition and operator action (who, when, why), oldest first."""
+    tenants = access.tenants_for(user, tenant)
     end = end or ctx.clock.now()
     start = start or end - timedelta(days=1)
     for name, t in (("start", start), ("end", end)):
@@ -123,7 +128,7 @@ async def journal(
     rows = await asyncio.to_thread(
         store.alarm_journal,
         ctx.engine,
-        tenant_ids=[tenant] if tenant else None,
+        tenant_ids=tenants,
         start=start,
         end=end,
         limit=limit,
@@ -147,32 +152,63 @@ def _entry(r: dict[str, Any]) -> JournalEntryPublic:
     )
 
 
-@router.get("/{alarm_id}", response_model=AlarmPublic)
-async def get_alarm(ctx: Ctx, alarm_id: int) -> AlarmPublic:
+async def _visible(ctx: ApiContext, user: User, alarm_id: int, role: str | None = None) -> dict[str, Any]:
+    """The alarm if the user may see it (404 otherwise, whether or not it exists); 403 if `role` is
+    needed and not held in its tenant."""
     row = await asyncio.to_thread(store.get_alarm, ctx.engine, alarm_id)
-    if row is None:
-        raise HTTPException(404, f"no alarm {alarm_id}")
-    return alarm_public(row, ctx.clock.now())
+    if row is None or row["tenant_id"] not in user.tenants:
+        raise access.not_found(f"alarm {alarm_id}")
+    if role is not None:
+        access.require(user, role, row["tenant_id"])
+    return row
+
+
+def _audit(request: Request, user: User, row: dict[str, Any], action: str):
+    return access.audit_for(
+        request,
+        user,
+        action,
+        tenant_id=row["tenant_id"],
+        target=f"alarm:{row['id']} {row['station_id']}/{row['name']}",
+    )
+
+
+@router.get("/{alarm_id}", response_model=AlarmPublic)
+async def get_alarm(ctx: Ctx, user: CurrentUser, alarm_id: int) -> AlarmPublic:
+    return alarm_public(await _visible(ctx, user, alarm_id), ctx.clock.now())
 
 
 @router.get("/{alarm_id}/journal", response_model=JournalPublic)
-async def alarm_journal(ctx: Ctx, alarm_id: int) -> JournalPublic:
-    if await asyncio.to_thread(store.get_alarm, ctx.engine, alarm_id) is None:
-        raise HTTPException(404, f"no alarm {alarm_id}")
+async def alarm_journal(ctx: Ctx, user: CurrentUser, alarm_id: int) -> JournalPublic:
+    await _visible(ctx, user, alarm_id)
     rows = await asyncio.to_thread(store.alarm_journal, ctx.engine, alarm_id)
     return JournalPublic(data=[_entry(r) for r in rows], count=len(rows))
 
 
 @router.post("/{alarm_id}/ack", response_model=AlarmPublic)
-async def acknowledge(ctx: Ctx, alarm_id: int, body: AckRequest) -> AlarmPublic:
+async def acknowledge(
+    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: AckRequest
+) -> AlarmPublic:
+    row = await _visible(ctx, user, alarm_id, "operator")
     now = ctx.clock.now()
-    row = await _run(store.acknowledge, ctx.engine, alarm_id, actor=body.user, at=now, comment=body.comment)
-    await asyncio.to_thread(note_first_response, ctx.engine, alarm_id, now, body.user)
+    row = await _run(
+        store.acknowledge,
+        ctx.engine,
+        alarm_id,
+        actor=user.username,
+        at=now,
+        comment=body.comment,
+        audit=_audit(request, user, row, "alarm.ack"),
+    )
+    await asyncio.to_thread(note_first_response, ctx.engine, alarm_id, now, user.username)
     return alarm_public(row, now)
 
 
 @router.post("/{alarm_id}/shelve", response_model=AlarmPublic)
-async def shelve(ctx: Ctx, alarm_id: int, body: ShelveRequest) -> AlarmPublic:
+async def shelve(
+    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: ShelveRequest
+) -> AlarmPublic:
+    row = await _visible(ctx, user, alarm_id, "operator")
     now = ctx.clock.now()
     max_h = ctx.rules.max_shelve_h if ctx.rules else 8.0
     if body.minutes > max_h * 60:
@@ -182,24 +218,47 @@ async def shelve(ctx: Ctx, alarm_id: int, body: ShelveRequest) -> AlarmPublic:
         store.shelve,
         ctx.engine,
         alarm_id,
-        actor=body.user,
+        actor=user.username,
         at=now,
         kind=body.kind,
         until=until,
         reason=body.reason,
+        audit=_audit(request, user, row, "alarm.shelve"),
     )
     return alarm_public(row, now)
 
 
 @router.post("/{alarm_id}/unshelve", response_model=AlarmPublic)
-async def unshelve(ctx: Ctx, alarm_id: int, body: UnshelveRequest) -> AlarmPublic:
+async def unshelve(
+    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: UnshelveRequest
+) -> AlarmPublic:
+    row = await _visible(ctx, user, alarm_id, "operator")
     now = ctx.clock.now()
-    row = await _run(store.unshelve, ctx.engine, alarm_id, actor=body.user, at=now, reason=body.reason)
+    row = await _run(
+        store.unshelve,
+        ctx.engine,
+        alarm_id,
+        actor=user.username,
+        at=now,
+        reason=body.reason,
+        audit=_audit(request, user, row, "alarm.unshelve"),
+    )
     return alarm_public(row, now)
 
 
 @router.post("/{alarm_id}/reset", response_model=AlarmPublic)
-async def reset(ctx: Ctx, alarm_id: int, body: AckRequest) -> AlarmPublic:
+async def reset(
+    ctx: Ctx, user: CurrentUser, request: Request, alarm_id: int, body: AckRequest
+) -> AlarmPublic:
+    row = await _visible(ctx, user, alarm_id, "operator")
     now = ctx.clock.now()
-    row = await _run(store.reset, ctx.engine, alarm_id, actor=body.user, at=now, comment=body.comment)
+    row = await _run(
+        store.reset,
+        ctx.engine,
+        alarm_id,
+        actor=user.username,
+        at=now,
+        comment=body.comment,
+        audit=_audit(request, user, row, "alarm.reset"),
+    )
     return alarm_public(row, now)

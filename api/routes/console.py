@@ -8,10 +8,11 @@ from collections.abc import Collection
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from sqlalchemy import Engine, func, select
 
-from api.deps import Ctx
+from api.auth import access
+from api.deps import Ctx, CurrentUser
 from api.routes.incidents import incident_public
 from api.routes.stations import get_station
 from api.schemas import PointInfo, PumpAsset, StationDetailPublic
@@ -29,12 +30,10 @@ def _value(station: Any, name: str) -> Any:
 
 
 @router.get("/stations/{station_id}", response_model=StationDetailPublic)
-async def station_detail(ctx: Ctx, station_id: str) -> StationDetailPublic:
+async def station_detail(ctx: Ctx, user: CurrentUser, station_id: str) -> StationDetailPublic:
     """One station with everything its page shows; 404 when it does not exist (or is not yours)."""
-    if station_id not in ctx.fleet.stations:
-        raise HTTPException(404, f"no station {station_id!r}")
-    station = await get_station(ctx, station_id)
-    st = ctx.fleet.stations[station_id]
+    st = access.station(ctx, user, station_id)
+    station = await get_station(ctx, user, station_id)
     tz = ZoneInfo(ctx.fleet.tenants[st.tenant].timezone) if st.tenant in ctx.fleet.tenants else None
     year = ctx.clock.now().astimezone(tz).year
     pumps = []
@@ -71,7 +70,7 @@ async def station_detail(ctx: Ctx, station_id: str) -> StationDetailPublic:
         for dp in ctx.derived.get(station_id, ())
         if (station_id, dp.name) in ctx.catalog
     ]
-    rows = await asyncio.to_thread(station_incidents, ctx.engine, station_id, None)
+    rows = await asyncio.to_thread(station_incidents, ctx.engine, station_id, user.tenants)
     wet_well = st.wet_well.model_dump(exclude_none=True) if st.wet_well else None
     return StationDetailPublic(
         station=station,

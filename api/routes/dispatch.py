@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter
 
 from alarms import store
+from api.auth import access
 from api.context import ApiContext, station_samples
-from api.deps import Ctx
+from api.deps import Ctx, CurrentUser
 from api.schemas import DispatchEntry, DispatchPublic, LocationPublic
 from collector.model import Quality, Sample
 from pumpwatch.live import LiveSnapshot
@@ -42,12 +43,16 @@ def good(samples: dict, name: str) -> float | None:
 @router.get("", response_model=DispatchPublic)
 async def dispatch_board(
     ctx: Ctx,
+    user: CurrentUser,
     tenant: str | None = None,
 ) -> DispatchPublic:
+    tenants = access.tenants_for(user, tenant)
     now = ctx.clock.now()
     latest = await ctx.latest()
-    rows = await asyncio.to_thread(store.list_alarms, ctx.engine, open_=True, active=True, limit=1_000_000)
-    data = build_board(ctx, latest, rows, now, {tenant} if tenant is not None else None)
+    rows = await asyncio.to_thread(
+        store.list_alarms, ctx.engine, open_=True, active=True, tenant_ids=tenants, limit=1_000_000
+    )
+    data = build_board(ctx, latest, rows, now, tenants)
     return DispatchPublic(at=now, data=data, count=len(data))
 
 

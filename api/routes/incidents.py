@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from alarms import incidents
 from alarms.store import AlarmActionError
-from api.deps import Ctx
+from api.auth import access
+from api.deps import Ctx, CurrentUser
 from api.schemas import IncidentNoteCreate, IncidentPublic, IncidentsPublic
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
@@ -41,6 +42,7 @@ def incident_public(r: dict, *, detail: bool) -> IncidentPublic:
 @router.get("", response_model=IncidentsPublic)
 async def list_incidents(
     ctx: Ctx,
+    user: CurrentUser,
     tenant: str | None = None,
     closed: Annotated[bool, Query(description="include closed incidents")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -48,7 +50,7 @@ async def list_incidents(
     rows = await asyncio.to_thread(
         incidents.list_incidents,
         ctx.engine,
-        tenant_ids=[tenant] if tenant else None,
+        tenant_ids=sorted(access.tenants_for(user, tenant)),
         open_only=not closed,
         limit=limit,
     )
@@ -56,25 +58,38 @@ async def list_incidents(
     return IncidentsPublic(data=data, count=len(data))
 
 
-@router.get("/{incident_id}", response_model=IncidentPublic)
-async def get_incident(ctx: Ctx, incident_id: int) -> IncidentPublic:
+async def _visible(ctx, user, incident_id: int, role: str | None = None) -> dict:
     row = await asyncio.to_thread(incidents.get_incident, ctx.engine, incident_id)
-    if row is None:
-        raise HTTPException(404, f"no incident {incident_id}")
-    return incident_public(row, detail=True)
+    if row is None or row["tenant_id"] not in user.tenants:
+        raise access.not_found(f"incident {incident_id}")
+    if role is not None:
+        access.require(user, role, row["tenant_id"])
+    return row
+
+
+@router.get("/{incident_id}", response_model=IncidentPublic)
+async def get_incident(ctx: Ctx, user: CurrentUser, incident_id: int) -> IncidentPublic:
+    return incident_public(await _visible(ctx, user, incident_id), detail=True)
 
 
 @router.post("/{incident_id}/notes", response_model=IncidentPublic)
-async def add_note(ctx: Ctx, incident_id: int, body: IncidentNoteCreate) -> IncidentPublic:
+async def add_note(
+    ctx: Ctx, user: CurrentUser, request: Request, incident_id: int, body: IncidentNoteCreate
+) -> IncidentPublic:
+    row = await _visible(ctx, user, incident_id, "operator")
+    audit = access.audit_for(
+        request, user, "incident.note", tenant_id=row["tenant_id"], target=f"incident:{incident_id}"
+    )
     try:
         row = await asyncio.to_thread(
             incidents.add_note,
             ctx.engine,
             incident_id,
-            actor=body.user,
+            actor=user.username,
             at=ctx.clock.now(),
             text=body.text,
             phase=body.phase,
+            audit=audit,
         )
     except AlarmActionError as exc:
         raise HTTPException(exc.status, str(exc)) from None

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, HTTPException
 
 from alarms import kpis, store
-from api.deps import Ctx
+from api.auth import access
+from api.deps import Ctx, CurrentUser
 from api.schemas import BadActor, KpisPublic
 
 router = APIRouter(prefix="/kpis", tags=["kpis"])
@@ -16,8 +17,9 @@ router = APIRouter(prefix="/kpis", tags=["kpis"])
 
 @router.get("", response_model=KpisPublic)
 async def alarm_kpis(
-    ctx: Ctx, tenant: str, start: datetime | None = None, end: datetime | None = None
+    ctx: Ctx, user: CurrentUser, tenant: str, start: datetime | None = None, end: datetime | None = None
 ) -> KpisPublic:
+    access.tenants_for(user, tenant)
     if tenant not in ctx.fleet.tenants:
         raise HTTPException(404, f"no tenant {tenant!r}")
     end = end or ctx.clock.now()

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+import csv
+import io
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from alarms import store
+from api.auth import access
+from api.auth.users import User
 from api.context import ApiContext, station_samples
-from api.deps import Ctx
+from api.deps import Ctx, CurrentUser
 from api.schemas import (
     HistoryPointPublic,
     HistoryPublic,
@@ -96,9 +100,11 @@ def build_station(
     )
 
 
-async def _open_alarms(ctx: ApiContext, station_id: str | None = None) -> dict[str, list[dict]]:
+async def _open_alarms(
+    ctx: ApiContext, tenants: frozenset[str], station_id: str | None = None
+) -> dict[str, list[dict]]:
     rows = await asyncio.to_thread(
-        store.list_alarms, ctx.engine, open_=True, station_id=station_id, limit=1_000_000
+        store.list_alarms, ctx.engine, open_=True, tenant_ids=tenants, station_id=station_id, limit=1_000_000
     )
     out: dict[str, list[dict]] = {}
     for a in rows:
@@ -109,27 +115,32 @@ async def _open_alarms(ctx: ApiContext, station_id: str | None = None) -> dict[s
 @router.get("", response_model=StationsPublic)
 async def list_stations(
     ctx: Ctx,
+    user: CurrentUser,
     tenant: Annotated[str | None, Query(description="only this tenant's stations")] = None,
     kind: Annotated[str | None, Query(description="only this station kind")] = None,
 ) -> StationsPublic:
+    tenants = access.tenants_for(user, tenant)
     latest = await ctx.latest()
-    alarms = await _open_alarms(ctx)
+    alarms = await _open_alarms(ctx, tenants)
     modes = await asyncio.to_thread(store.station_modes, ctx.engine)
     now = ctx.clock.now()
     data = [
         build_station(ctx, sid, station_samples(latest, sid), alarms.get(sid, []), now, modes.get(sid))
         for sid, st in ctx.fleet.stations.items()
-        if (tenant is None or st.tenant == tenant) and (kind is None or st.kind == kind)
+        if st.tenant in tenants and (kind is None or st.kind == kind)
     ]
     return StationsPublic(data=data, count=len(data), at=now)
 
 
 @router.get("/{station_id}", response_model=StationPublic)
-async def get_station(ctx: Ctx, station_id: str) -> StationPublic:
-    if station_id not in ctx.fleet.stations:
-        raise HTTPException(404, f"no station {station_id!r}")
+async def get_station(ctx: Ctx, user: CurrentUser, station_id: str) -> StationPublic:
+    return await _station(ctx, user, station_id)
+
+
+async def _station(ctx: ApiContext, user: User, station_id: str) -> StationPublic:
+    access.station(ctx, user, station_id)
     latest = await ctx.latest()
-    alarms = await _open_alarms(ctx, station_id)
+    alarms = await _open_alarms(ctx, user.tenants, station_id)
     modes = await asyncio.to_thread(store.station_modes, ctx.engine)
     now = ctx.clock.now()
     samples = station_samples(latest, station_id)
@@ -139,14 +150,14 @@ async def get_station(ctx: Ctx, station_id: str) -> StationPublic:
 @router.get("/{station_id}/points/{point}/history", response_model=HistoryPublic)
 async def point_history(
     ctx: Ctx,
+    user: CurrentUser,
     station_id: str,
     point: str,
     start: Annotated[datetime | None, Query(description="ISO 8601 with offset; default: end − 1 h")] = None,
     end: Annotated[datetime | None, Query(description="ISO 8601 with offset; default: now")] = None,
     max_points: Annotated[int, Query(ge=2, le=10_000, description="downsample above this many")] = 500,
 ) -> HistoryPublic:
-    if station_id not in ctx.fleet.stations:
-        raise HTTPException(404, f"no station {station_id!r}")
+    access.station(ctx, user, station_id)
     pid = ctx.catalog.get((station_id, point))
     if pid is None:
         raise HTTPException(404, f"station {station_id!r} has no point {point!r}")
@@ -175,40 +186,103 @@ async def point_history(
     )
 
 
+EXPORT_MAX_ROWS = 100_000
+
+
+@router.get(
+    "/{station_id}/points/{point}/export.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def export_history(
+    ctx: Ctx,
+    user: CurrentUser,
+    request: Request,
+    station_id: str,
+    point: str,
+    start: Annotated[datetime | None, Query(description="ISO 8601 with offset; default: end − 1 day")] = None,
+    end: Annotated[datetime | None, Query(description="ISO 8601 with offset; default: now")] = None,
+) -> Response:
+    """A point's samples as CSV (UTC times; at most 100,000 rows, else downsampled). Every export is
+    audited first: no record, no data."""
+    st = access.station(ctx, user, station_id)
+    pid = ctx.catalog.get((station_id, point))
+    if pid is None:
+        raise HTTPException(404, f"station {station_id!r} has no point {point!r}")
+    for name, t in (("start", start), ("end", end)):
+        if t is not None and t.tzinfo is None:
+            raise HTTPException(422, f"{name} must carry a UTC offset (e.g. 2026-07-01T09:00:00+09:00)")
+    end = end or ctx.clock.now()
+    start = start or end - timedelta(days=1)
+    if start >= end or end - start > MAX_HISTORY:
+        raise HTTPException(422, f"start must be before end, at most {MAX_HISTORY.days} days apart")
+    audit = access.audit_for(
+        request,
+        user,
+        "export",
+        tenant_id=st.tenant,
+        target=f"point:{station_id}/{point}",
+        detail=f"{start.isoformat()} .. {end.isoformat()}",
+    )
+    await asyncio.to_thread(audit.record, ctx.engine)
+    rows = await asyncio.to_thread(historian.read_history, ctx.engine, pid, start, end, EXPORT_MAX_ROWS)
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["time_utc", "value", "min", "max", "count", "good"])
+    for r in rows:
+        w.writerow([r.t.astimezone(UTC).isoformat(), r.value, r.min, r.max, r.count, r.good])
+    name = f"{station_id}_{point}.csv".replace('"', "")
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
 @router.post("/{station_id}/out-of-service", response_model=StationPublic)
-async def out_of_service(ctx: Ctx, station_id: str, body: OutOfServiceRequest) -> StationPublic:
+async def out_of_service(
+    ctx: Ctx, user: CurrentUser, request: Request, station_id: str, body: OutOfServiceRequest
+) -> StationPublic:
     """Maintenance: the station's alarms leave the operator's list (still evaluated and journaled)."""
-    if station_id not in ctx.fleet.stations:
-        raise HTTPException(404, f"no station {station_id!r}")
+    await _set_service(ctx, user, request, station_id, out=True, reason=body.reason, until=body.until)
+    return await _station(ctx, user, station_id)
+
+
+@router.delete("/{station_id}/out-of-service", response_model=StationPublic)
+async def return_to_service(ctx: Ctx, user: CurrentUser, request: Request, station_id: str) -> StationPublic:
+    await _set_service(ctx, user, request, station_id, out=False, reason="back in service", until=None)
+    return await _station(ctx, user, station_id)
+
+
+async def _set_service(
+    ctx: ApiContext,
+    user: User,
+    request: Request,
+    station_id: str,
+    *,
+    out: bool,
+    reason: str,
+    until: datetime | None,
+) -> None:
+    st = access.station(ctx, user, station_id, "engineer")
+    audit = access.audit_for(
+        request,
+        user,
+        "station.out_of_service" if out else "station.in_service",
+        tenant_id=st.tenant,
+        target=f"station:{station_id}",
+    )
     try:
         await asyncio.to_thread(
             store.set_out_of_service,
             ctx.engine,
             station_id,
-            out=True,
-            actor=body.user,
+            out=out,
+            actor=user.username,
             at=ctx.clock.now(),
-            reason=body.reason,
-            until=body.until,
+            reason=reason,
+            until=until,
+            audit=audit,
         )
     except store.AlarmActionError as exc:
         raise HTTPException(exc.status, str(exc)) from None
-    return await get_station(ctx, station_id)
-
-
-@router.delete("/{station_id}/out-of-service", response_model=StationPublic)
-async def return_to_service(
-    ctx: Ctx, station_id: str, user: Annotated[str, Query(min_length=1, max_length=100)]
-) -> StationPublic:
-    if station_id not in ctx.fleet.stations:
-        raise HTTPException(404, f"no station {station_id!r}")
-    await asyncio.to_thread(
-        store.set_out_of_service,
-        ctx.engine,
-        station_id,
-        out=False,
-        actor=user,
-        at=ctx.clock.now(),
-        reason="back in service",
-    )
-    return await get_station(ctx, station_id)

@@ -12,6 +12,7 @@ Events (`event:` name, `data:` JSON):
 Every event but the heartbeat has an id; a reconnecting client sends the last one (the browser does,
 as Last-Event-ID; a page may pass `last_event_id`) and gets what it missed, or a new snapshot. Only the
 tenants the client may see are in it. A client too slow to keep up is disconnected (it reconnects).
+Authenticated like every /api/v1 route; the stream ends when its session ends (checked every heartbeat).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import Ctx
+from api.auth.sessions import session_alive
+from api.deps import Ctx, CurrentUser
 from api.streamhub import StreamHub
 
 router = APIRouter(prefix="/stream", tags=["stream"])
@@ -40,9 +42,9 @@ def get_hub(request: Request) -> StreamHub:
 Hub = Annotated[StreamHub, Depends(get_hub)]
 
 
-def visible_tenants() -> Collection[str] | None:
-    """The tenants this client may see (None: all). Until sign-in exists every tenant is visible."""
-    return None
+def visible_tenants(user: CurrentUser) -> Collection[str] | None:
+    """The tenants this client may see: the user's grants (None would be all)."""
+    return user.tenants
 
 
 @router.get(
@@ -52,6 +54,7 @@ def visible_tenants() -> Collection[str] | None:
 )
 async def live_stream(
     ctx: Ctx,
+    user: CurrentUser,
     hub: Hub,
     tenants: Annotated[Collection[str] | None, Depends(visible_tenants)],
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
@@ -72,6 +75,11 @@ async def live_stream(
                 return
             if loop.time() >= next_beat:  # also under a steady flow of events
                 next_beat = loop.time() + HEARTBEAT_S
+                # the stream ends with the session (logout, revocation, expiry, disabled user)
+                if user.session_id is not None and not await asyncio.to_thread(
+                    session_alive, ctx.engine, ctx.auth, user.session_id, now=ctx.clock.now()
+                ):
+                    return
                 beat = orjson.dumps({"at": ctx.clock.now().isoformat()}).decode()
                 yield ServerSentEvent(raw_data=beat, event="heartbeat")
                 continue

@@ -230,3 +230,7 @@ def include_object_for(dialect_name: str) -> Callable[[Any, str | None, str, boo
         return dialect_name == wanted if isinstance(wanted, str) else dialect_name in wanted
 
     return hook
+
+
+# Accounts, sessions and the audit log live in their own module (on the same `metadata`).
+from pumpwatch.db import schema_security  # noqa: E402, F401

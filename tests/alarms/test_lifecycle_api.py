@@ -20,6 +20,7 @@ from pumpwatch.clock import FakeClock
 from pumpwatch.config import load_fleet
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
+from tests.auth import log_in
 from tests.conftest import DEMO_FLEET
 
 T0 = datetime(2026, 9, 1, 0, 0, tzinfo=UTC)
@@ -97,6 +98,7 @@ async def rig(db_url: str) -> AsyncIterator[Rig]:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://t"
     ) as client:
+        await log_in(client, engine, fleet.tenants)  # tanaka: admin of every tenant
         yield Rig(svc, clock, client)
     task.cancel()
     engine.dispose()
@@ -106,9 +108,9 @@ async def test_acknowledge_and_return_to_normal(rig: Rig) -> None:
     await rig.feed("KITA-MP-01", mains_failed=1)
     a = await rig.one("KITA-MP-01", "power_failure")
     assert (a["state"], a["active"], a["message"]) == ("unacked_active", True, "power_failure at KITA-MP-01")
-    a = await rig.post(f"/api/v1/alarms/{a['id']}/ack", {"user": "tanaka", "comment": "crew sent"})
+    a = await rig.post(f"/api/v1/alarms/{a['id']}/ack", {"comment": "crew sent"})
     assert (a["state"], a["acked_by"]) == ("acked_active", "tanaka")
-    await rig.post(f"/api/v1/alarms/{a['id']}/ack", {"user": "tanaka"}, status=409)  # nothing to acknowledge
+    await rig.post(f"/api/v1/alarms/{a['id']}/ack", {}, status=409)  # nothing to acknowledge
     rig.clock.advance(60)
     await rig.feed("KITA-MP-01", mains_failed=0)
     assert await rig.alarms(view="all_open", station="KITA-MP-01") == []  # acked and returned: closed
@@ -134,20 +136,20 @@ async def test_latched_alarm_needs_a_reset(rig: Rig) -> None:
     await rig.feed("KITA-MP-01", hwl_float=0)
     a = await rig.one("KITA-MP-01", "hwl_float")
     assert a["latched"] and a["state"] == "unacked_active"
-    a = await rig.post(f"/api/v1/alarms/{a['id']}/ack", {"user": "sato"})
+    a = await rig.post(f"/api/v1/alarms/{a['id']}/ack", {})
     assert a["state"] == "acked_active"  # still there: latched
-    a = await rig.post(f"/api/v1/alarms/{a['id']}/reset", {"user": "sato", "comment": "float cleaned"})
+    a = await rig.post(f"/api/v1/alarms/{a['id']}/reset", {"comment": "float cleaned"})
     assert a["state"] == "normal" and not a["latched"]
-    await rig.post(f"/api/v1/alarms/{a['id']}/reset", {"user": "sato"}, status=409)
+    await rig.post(f"/api/v1/alarms/{a['id']}/reset", {}, status=409)
 
 
 async def test_shelving_timed_oneshot_and_limits(rig: Rig) -> None:
     await rig.feed("KITA-MP-01", pump1_faulted=1)
     a = await rig.one("KITA-MP-01", "pump1_fault")
     url = f"/api/v1/alarms/{a['id']}"
-    await rig.post(f"{url}/shelve", {"user": "sato", "minutes": 30, "reason": ""}, status=422)
-    await rig.post(f"{url}/shelve", {"user": "sato", "minutes": 600, "reason": "x"}, status=422)  # > 8 h
-    s = await rig.post(f"{url}/shelve", {"user": "sato", "minutes": 30, "reason": "pump being pulled"})
+    await rig.post(f"{url}/shelve", {"minutes": 30, "reason": ""}, status=422)
+    await rig.post(f"{url}/shelve", {"minutes": 600, "reason": "x"}, status=422)  # > 8 h
+    s = await rig.post(f"{url}/shelve", {"minutes": 30, "reason": "pump being pulled"})
     assert s["hidden"] and s["shelve_kind"] == "timed"
     assert await rig.alarms(station="KITA-MP-01") == []  # off the operator's list
     assert [x["id"] for x in await rig.alarms(view="hidden", station="KITA-MP-01")] == [a["id"]]
@@ -155,7 +157,7 @@ async def test_shelving_timed_oneshot_and_limits(rig: Rig) -> None:
     assert (await rig.one("KITA-MP-01", "pump1_fault", view="open"))["hidden"] is False  # time is up
     assert store.expire_shelves(rig.svc.engine, rig.clock.now()) == [a["id"]]  # journaled by the system
     # one-shot: ends when the alarm returns to normal
-    await rig.post(f"{url}/shelve", {"user": "sato", "kind": "oneshot", "minutes": 240, "reason": "known"})
+    await rig.post(f"{url}/shelve", {"kind": "oneshot", "minutes": 240, "reason": "known"})
     await rig.feed("KITA-MP-01", pump1_faulted=0)
     b = await rig.one("KITA-MP-01", "pump1_fault")
     assert b["state"] == "unacked_rtn" and b["shelve_kind"] is None and not b["hidden"]
@@ -184,12 +186,10 @@ async def test_suppression_by_design_and_state_based_rules(rig: Rig) -> None:
 
 async def test_out_of_service_station(rig: Rig) -> None:
     await rig.feed("KITA-MP-03", pump1_faulted=1)
-    r = await rig.client.post(
-        "/api/v1/stations/KITA-MP-03/out-of-service", json={"user": "sato", "reason": ""}
-    )
+    r = await rig.client.post("/api/v1/stations/KITA-MP-03/out-of-service", json={"reason": ""})
     assert r.status_code == 422
     r = await rig.client.post(
-        "/api/v1/stations/KITA-MP-03/out-of-service", json={"user": "sato", "reason": "pump replacement"}
+        "/api/v1/stations/KITA-MP-03/out-of-service", json={"reason": "pump replacement"}
     )
     assert r.status_code == 200 and r.json()["status"] == "maintenance" and r.json()["out_of_service"]
     assert await rig.alarms(station="KITA-MP-03") == []
@@ -198,7 +198,7 @@ async def test_out_of_service_station(rig: Rig) -> None:
         "pump1_fault",
         "power_failure",
     }
-    r = await rig.client.delete("/api/v1/stations/KITA-MP-03/out-of-service", params={"user": "sato"})
+    r = await rig.client.delete("/api/v1/stations/KITA-MP-03/out-of-service")
     assert r.status_code == 200 and not r.json()["out_of_service"]
     assert {a["name"] for a in await rig.alarms(station="KITA-MP-03")} == {
         "power_failure"
@@ -213,15 +213,13 @@ async def test_area_outage_incident_and_kpis(rig: Rig) -> None:
     assert inc["station_count"] == 3 and inc["phase"] == "report" and inc["power_area"] == "kita-feeder-1"
     a = await rig.one("KITA-MP-02", "power_failure")
     assert a["incident_id"] == inc["id"]
-    await rig.post(f"/api/v1/alarms/{a['id']}/ack", {"user": "tanaka"})
+    await rig.post(f"/api/v1/alarms/{a['id']}/ack", {})
     inc = (await rig.client.get(f"/api/v1/incidents/{inc['id']}")).json()
     assert inc["phase"] == "first_response" and inc["first_response_at"] is not None
-    await rig.post(
-        f"/api/v1/incidents/{inc['id']}/notes", {"user": "tanaka", "text": "x", "phase": "report"}, status=409
-    )
+    await rig.post(f"/api/v1/incidents/{inc['id']}/notes", {"text": "x", "phase": "report"}, status=409)
     inc = await rig.post(
         f"/api/v1/incidents/{inc['id']}/notes",
-        {"user": "tanaka", "text": "generators to 2 and 3", "phase": "restoration"},
+        {"text": "generators to 2 and 3", "phase": "restoration"},
     )
     assert inc["phase"] == "restoration" and inc["notes"][-1]["actor"] == "tanaka"
     for sid in STATIONS:

@@ -13,16 +13,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import uvicorn
 
+from api.auth.users import create_user
 from api.main import create_app
 from pumpwatch.clock import FakeClock
 from pumpwatch.system import ApiServer, System
 from simulators.fleet import SimulatedFleet
+from tests.auth import LONG_SESSIONS, PASSWORD, add_user
 from tests.e2e.fleets import demo_fleet_on_free_ports
 from tests.services import free_port
 
 START = datetime(2026, 8, 1, 6, 0, tzinfo=UTC)  # 15:00 JST
+# users of the test stack (password tests.auth.PASSWORD): tenant A is kita, B is minami
+USERS = {
+    "centre": [("kita", "operator"), ("minami", "operator")],
+    "op-kita": [("kita", "operator")],
+    "view-kita": [("kita", "viewer")],
+    "op-minami": [("minami", "operator")],
+}
 
 
 @dataclass
@@ -33,6 +43,19 @@ class Stack:
     app: object
     url: str
     _live: asyncio.Task | None = field(default=None, repr=False)
+    password: str = PASSWORD
+
+    async def token(self, username: str) -> str:
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            body = {"username": username, "password": self.password}
+            r = await client.post("/api/v1/auth/login", json=body)
+            assert r.status_code == 200, r.text
+            return r.json()["token"]
+
+    async def client(self, username: str = "centre", **kw) -> httpx.AsyncClient:
+        """An HTTP client of the running API signed in as `username` (Bearer token)."""
+        t = await self.token(username)
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {t}"}, **kw)
 
     def polls(self) -> int:
         return sum(s.stats.answered + s.stats.missed for s in self.system.sources)
@@ -92,7 +115,10 @@ async def running_stack(tmp: Path, warm_up_s: float = 20 * 60) -> AsyncIterator[
     async with SimulatedFleet(fleet, clock, seed=5) as sim:
         system = await System.prepare(fleet, f"sqlite:///{tmp / 'console.db'}", clock)
         await system.start_collecting()
-        app = create_app(system.api_context())
+        for name, grants in USERS.items():
+            add_user(system.engine, name, grants)
+        create_user(system.engine, "kita-taro", PASSWORD, [("kita", "operator")], display_name="北 太郎")
+        app = create_app(system.api_context(auth=LONG_SESSIONS))
         port = free_port()
         config = uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=3

@@ -22,27 +22,11 @@ from tests.browser.sse import SseReader, tenants_in
 from tests.browser.stack import Stack, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
-PASSWORD = "console-test-password-1"
-
-
-def create_users(stack: Stack) -> bool:
-    """Accounts for the tests when the server has sign-in (issue 6); False when it has none."""
-    try:
-        from api.auth.users import create_user
-    except ImportError:
-        return False
-    engine = stack.system.engine
-    create_user(
-        engine, "op-kita", PASSWORD, grants=[("kita", "operator")], display_name="北 太郎", locale="ja"
-    )
-    create_user(engine, "view-kita", PASSWORD, grants=[("kita", "viewer")], locale="en")
-    return True
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     async with running_stack(tmp_path_factory.mktemp("console")) as s:
-        s.auth = create_users(s)  # type: ignore[attr-defined]
         s.live()
         yield s
 
@@ -60,10 +44,7 @@ async def login(page, stack: Stack, username: str) -> None:
     await page.goto(stack.url + "/")
     await page.wait_for_selector("#login-dialog[open]", timeout=10_000)
     await page.fill("input[name=username]", username)
-    if stack.auth:
-        await page.fill("input[name=password]", PASSWORD)
-    else:
-        assert await page.is_hidden("#login-password"), "no password is asked without sign-in"
+    await page.fill("input[name=password]", stack.password)
     await page.click("#login-form button[type=submit]")
     await page.wait_for_selector("#login-dialog", state="hidden", timeout=10_000)
 
@@ -87,12 +68,11 @@ async def test_outage_ack_and_dispatch_reorder_in_the_browser(browser, stack: St
 
     ctx, page = await new_page(browser, stack)
     try:
-        await login(page, stack, "op-kita" if stack.auth else "運転員 試験")
+        await login(page, stack, "kita-taro")
         await page.wait_for_selector(f'.tile[data-station="{late}"]', timeout=10_000)
-        tiles = await page.locator(".tile").count()
-        assert tiles == (8 if stack.auth else 12)
-        if stack.auth:
-            assert "MINAMI" not in await page.content()
+        assert await page.locator(".tile").count() == 8  # Kita's stations only
+        assert "MINAMI" not in await page.content()
+        await page.wait_for_function("() => document.querySelector('#who').textContent.includes('北 太郎')")
         await page.wait_for_selector(f'.tile[data-station="{late}"][data-status="normal"]', timeout=10_000)
         await shot(page, "01-overview-ja")
 
@@ -135,10 +115,11 @@ async def test_outage_ack_and_dispatch_reorder_in_the_browser(browser, stack: St
         assert await page.locator(f'{row} button[data-act="ack"]').count() == 0
         await shot(page, "04-alarms-acked")
         async with httpx.AsyncClient(base_url=stack.url, cookies=await cookie_jar(ctx)) as client:
+            # the page's own session cookie (HttpOnly) works for the API too
             alarms = (await client.get("/api/v1/alarms", params={"station": late})).json()["data"]
         pf = next(a for a in alarms if a["name"] == "power_failure")
         assert pf["state"] == "acked_active"
-        assert pf["acked_by"] == ("op-kita" if stack.auth else "運転員 試験")
+        assert pf["acked_by"] == "kita-taro"
 
         # Dispatch: the station is on the board; a station with a sooner overflow joins and goes first.
         await page.click('#nav a[data-view="dispatch"]')
@@ -188,7 +169,7 @@ async def test_phone_layout(browser, stack: Stack) -> None:
         browser, stack, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
     try:
-        await login(page, stack, "op-kita" if stack.auth else "phone")
+        await login(page, stack, "op-kita")
         await page.wait_for_selector(".tile", timeout=10_000)
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the page scrolls sideways on a phone ({width} px)"
@@ -210,8 +191,6 @@ async def cookie_jar(ctx) -> httpx.Cookies:
 
 
 async def test_tenant_a_never_sees_tenant_b_in_the_page_or_its_stream(browser, stack: Stack) -> None:
-    if not stack.auth:
-        pytest.skip("needs sign-in (issue 6: api.auth.users.create_user): users of one tenant")
     stack.sim.schedule(power_outage(["MINAMI-MP-03"], at=stack.clock.now()))
     ctx, page = await new_page(browser, stack)
     try:
@@ -242,13 +221,12 @@ async def test_tenant_a_never_sees_tenant_b_in_the_page_or_its_stream(browser, s
 
 
 async def test_a_viewer_sees_alarms_but_cannot_acknowledge(browser, stack: Stack) -> None:
-    if not stack.auth:
-        pytest.skip("needs sign-in (issue 6): a viewer account")
     stack.sim.schedule(power_outage(["KITA-MP-06"], at=stack.clock.now()))
     ctx, page = await new_page(browser, stack, locale="en-GB")
     try:
         await login(page, stack, "view-kita")
-        assert "viewer" in await page.inner_text("#who")
+        # the user's locale (ja) wins over the browser's: the role reads 閲覧者 (viewer)
+        await page.wait_for_function("() => document.querySelector('#who').textContent.includes('閲覧者')")
         await page.click('#nav a[data-view="alarms"]')
         row = 'tr[data-station="KITA-MP-06"][data-name="power_failure"]'
         await page.wait_for_selector(row, timeout=15_000)

@@ -38,7 +38,13 @@ def test_demo_stops_promptly_with_a_stream_open(tmp_path: Path) -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
-        with httpx.stream("GET", f"{url}/api/v1/stream", timeout=httpx.Timeout(10, read=20)) as r:
+        # the demo seeds its users (CONTRACT): the shared centre's operator
+        login = {"username": "operator", "password": "pumpwatch-demo"}
+        token = httpx.post(f"{url}/api/v1/auth/login", json=login, timeout=10).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.stream(
+            "GET", f"{url}/api/v1/stream", headers=auth, timeout=httpx.Timeout(10, read=20)
+        ) as r:
             assert r.status_code == 200
             lines = r.iter_lines()
             assert any(line.startswith("event: snapshot") for _, line in zip(range(50), lines, strict=False))

@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 
 from api.routes import stream as stream_route
-from api.routes.stream import visible_tenants
 from simulators.scenarios import power_outage
+from tests.auth import LONG_SESSIONS
 from tests.browser.sse import SseReader, tenants_in
 from tests.browser.stack import Stack, running_stack
 
@@ -28,9 +28,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
 
 @contextlib.asynccontextmanager
-async def sse(stack: Stack, **headers: str) -> AsyncIterator[SseReader]:
+async def sse(stack: Stack, user: str = "centre", **headers: str) -> AsyncIterator[SseReader]:
     async with (
-        httpx.AsyncClient(base_url=stack.url, timeout=httpx.Timeout(10, read=None)) as client,
+        await stack.client(user, timeout=httpx.Timeout(10, read=None)) as client,
         client.stream("GET", "/api/v1/stream", headers=headers) as r,
     ):
         assert r.status_code == 200
@@ -73,10 +73,9 @@ async def test_snapshot_then_live_changes_and_heartbeats(stack: Stack, monkeypat
             await stack.pause()
 
 
-async def test_alarm_and_dispatch_events_only_for_the_visible_tenants(stack: Stack) -> None:
-    stack.app.dependency_overrides[visible_tenants] = lambda: {"kita"}
+async def test_alarm_and_dispatch_events_only_for_the_users_tenants(stack: Stack) -> None:
     try:
-        async with sse(stack) as s:
+        async with sse(stack, "op-kita") as s:
             snap = await s.until(lambda e: e.event != "heartbeat", 10, "the snapshot")
             assert {st["tenant"] for st in snap.data["stations"]} == {"kita"}
             assert len(snap.data["stations"]) == 8
@@ -97,16 +96,37 @@ async def test_alarm_and_dispatch_events_only_for_the_visible_tenants(stack: Sta
                 e for e in s.seen if not tenants_in(e) <= {"kita"}
             ]
             await stack.pause()
-        # while everyone (no filter) sees Minami's alarm
-        stack.app.dependency_overrides.clear()
-        async with sse(stack) as s:
+        # while Minami's operator sees Minami's alarm, and nothing of Kita
+        async with sse(stack, "op-minami") as s:
             snap = await s.until(lambda e: e.event != "heartbeat", 10, "the snapshot")
             names = {(a["station"], a["name"]) for a in snap.data["alarms"]}
             assert ("MINAMI-MP-02", "power_failure") in names
+            assert tenants_in(snap) == {"minami"}
     finally:
-        stack.app.dependency_overrides.clear()
         stack.sim.set_mains(["KITA-MP-02", "MINAMI-MP-02"], ok=True)
         await stack.pause()
+
+
+async def test_no_stream_without_a_session_and_it_ends_with_the_session(stack: Stack, monkeypatch) -> None:
+    monkeypatch.setattr(stream_route, "HEARTBEAT_S", 0.3)
+    async with httpx.AsyncClient(base_url=stack.url) as anon:
+        assert (await anon.get("/api/v1/stream")).status_code == 401
+        token = await stack.token("op-kita")
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            httpx.AsyncClient(base_url=stack.url, headers=headers, timeout=httpx.Timeout(10, read=None)) as c,
+            c.stream("GET", "/api/v1/stream") as r,
+        ):
+            assert r.status_code == 200
+            s = SseReader(r)
+            try:
+                await s.until(lambda e: e.event == "snapshot", 10, "the snapshot")
+                assert (await c.post("/api/v1/auth/logout")).status_code == 200
+                with pytest.raises(EOFError):  # the server ends it at the next heartbeat
+                    await s.until(lambda e: False, 10, "the end of the stream")
+            finally:
+                await s.close()
+        assert (await anon.get("/api/v1/stream", headers=headers)).status_code == 401
 
 
 async def test_reconnect_with_last_event_id_replays_what_was_missed(stack: Stack) -> None:
@@ -146,7 +166,7 @@ async def test_a_client_that_falls_behind_is_dropped_without_slowing_anyone(stac
 
 
 async def test_stream_is_in_the_openapi_spec_and_detail_has_assets(stack: Stack) -> None:
-    async with httpx.AsyncClient(base_url=stack.url) as client:
+    async with await stack.client("op-kita") as client:
         spec = (await client.get("/openapi.json")).json()
         op = spec["paths"]["/api/v1/stream"]["get"]
         assert "text/event-stream" in op["responses"]["200"]["content"]
@@ -159,6 +179,8 @@ async def test_stream_is_in_the_openapi_spec_and_detail_has_assets(stack: Stack)
         names = {p["name"] for p in d["points"]}
         assert {"wet_well_level_m", "tto_spill_min"} <= names
         assert (await client.get("/api/v1/console/stations/NOPE")).status_code == 404
+        # another tenant's station does not exist for this user
+        assert (await client.get("/api/v1/console/stations/MINAMI-MP-01")).status_code == 404
         r = await client.get("/")
         assert "/static/js/app.js" in r.text
         assert (await client.get("/static/i18n/ja.json")).json()["status.power_failure"] == "停電"
@@ -169,7 +191,7 @@ async def test_an_api_process_apart_from_the_collector_streams_from_the_database
     the alarm journal."""
     from api.streamhub import StreamHub
 
-    hub = StreamHub(stack.system.api_context(in_process_live=False))
+    hub = StreamHub(stack.system.api_context(in_process_live=False, auth=LONG_SESSIONS))
     sub = hub.subscribe({"minami"}, None)
     try:
         await wait_for(lambda: bool(sub.queue), 10, "the snapshot")

@@ -17,6 +17,7 @@ from pumpwatch.clock import ScaledClock
 from pumpwatch.config import load_fleet
 from pumpwatch.system import System
 from simulators.fleet import SimulatedFleet
+from tests.auth import log_in
 from tests.mqtt_broker import MosquittoBroker
 from tests.simulators import on_free_ports
 
@@ -57,6 +58,7 @@ async def test_city_fleet_runs_on_one_machine(mqtt_broker: MosquittoBroker, sqli
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://t"
             ) as client:
+                await log_in(client, system.engine, fleet.tenants)
                 statuses: Counter[str] = Counter()
                 while time.monotonic() - t0 < 45:
                     body = (await client.get("/api/v1/stations")).json()

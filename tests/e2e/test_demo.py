@@ -39,11 +39,19 @@ def test_demo_serves_live_changing_levels_and_stops_cleanly(tmp_path: Path) -> N
     try:
         url = f"http://127.0.0.1:{port}/api/v1/stations"
         first: dict[str, float] = {}
+        auth: dict[str, str] = {}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert proc.poll() is None, (tmp_path / "demo.log").read_text()
             try:
-                first = levels(httpx.get(url, timeout=2).json())
+                if not auth:  # the demo seeds its users: the shared centre's operator sees both towns
+                    r = httpx.post(
+                        f"http://127.0.0.1:{port}/api/v1/auth/login",
+                        json={"username": "operator", "password": "pumpwatch-demo"},
+                        timeout=5,
+                    )
+                    auth = {"Authorization": f"Bearer {r.json()['token']}"}
+                first = levels(httpx.get(url, timeout=2, headers=auth).json())
             except httpx.HTTPError:
                 first = {}
             if len(first) == 12:
@@ -52,7 +60,8 @@ def test_demo_serves_live_changing_levels_and_stops_cleanly(tmp_path: Path) -> N
         assert len(first) == 12, f"live levels for {len(first)} of 12 stations within 60 s"
         # Levels change: at ×20 a few seconds are minutes of filling and pumping.
         time.sleep(4)
-        second = levels(httpx.get(url, timeout=2).json())
+        assert httpx.get(url, timeout=2).status_code == 401  # nobody gets in without logging in
+        second = levels(httpx.get(url, timeout=2, headers=auth).json())
         assert sum(1 for k in first if second.get(k) != first[k]) >= 6
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()["status"] == "ok"
         assert "pumpwatch" in httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text

@@ -17,6 +17,7 @@ from pumpwatch.clock import FakeClock
 from pumpwatch.config.models import PointSpec
 from pumpwatch.system import System
 from simulators.fleet import SimulatedFleet
+from tests.auth import LONG_SESSIONS, log_in
 from tests.mqtt_broker import MosquittoBroker
 from tests.simulators import mixed_fleet_on_free_ports
 
@@ -87,8 +88,9 @@ async def rig(mqtt_broker: MosquittoBroker, sqlite_url: str) -> AsyncIterator[Ri
     async with SimulatedFleet(fleet, clock, seed=5, rtu_options={"battery_hours": 0.25}) as sim:
         system = await System.prepare(fleet, sqlite_url, clock)
         await system.start_collecting()
-        app = create_app(system.api_context())
+        app = create_app(system.api_context(auth=LONG_SESSIONS))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            await log_in(client, system.engine, fleet.tenants)
             try:
                 yield Rig(sim, system, clock, client)
             finally:

@@ -16,6 +16,7 @@ from api.main import create_app
 from pumpwatch.clock import FakeClock
 from pumpwatch.system import System
 from simulators.fleet import SimulatedFleet
+from tests.auth import LONG_SESSIONS, log_in
 from tests.e2e.fleets import demo_fleet_on_free_ports, wait_until
 
 pytestmark = pytest.mark.integration
@@ -53,8 +54,9 @@ async def rig(db_url: str) -> AsyncIterator[Rig]:
     async with SimulatedFleet(fleet, clock, seed=11) as sim:
         system = await System.prepare(fleet, db_url, clock)
         await system.start_collecting()
-        transport = httpx.ASGITransport(app=create_app(system.api_context()))
+        transport = httpx.ASGITransport(app=create_app(system.api_context(auth=LONG_SESSIONS)))
         async with httpx.AsyncClient(transport=transport, base_url="http://pumpwatch.test") as client:
+            await log_in(client, system.engine, fleet.tenants)
             r = Rig(sim, system, clock, client)
             units = sum(len(s.units) for s in system.sources)
             await wait_until(lambda: r.polls() >= units, 10, "the first poll of every unit")
@@ -152,7 +154,7 @@ async def test_a_stopped_station_is_never_shown_live(rig: Rig) -> None:
         False,
         "unacked_rtn",
     )  # until acknowledged
-    r = await rig.client.post(f"/api/v1/alarms/{rtn['id']}/ack", json={"user": "operator-1"})
+    r = await rig.client.post(f"/api/v1/alarms/{rtn['id']}/ack", json={})
     assert r.status_code == 200 and r.json()["state"] == "normal"
     assert (await rig.client.get("/api/v1/alarms", params={"station": "KITA-MP-03"})).json()["count"] == 0
 
@@ -170,9 +172,11 @@ async def test_values_turn_stale_when_the_collector_stops(rig: Rig) -> None:
     assert {v["quality"] for v in st["values"].values()} <= {"stale", "not_available"}
     # An API in another process reads the latest_value table: the same rule holds there.
     await rig.system.writer.flush()
-    ctx = rig.system.api_context(in_process_live=False)
+    ctx = rig.system.api_context(in_process_live=False, auth=LONG_SESSIONS)
     transport = httpx.ASGITransport(app=create_app(ctx))
-    async with httpx.AsyncClient(transport=transport, base_url="http://other") as other:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://other", headers=rig.client.headers
+    ) as other:
         body = (await other.get("/api/v1/stations/KITA-MP-01")).json()
     assert body["status"] == "stale"
     assert body["values"]["wet_well_level_m"]["value"] is not None
@@ -215,9 +219,7 @@ async def test_power_failure_and_high_water_alarms(rig: Rig) -> None:
     returned = (await rig.client.get("/api/v1/alarms", params={"station": "KITA-MP-05"})).json()["data"]
     assert returned and all(a["state"] == "unacked_rtn" and not a["active"] for a in returned)
     for a in returned:
-        r = await rig.client.post(
-            f"/api/v1/alarms/{a['id']}/ack", json={"user": "operator-1", "comment": "seen"}
-        )
+        r = await rig.client.post(f"/api/v1/alarms/{a['id']}/ack", json={"comment": "seen"})
         assert r.status_code == 200
     assert (await rig.client.get("/api/v1/alarms", params={"station": "KITA-MP-05"})).json()["count"] == 0
     from alarms import store
@@ -227,6 +229,6 @@ async def test_power_failure_and_high_water_alarms(rig: Rig) -> None:
     for a in done:
         journal = store.alarm_journal(rig.system.engine, a["id"])
         assert [e["kind"] for e in journal] == ["raise", "clear", "ack"]
-        assert journal[-1]["actor"] == "operator-1"
+        assert journal[-1]["actor"] == "tanaka"
     other = (await rig.client.get("/api/v1/alarms", params={"station": "KITA-MP-01"})).json()
     assert other["count"] == 0

@@ -25,6 +25,7 @@ from pumpwatch.clock import FakeClock
 from pumpwatch.config import load_fleet
 from pumpwatch.system import System
 from simulators.fleet import SimulatedFleet
+from tests.auth import LONG_SESSIONS, log_in
 from tests.conftest import DEMO_FLEET
 from tests.simulators import on_free_ports
 
@@ -115,8 +116,9 @@ async def rig(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Rig]:
     async with SimulatedFleet(fleet, clock, seed=3) as sim:
         system = await System.prepare(fleet, sqlite_url, clock)
         await system.start_collecting()
-        app = create_app(system.api_context())
+        app = create_app(system.api_context(auth=LONG_SESSIONS))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            await log_in(client, system.engine, fleet.tenants)
             try:
                 yield Rig(sim, system, clock, client)
             finally:

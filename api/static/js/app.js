@@ -44,9 +44,8 @@ function renderHeader() {
   const d = $("#nav-dispatch-count");
   d.hidden = !state.dispatch.count; d.textContent = state.dispatch.count || "";
   const u = state.user;
-  const role = state.authEnabled ? ` (${t("role." + (topRole() || "none"))})` : "";
-  $("#who").textContent = u ? `${u.display_name || u.username}${role}` : "";
-  $("#logout").hidden = !u || !state.authEnabled;
+  $("#who").textContent = u ? `${u.display_name || u.username} (${t("role." + (topRole() || "none"))})` : "";
+  $("#logout").hidden = !u;
   $("#mute").textContent = isMuted() ? t("audio.off") : t("audio.on");
   $("#mute").title = isMuted() ? t("audio.unmute") : t("audio.mute");
   $("#mute").setAttribute("aria-pressed", String(isMuted()));
@@ -55,8 +54,6 @@ function renderHeader() {
 async function showLogin(message) {
   stream.stop();
   const dlg = $("#login-dialog");
-  $("#login-password").hidden = !state.authEnabled;
-  $("#login-hint").textContent = state.authEnabled ? t("auth.hint") : t("auth.no_auth");
   const err = $("#login-error");
   err.hidden = !message; err.textContent = message || "";
   if (!dlg.open) dlg.showModal();
@@ -68,14 +65,8 @@ async function login(ev) {
   const f = new FormData($("#login-form"));
   const err = $("#login-error");
   try {
-    if (state.authEnabled) {
-      const r = await api("/auth/login", { method: "POST", body: { username: f.get("username"), password: f.get("password") } });
-      state.user = r.user;
-    } else {
-      // No sign-in on this server yet: actions are journaled under the name given here.
-      state.user = { username: String(f.get("username")), display_name: null, grants: [] };
-      sessionStorage.setItem("pumpwatch.name", state.user.username);
-    }
+    const r = await api("/auth/login", { method: "POST", body: { username: f.get("username"), password: f.get("password") } });
+    state.user = r.user;
   } catch (e) {
     err.hidden = false;
     err.textContent = e instanceof ApiError
@@ -140,14 +131,8 @@ async function boot() {
     state.user = me.user || me;
     await started();
   } catch (e) {
-    if (e.status === 404) {
-      // This server has no sign-in (yet): ask only for a name to put in the journal.
-      state.authEnabled = false;
-      const name = sessionStorage.getItem("pumpwatch.name");
-      if (name) { state.user = { username: name, grants: [] }; await started(); return; }
-    }
     document.body.classList.remove("booting");
-    showLogin(e.status === 401 || e.status === 404 ? "" : `${t("common.error")}: ${esc(e.message)}`);
+    showLogin(e.status === 401 ? "" : `${t("common.error")}: ${esc(e.message)}`);
   }
 }
 

@@ -1,8 +1,7 @@
 // The console's state, fed by the live stream: stations, open alarms and the dispatch board by id, and the
 // server's clock (ages and countdowns follow it, also when the simulation runs faster than real time).
 export const state = {
-  user: null,          // {username, display_name, locale, grants: [{tenant, role}]}; null: no sign-in on this server
-  authEnabled: true,
+  user: null,          // {username, display_name, locale, grants: [{tenant, role}]}; null: signed out
   tenants: {},         // id -> {id, name, timezone}
   stations: new Map(), // id -> station
   alarms: new Map(),   // id -> alarm (open ones, hidden included)
@@ -42,7 +41,6 @@ export function serverNow() {
 // Roles, lowest first (CONTRACT: viewer < operator < engineer < admin).
 const ROLES = ["viewer", "operator", "engineer", "admin"];
 export function can(role, tenant) {
-  if (!state.authEnabled) return true;
   const u = state.user;
   if (!u) return false;
   return (u.grants || []).some(g => g.tenant === tenant && ROLES.indexOf(g.role) >= ROLES.indexOf(role));

@@ -46,7 +46,7 @@ function schedule() {
       await api("/auth/me");
     } catch (e) {
       if (e.status === 401) { hooks.unauthorized.forEach(fn => fn()); return; }
-      if (e.status !== 404) { retryMs = Math.min(retryMs * 2, 15000); schedule(); return; }
+      retryMs = Math.min(retryMs * 2, 15000); schedule(); return;
     }
     open();
   }, retryMs);

@@ -97,13 +97,12 @@ async function onAction(e) {
   await alarmAction(b.dataset.act, Number(b.dataset.id));
 }
 
-function actor() { return state.user ? state.user.username : "console"; }
 
 export async function alarmAction(act, id) {
   const a = state.alarms.get(id);
   try {
     if (act === "shelve") { openShelve(a); return; }
-    const body = act === "unshelve" ? { user: actor(), reason: null } : { user: actor(), comment: null };
+    const body = act === "unshelve" ? { reason: null } : { comment: null }; // the session says who
     applyAlarm(await api(`/alarms/${id}/${act}`, { method: "POST", body }));
   } catch (err) {
     alert(`${t("common.error")}: ${err.message}`);
@@ -125,7 +124,7 @@ function openShelve(a) {
     try {
       applyAlarm(await api(`/alarms/${a.id}/shelve`, {
         method: "POST",
-        body: { user: actor(), kind: f.get("kind"), minutes: Number(f.get("minutes")), reason },
+        body: { kind: f.get("kind"), minutes: Number(f.get("minutes")), reason },
       }));
       dlg.close();
     } catch (err) {

@@ -1,0 +1,216 @@
+"""Tenant isolation in the database, under the API's own checks (defence in depth).
+
+PostgreSQL (installed by migration 0004):
+- `pumpwatch_app`, a NOLOGIN role that owns nothing. The API connects as a LOGIN user that is a member of it
+  (`PUMPWATCH_API_DATABASE_URL`); the collector, the alarm engine and migrations use the owner's connection.
+- Row-level security ENABLEd and FORCEd on every tenant-owned table, with a policy for everyone (`PUBLIC`)
+  that admits only rows of the tenants listed in the transaction-local setting `pumpwatch.tenants`
+  (`'kita,minami'`; empty or unset: no rows), and a policy for the owner (the role that ran the migration)
+  that admits everything: FORCE keeps the owner under RLS, so the system path needs it explicitly.
+- `sample` and `latest_value` have no tenant column: their policy looks the point up
+  (`point_id IN (SELECT … point JOIN station …)`), which PostgreSQL runs once per query as a hashed subplan.
+- The auth tables (`app_user`, `user_session`, `login_failure`) are not tenant data: the API must read them
+  to authenticate anyone. `user_grant` rows are visible for the tenants in scope and for the user in
+  `pumpwatch.user_id` (so a login can read its own grants).
+- `audit_log`: the app role may INSERT and SELECT (its tenants) only; UPDATE, DELETE and TRUNCATE are
+  revoked, and a trigger refuses them for everyone, the owner included. SQLite gets the same triggers.
+
+The API side: `scope` (a context variable) holds the tenants and user of the current request; an engine
+made with `scoped_engine()` sets them with `set_config(..., true)` at the start of every transaction, so
+they cannot leak to the next user of a pooled connection.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event
+
+APP_ROLE = "pumpwatch_app"
+
+# table -> the condition a row must meet; `T` is the array of tenants in scope
+_T = "pumpwatch_tenants()"
+_STATIONS = f"(SELECT s.id FROM station s WHERE s.tenant_id = ANY({_T}))"
+_POINTS = f"(SELECT p.id FROM point p JOIN station s ON s.id = p.station_id WHERE s.tenant_id = ANY({_T}))"
+_INCIDENTS = f"(SELECT i.id FROM incident i WHERE i.tenant_id = ANY({_T}))"
+TENANT_TABLES: dict[str, str] = {
+    "tenant": f"id = ANY({_T})",
+    "station": f"tenant_id = ANY({_T})",
+    "point": f"station_id IN {_STATIONS}",
+    "sample": f"point_id IN {_POINTS}",
+    "latest_value": f"point_id IN {_POINTS}",
+    "alarm": f"tenant_id = ANY({_T})",
+    "alarm_event": f"alarm_id IN (SELECT a.id FROM alarm a WHERE a.tenant_id = ANY({_T}))",
+    "station_mode": f"station_id IN {_STATIONS}",
+    "incident": f"tenant_id = ANY({_T})",
+    "incident_station": f"incident_id IN {_INCIDENTS}",
+    "incident_note": f"incident_id IN {_INCIDENTS}",
+    "user_grant": f"tenant_id = ANY({_T}) OR user_id = pumpwatch_user_id()",
+    "audit_log": f"tenant_id = ANY({_T})",
+}
+AUTH_TABLES = ("app_user", "user_session", "login_failure")
+
+
+@dataclass(frozen=True)
+class Scope:
+    tenants: frozenset[str]
+    user_id: int | None = None
+
+    def setting(self) -> str:
+        return ",".join(sorted(self.tenants))
+
+
+NO_SCOPE = Scope(frozenset())
+scope: contextvars.ContextVar[Scope] = contextvars.ContextVar("pumpwatch_scope", default=NO_SCOPE)
+
+
+def set_scope(tenants: Iterable[str], user_id: int | None = None) -> contextvars.Token[Scope]:
+    return scope.set(Scope(frozenset(tenants), user_id))
+
+
+def scoped_engine(engine: Engine) -> Engine:
+    """Make every transaction of `engine` carry the current request's scope (PostgreSQL; no-op else)."""
+    if engine.dialect.name != "postgresql" or getattr(engine, "_pumpwatch_scoped", False):
+        return engine
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        s = scope.get()
+        conn.exec_driver_sql(
+            "SELECT set_config('pumpwatch.tenants', %(t)s, true), "
+            "set_config('pumpwatch.user_id', %(u)s, true)",
+            {"t": s.setting(), "u": "" if s.user_id is None else str(s.user_id)},
+        )
+
+    engine._pumpwatch_scoped = True  # type: ignore[attr-defined]
+    return engine
+
+
+# --- installation (migration 0004) ------------------------------------------------------------------------
+
+_SQLITE_TRIGGERS = [
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+]
+
+
+def install(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        for sql in _SQLITE_TRIGGERS:
+            conn.exec_driver_sql(sql)
+        return
+    if conn.dialect.name != "postgresql":
+        return
+    x = conn.exec_driver_sql
+    # Roles are cluster-wide: several databases (tests, tenants of a hosting) create it concurrently.
+    x(
+        f"""DO $$ BEGIN
+            CREATE ROLE {APP_ROLE} NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+        END $$"""
+    )
+    x(
+        """CREATE OR REPLACE FUNCTION pumpwatch_tenants() RETURNS text[] LANGUAGE sql STABLE AS $$
+            SELECT string_to_array(nullif(current_setting('pumpwatch.tenants', true), ''), ',')
+        $$"""
+    )
+    x(
+        """CREATE OR REPLACE FUNCTION pumpwatch_user_id() RETURNS integer LANGUAGE sql STABLE AS $$
+            SELECT nullif(current_setting('pumpwatch.user_id', true), '')::integer
+        $$"""
+    )
+    x(
+        """CREATE OR REPLACE FUNCTION pumpwatch_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = 'audit_log is append-only: ' || TG_OP || ' refused';
+        END $$"""
+    )
+    x("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log")
+    x(
+        "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
+        "FOR EACH ROW EXECUTE FUNCTION pumpwatch_audit_append_only()"
+    )
+    x("DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log")
+    x(
+        "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+        "FOR EACH STATEMENT EXECUTE FUNCTION pumpwatch_audit_append_only()"
+    )
+    x(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
+    x(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
+    x(f"GRANT EXECUTE ON FUNCTION pumpwatch_tenants(), pumpwatch_user_id() TO {APP_ROLE}")
+    for table in AUTH_TABLES:
+        x(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}")
+    for table, cond in TENANT_TABLES.items():
+        if table == "audit_log":
+            x(f"GRANT SELECT, INSERT ON {table} TO {APP_ROLE}")
+            x(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {APP_ROLE}")
+        else:
+            x(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}")
+        x(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+        x(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+        x(f"DROP POLICY IF EXISTS tenant_scope ON {table}")
+        x(f"DROP POLICY IF EXISTS system_all ON {table}")
+        if table == "audit_log":
+            # Logins and logouts are about no tenant: the app may write them, not read them back.
+            x(f"CREATE POLICY tenant_scope ON {table} FOR SELECT TO PUBLIC USING ({cond})")
+            x(
+                f"CREATE POLICY tenant_insert ON {table} FOR INSERT TO PUBLIC "
+                f"WITH CHECK (tenant_id IS NULL OR {cond})"
+            )
+        else:
+            x(f"CREATE POLICY tenant_scope ON {table} TO PUBLIC USING ({cond}) WITH CHECK ({cond})")
+        x(f"CREATE POLICY system_all ON {table} TO CURRENT_USER USING (true) WITH CHECK (true)")
+
+
+def uninstall(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_log_no_update")
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_log_no_delete")
+        return
+    if conn.dialect.name != "postgresql":
+        return
+    x = conn.exec_driver_sql
+    for table in TENANT_TABLES:
+        for policy in ("tenant_scope", "tenant_insert", "system_all"):
+            x(f"DROP POLICY IF EXISTS {policy} ON {table}")
+        x(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+        x(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+        if table != "audit_log":
+            x(f"REVOKE ALL ON {table} FROM {APP_ROLE}")
+    for table in AUTH_TABLES:
+        x(f"REVOKE ALL ON {table} FROM {APP_ROLE}")
+    x(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {APP_ROLE}")
+    x("DROP FUNCTION IF EXISTS pumpwatch_tenants()")
+    x("DROP FUNCTION IF EXISTS pumpwatch_user_id()")
+    # the role stays: other databases of the cluster may use it
+
+
+def is_owner_or_bypass(conn: Connection) -> bool:
+    """True if this connection's role would not be held by RLS (superuser, BYPASSRLS or table owner)."""
+    row: Any = conn.exec_driver_sql(
+        "SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(current_user, c.relowner, 'USAGE') "
+        "FROM pg_roles r, pg_class c WHERE r.rolname = current_user AND c.oid = 'station'::regclass"
+    ).first()
+    return bool(row and row[0])
+
+
+def app_engine(url: str) -> Engine:
+    """The API's engine: scoped per request, and refused if its role would not be held by RLS."""
+    from pumpwatch.db.engine import make_engine
+
+    engine = scoped_engine(make_engine(url))
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            if is_owner_or_bypass(conn):
+                engine.dispose()
+                raise RuntimeError(
+                    "PUMPWATCH_API_DATABASE_URL connects as a superuser, a BYPASSRLS role or the tables' "
+                    f"owner: row-level security would not hold it. Use a login role in {APP_ROLE}."
+                )
+    return engine

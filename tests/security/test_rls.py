@@ -1,0 +1,194 @@
+"""Row-level security on PostgreSQL (goal 10, database side): the app role is not the owner, RLS is forced,
+raw SQL as the app role with tenant A set returns none of tenant B's rows (and nothing with no tenant
+set), it cannot write B's rows, and it cannot UPDATE or DELETE the audit log. The API works through it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from psycopg import errors as pg_errors
+from sqlalchemy import Engine, insert, text
+from sqlalchemy.exc import DBAPIError
+
+from alarms import incidents, store
+from api.auth.config import AuthConfig
+from api.context import ApiContext
+from api.main import create_app
+from pumpwatch import historian
+from pumpwatch.audit import Audit
+from pumpwatch.db import rls
+from pumpwatch.db.schema import incident, incident_station
+from tests.auth import bearer, token
+from tests.security.conftest import T0, make_api
+
+pytestmark = pytest.mark.postgres
+
+# a column of each tenant table that names the station or tenant (what must never be B's)
+OWNER_COLUMN = {
+    "tenant": "id",
+    "station": "id",
+    "point": "station_id",
+    "sample": "(SELECT station_id FROM point WHERE point.id = point_id)",
+    "latest_value": "(SELECT station_id FROM point WHERE point.id = point_id)",
+    "alarm": "station_id",
+    "alarm_event": "(SELECT station_id FROM alarm WHERE alarm.id = alarm_id)",
+    "station_mode": "station_id",
+    "incident": "tenant_id",
+    "incident_station": "station_id",
+    "incident_note": "(SELECT tenant_id FROM incident WHERE incident.id = incident_id)",
+    "user_grant": "tenant_id",
+    "audit_log": "tenant_id",
+}
+
+
+def b_values(v: str | None) -> bool:
+    return v is not None and v.lower().startswith("minami")
+
+
+def fill(engine: Engine, catalog: dict[tuple[str, str], int]) -> None:
+    """Rows of both tenants in every tenant table."""
+    for sid in ["KITA-MP-01", "MINAMI-MP-01"]:
+        tenant = sid.split("-")[0].lower()
+        pid = catalog[(sid, "wet_well_level_m")]
+        historian.write_samples(engine, [(pid, T0 + timedelta(seconds=s), 1.0 + s, 0) for s in range(5)])
+        a = store.raise_alarm(
+            engine,
+            tenant_id=tenant,
+            station_id=sid,
+            name="power_failure",
+            priority="critical",
+            message="outage",
+            value=1.0,
+            at=T0,
+        )
+        store.set_out_of_service(engine, sid, out=True, actor="x", at=T0, reason="work")
+        with engine.begin() as conn:
+            iid = conn.execute(
+                insert(incident)
+                .values(tenant_id=tenant, kind="area_power_outage", title="t", phase="report", opened_at=T0)
+                .returning(incident.c.id)
+            ).scalar_one()
+            conn.execute(insert(incident_station).values(incident_id=iid, station_id=sid, joined_at=T0))
+        incidents.add_note(engine, iid, actor="x", at=T0, text="note", phase=None)
+        Audit(at=T0, action="alarm.ack", username="x", tenant_id=tenant, target=f"alarm:{a.id}").record(
+            engine
+        )
+
+
+@pytest.fixture
+def filled(pg_url: str) -> Iterator[tuple[str, Engine]]:
+    import asyncio
+
+    api, ctx = asyncio.run(make_api(pg_url))
+    fill(api.engine, ctx.catalog)
+    yield pg_url, api.engine
+    api.engine.dispose()
+
+
+def app_rows(engine: Engine, tenants: str, table: str) -> list:
+    with engine.begin() as conn:
+        conn.execute(text(f"SET LOCAL ROLE {rls.APP_ROLE}"))
+        conn.execute(text("SELECT set_config('pumpwatch.tenants', :t, true)"), {"t": tenants})
+        return conn.execute(text(f"SELECT {OWNER_COLUMN[table]} FROM {table}")).scalars().all()
+
+
+def test_app_role_sees_only_its_tenants_rows(filled) -> None:
+    _, engine = filled
+    with engine.connect() as conn:
+        assert set(OWNER_COLUMN) == set(rls.TENANT_TABLES)
+        for table in rls.TENANT_TABLES:
+            forced, enabled, owner = conn.execute(
+                text(
+                    "SELECT relforcerowsecurity, relrowsecurity, pg_get_userbyid(relowner) FROM pg_class "
+                    "WHERE oid = CAST(:t AS regclass)"
+                ),
+                {"t": table},
+            ).one()
+            assert forced and enabled and owner != rls.APP_ROLE, table
+        # everything there, as the owner sees it
+        for table in rls.TENANT_TABLES:
+            owner_rows = conn.execute(text(f"SELECT {OWNER_COLUMN[table]} FROM {table}")).scalars().all()
+            assert any(b_values(v) for v in owner_rows), f"{table} has no row of B to hide"
+    for table in rls.TENANT_TABLES:
+        a_rows = app_rows(engine, "kita", table)
+        assert a_rows, f"{table}: tenant A sees none of its own rows"
+        assert not [v for v in a_rows if b_values(v)], f"{table}: tenant A sees B's rows"
+        assert app_rows(engine, "", table) == [], f"{table}: no tenant set, yet rows"
+        both = app_rows(engine, "kita,minami", table)
+        assert any(b_values(v) for v in both) and len(both) > len(a_rows)
+
+
+def test_app_role_cannot_write_b_or_edit_the_audit_log(filled) -> None:
+    _, engine = filled
+
+    def as_app(sql: str, tenants: str = "kita") -> None:
+        with engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL ROLE {rls.APP_ROLE}"))
+            conn.execute(text("SELECT set_config('pumpwatch.tenants', :t, true)"), {"t": tenants})
+            conn.execute(text(sql))
+
+    with pytest.raises(DBAPIError) as e:
+        as_app(
+            "INSERT INTO alarm (tenant_id, station_id, name, priority, message, active, raised_at) "
+            "VALUES ('minami', 'MINAMI-MP-02', 'x', 'low', 'x', true, now())"
+        )
+    assert isinstance(e.value.orig, pg_errors.InsufficientPrivilege)  # new row violates the policy
+    as_app("UPDATE alarm SET message = 'hacked' WHERE tenant_id = 'minami'")  # matches nothing
+    with engine.connect() as conn:
+        assert "hacked" not in conn.execute(text("SELECT message FROM alarm")).scalars().all()
+    for sql in ("UPDATE audit_log SET result = 'ok'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
+        with pytest.raises(DBAPIError, match="permission denied") as e:
+            as_app(sql)
+        assert isinstance(e.value.orig, pg_errors.InsufficientPrivilege)
+    as_app("INSERT INTO audit_log (at, action, result) VALUES (now(), 'login', 'ok')")  # appending is fine
+
+
+def app_url(pg_url: str) -> str:
+    return pg_url + "?options=-c%20role%3D" + rls.APP_ROLE
+
+
+def test_the_api_runs_through_the_app_role(filled) -> None:
+    import asyncio
+
+    import httpx
+
+    from pumpwatch.clock import FakeClock
+    from pumpwatch.config import load_fleet
+    from tests.conftest import DEMO_FLEET
+
+    pg_url, owner = filled
+    with pytest.raises(RuntimeError, match="row-level security would not hold"):
+        rls.app_engine(pg_url)  # the owner (here a superuser) is refused as the API's connection
+    engine = rls.app_engine(app_url(pg_url))
+    fleet = load_fleet(DEMO_FLEET)
+    catalog = historian.sync_catalog(owner, fleet)
+    ctx = ApiContext(fleet=fleet, engine=engine, clock=FakeClock(T0), catalog=catalog, auth=AuthConfig())
+
+    async def body() -> None:
+        transport = httpx.ASGITransport(app=create_app(ctx))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            h = bearer(await token(c, "kita-op"))
+            alarms = (await c.get("/api/v1/alarms", params={"view": "all_open"}, headers=h)).json()["data"]
+            assert [a["station"] for a in alarms] == ["KITA-MP-01"]
+            r = await c.post(f"/api/v1/alarms/{alarms[0]['id']}/ack", json={}, headers=h)
+            assert r.status_code == 200 and r.json()["acked_by"] == "kita-op"
+            b_alarm = store.list_alarms(owner, tenant_ids=["minami"])[0]["id"]
+            assert (await c.get(f"/api/v1/alarms/{b_alarm}", headers=h)).status_code == 404
+            hist = await c.get(
+                "/api/v1/stations/KITA-MP-01/points/wet_well_level_m/history",
+                params={"start": T0.isoformat(), "end": (T0 + timedelta(minutes=1)).isoformat()},
+                headers=h,
+            )
+            assert len(hist.json()["data"]) == 5
+            (inc,) = (await c.get("/api/v1/incidents", headers=h)).json()["data"]
+            assert inc["tenant"] == "kita"
+            # the shared centre sees both, through the same role
+            h2 = bearer(await token(c, "centre"))
+            assert (
+                len((await c.get("/api/v1/alarms", params={"view": "all"}, headers=h2)).json()["data"]) == 2
+            )
+
+    asyncio.run(body())
+    engine.dispose()

@@ -43,6 +43,8 @@ async def new_page(browser, stack: Stack, **kw):
 async def login(page, stack: Stack, username: str) -> None:
     await page.goto(stack.url + "/")
     await page.wait_for_selector("#login-dialog[open]", timeout=10_000)
+    if not (ARTIFACTS / "00-login.png").exists():
+        await shot(page, "00-login", full=False)
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", stack.password)
     await page.click("#login-form button[type=submit]")
@@ -231,7 +233,7 @@ async def test_a_viewer_sees_alarms_but_cannot_acknowledge(browser, stack: Stack
         row = 'tr[data-station="KITA-MP-06"][data-name="power_failure"]'
         await page.wait_for_selector(row, timeout=15_000)
         assert await page.locator("button[data-act]").count() == 0
-        await shot(page, "11-viewer-alarms-en")
+        await shot(page, "11-viewer-alarms")
         await page.click("#logout")
         await page.wait_for_selector("#login-dialog[open]", timeout=10_000)
     finally:

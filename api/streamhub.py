@@ -199,15 +199,17 @@ class StreamHub:
         ev = Event(self._n, kind, tenant, data, **kw)
         self._recent.append(ev)
         for sub in self.subscribers:
-            if not sub.needs_snapshot:
+            if not sub.needs_snapshot and not sub.dropped:
                 self._deliver(sub, ev)
                 if sub.dropped:
                     self.dropped += 1
-                    log.warning("stream client dropped: %d events behind", self.queue_limit)
+                    log.warning("live stream client dropped: %d events behind", sub.limit)
 
     def close(self) -> None:
         """End every stream (shutdown) and stop publishing."""
         self._closed = True
+        if self.ctx.live is not None and self.mark in self.ctx.live.listeners:
+            self.ctx.live.listeners.remove(self.mark)
         for sub in self.subscribers:
             sub.dropped = True
             sub.ready.set()

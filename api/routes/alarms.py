@@ -117,6 +117,7 @@ async def journal(
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
+    newest_first: Annotated[bool, Query(description="the latest `limit` entries, newest first")] = False,
 ) -> JournalPublic:
     """Every alarm transition and operator action (who, when, why), oldest first."""
     tenants = access.tenants_for(user, tenant)
@@ -132,6 +133,7 @@ async def journal(
         start=start,
         end=end,
         limit=limit,
+        newest_first=newest_first,
     )
     return JournalPublic(data=[_entry(r) for r in rows], count=len(rows))
 

@@ -123,6 +123,30 @@ async def test_outage_ack_and_dispatch_reorder_in_the_browser(browser, stack: St
         assert pf["state"] == "acked_active"
         assert pf["acked_by"] == "kita-taro"
 
+        # Shelve it with a reason: it leaves the list for the shelved tab; unshelve brings it back.
+        await page.click(f'{row} button[data-act="shelve"]')
+        await page.wait_for_selector("#shelve-dialog[open]")
+        await page.fill("#shelve-form textarea[name=reason]", "発電機手配済み (generator on its way)")
+        await page.select_option("#shelve-form select[name=minutes]", "15")
+        await shot(page, "04b-shelve-dialog", full=False)
+        await page.click('#shelve-form button[type="submit"]')
+        await page.wait_for_selector(row, state="detached", timeout=10_000)
+        await page.click('#al-tabs button[data-tab="hidden"]')
+        await page.wait_for_selector(f'{row} button[data-act="unshelve"]', timeout=10_000)
+        assert "発電機手配済み" in await page.inner_text(row)
+        await page.click(f'{row} button[data-act="unshelve"]')
+        await page.wait_for_selector(row, state="detached", timeout=10_000)
+        await page.click('#al-tabs button[data-tab="open"]')
+        await page.wait_for_selector(f'{row}[data-state="acked_active"]', timeout=10_000)
+        # the journal has who did what
+        await page.click('#al-tabs button[data-tab="journal"]')
+        await page.wait_for_selector(".journal-table", timeout=10_000)
+        journal = await page.inner_text(".journal-table")
+        assert "kita-taro" in journal
+        assert "発電機手配済み" in journal
+        assert journal.count("kita-taro") == 3  # acknowledged, shelved, unshelved
+        await shot(page, "04c-journal")
+
         # Dispatch: the station is on the board; a station with a sooner overflow joins and goes first.
         await page.click('#nav a[data-view="dispatch"]')
         await page.wait_for_selector(f'tr[data-rank="1"][data-station="{late}"]', timeout=15_000)

@@ -181,6 +181,12 @@ async def test_stream_is_in_the_openapi_spec_and_detail_has_assets(stack: Stack)
         assert (await client.get("/api/v1/console/stations/NOPE")).status_code == 404
         # another tenant's station does not exist for this user
         assert (await client.get("/api/v1/console/stations/MINAMI-MP-01")).status_code == 404
+        # the console's journal asks for the newest entries (a limit must not cut off the latest)
+        oldest_first = (await client.get("/api/v1/alarms/journal")).json()["data"]
+        assert len(oldest_first) >= 2
+        params = {"newest_first": True, "limit": 1}
+        newest = (await client.get("/api/v1/alarms/journal", params=params)).json()
+        assert [e["id"] for e in newest["data"]] == [oldest_first[-1]["id"]]
         r = await client.get("/")
         assert "/static/js/app.js" in r.text
         assert (await client.get("/static/i18n/ja.json")).json()["status.power_failure"] == "停電"

@@ -138,15 +138,15 @@ function openShelve(a) {
 
 let journalCache = { at: 0, html: "" };
 async function loadJournal() {
-  const end = new Date(), start = new Date(end.getTime() - 24 * 3600 * 1000);
-  const q = new URLSearchParams({ start: start.toISOString(), end: end.toISOString(), limit: "2000" });
+  // no times given: the server's last 24 h on its own clock
+  const q = new URLSearchParams({ limit: "2000", newest_first: "true" });
   if (filters.tenant) q.set("tenant", filters.tenant);
   const j = await api(`/alarms/journal?${q}`);
-  const rows = j.data.slice().reverse().filter(e => !filters.text ||
+  const rows = j.data.filter(e => !filters.text ||
     `${e.station} ${e.name} ${e.detail || ""} ${e.actor || ""}`.toLowerCase().includes(filters.text.toLowerCase()));
   journalCache = {
     at: Date.now(),
-    html: `<table class="stack"><thead><tr><th>${t("journal.at")}</th><th>${t("alarms.station")}</th><th>${t("alarms.alarm")}</th>
+    html: `<table class="stack journal-table"><thead><tr><th>${t("journal.at")}</th><th>${t("alarms.station")}</th><th>${t("alarms.alarm")}</th>
       <th>${t("journal.kind")}</th><th>${t("journal.actor")}</th><th>${t("journal.detail")}</th></tr></thead><tbody>
       ${rows.map(e => `<tr><td data-label="${t("journal.at")}">${time(e.at, true)}</td><td data-label="${t("alarms.station")}">${esc(e.station)}</td>
         <td data-label="${t("alarms.alarm")}">${esc(term("alarm", e.name))}</td><td data-label="${t("journal.kind")}">${esc(term("journal", e.kind))}</td>
@@ -165,7 +165,7 @@ export function render(what) {
       loadJournal().then(() => { if (root && tab === "journal") body.innerHTML = journalCache.html; })
         .catch(err => { body.textContent = `${t("common.error")}: ${err.message}`; });
     }
-    if (journalCache.html) body.innerHTML = journalCache.html;
+    body.innerHTML = journalCache.html || `<p class="muted">${t("common.loading")}</p>`;
     return;
   }
   // redraw on alarm news only: a row must not be replaced under the operator's finger for a level change

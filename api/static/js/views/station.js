@@ -6,7 +6,7 @@ import { t, term } from "../i18n.js";
 import { mimic } from "../mimic.js";
 import { serverNow, state, stationAge, stationStatus } from "../store.js";
 import { draw } from "../trend.js";
-import { alarmRows, sortAlarms } from "./alarms.js";
+import { alarmAction, alarmRows, sortAlarms } from "./alarms.js";
 
 let root = null, sid = null, detail = null, timer = null;
 let chosen = ["wet_well_level_m"];
@@ -27,7 +27,7 @@ export function mount(el, arg) {
         <div class="panel"><h3>${t("station.incidents")}</h3><div id="sd-incidents"></div></div></div></div>`;
   root.querySelector("#sd-alarms").addEventListener("click", async e => {
     const b = e.target.closest("button[data-act]");
-    if (b) (await import("./alarms.js")).alarmAction(b.dataset.act, Number(b.dataset.id));
+    if (b) await alarmAction(b.dataset.act, Number(b.dataset.id));
   });
   load();
   timer = setInterval(() => { load(); }, 30000); // assets, incidents, and the trend's right edge

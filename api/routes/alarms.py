@@ -121,6 +121,7 @@ async def journal(
 ) -> JournalPublic:
     """Every alarm transition and operator action (who, when, why), oldest first."""
     tenants = access.tenants_for(user, tenant)
+    upto = end  # no end given: up to and including what was journaled this very instant
     end = end or ctx.clock.now()
     start = start or end - timedelta(days=1)
     for name, t in (("start", start), ("end", end)):
@@ -131,7 +132,7 @@ async def journal(
         ctx.engine,
         tenant_ids=tenants,
         start=start,
-        end=end,
+        end=upto,
         limit=limit,
         newest_first=newest_first,
     )

@@ -40,9 +40,12 @@ async def new_page(browser, stack: Stack, **kw):
     return ctx, page
 
 
-async def login(page, stack: Stack, username: str) -> None:
+async def login(page, stack: Stack, username: str, lang: str | None = None) -> None:
     await page.goto(stack.url + "/")
     await page.wait_for_selector("#login-dialog[open]", timeout=10_000)
+    if lang is not None:  # chosen on the sign-in form: remembered, it wins over the user's locale
+        await page.select_option("#login-lang", lang)
+        await page.wait_for_function("l => document.documentElement.lang === l", arg=lang, timeout=5_000)
     if not (ARTIFACTS / "00-login.png").exists():
         await shot(page, "00-login", full=False)
     await page.fill("input[name=username]", username)
@@ -195,8 +198,10 @@ async def test_phone_layout(browser, stack: Stack) -> None:
         browser, stack, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
     try:
-        await login(page, stack, "op-kita")
+        await login(page, stack, "op-kita", lang="en")
+        assert await page.inner_text("#login-form button[type=submit]") == "Sign in"
         await page.wait_for_selector(".tile", timeout=10_000)
+        assert (await page.inner_text('#nav a[data-view="overview"]')) == "Overview"
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the page scrolls sideways on a phone ({width} px)"
         await shot(page, "09-phone-overview", full=False)

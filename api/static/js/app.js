@@ -104,7 +104,15 @@ async function logout() {
 async function boot() {
   await setLang(pick());
   $("#lang").value = current();
-  $("#lang").addEventListener("change", async e => { await setLang(e.target.value, true); renderHeader(); route(); });
+  const switchLang = async l => {
+    await setLang(l, true);
+    $("#lang").value = $("#login-lang").value = l;
+    renderHeader();
+    if (state.user) route();
+  };
+  $("#lang").addEventListener("change", e => switchLang(e.target.value));
+  $("#login-lang").addEventListener("change", e => switchLang(e.target.value));
+  $("#login-lang").value = current();
   $("#mute").addEventListener("click", () => { unlock(); setMuted(!isMuted()); renderHeader(); });
   $("#logout").addEventListener("click", logout);
   $("#login-form").addEventListener("submit", login);
@@ -126,6 +134,7 @@ async function boot() {
   });
   setInterval(() => changed("tick"), 1000); // ages and countdowns run between events
   window.__pumpwatch = state; // for the browser tests and the curious
+  renderHeader();
   try {
     const me = await api("/auth/me");
     state.user = me.user || me;

@@ -100,6 +100,7 @@ async def test_outage_ack_and_dispatch_reorder_in_the_browser(browser, stack: St
         )
         lag = time.monotonic() - seen_sample[0]
         stack.system.live.listeners.remove(on_samples)
+        print(f"sample to browser: {lag:.3f} s")
         assert lag < 2.0, f"{lag:.2f} s from the sample to the browser"
         await page.wait_for_selector(
             f'.tile[data-station="{late}"][data-status="power_failure"]', timeout=10_000

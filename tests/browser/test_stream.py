@@ -65,6 +65,7 @@ async def test_snapshot_then_live_changes_and_heartbeats(stack: Stack, monkeypat
                 lambda e: e.event == "station" and e.data["id"] == sid and got, 10, "a station event"
             )
             lag = time.monotonic() - got[0]
+            print(f"sample to stream: {lag:.3f} s")
             assert lag < 2.0, f"{lag:.2f} s from sample to stream"
             assert ev.data["status"] == "normal"
             await s.until(lambda e: e.event == "heartbeat", 5, "a heartbeat")

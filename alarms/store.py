@@ -468,8 +468,9 @@ def alarm_journal(
     end: datetime | None = None,
     kinds: Collection[str] | None = None,
     limit: int = 10_000,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Journal events oldest first, with the alarm's tenant, station and name."""
+    """Journal events oldest first (or newest first), with the alarm's tenant, station and name."""
     if tenant_ids is not None and not tenant_ids:
         return []
     stmt = select(alarm_event, alarm.c.tenant_id, alarm.c.station_id, alarm.c.name, alarm.c.priority).join(
@@ -485,6 +486,9 @@ def alarm_journal(
         stmt = stmt.where(alarm_event.c.at < to_utc(end, "end"))
     if kinds is not None:
         stmt = stmt.where(alarm_event.c.kind.in_(list(kinds)))
-    stmt = stmt.order_by(alarm_event.c.at, alarm_event.c.id).limit(limit)
+    if newest_first:  # with a limit: the latest entries, not the oldest
+        stmt = stmt.order_by(alarm_event.c.at.desc(), alarm_event.c.id.desc()).limit(limit)
+    else:
+        stmt = stmt.order_by(alarm_event.c.at, alarm_event.c.id).limit(limit)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(stmt)]

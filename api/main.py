@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from api.auth.access import audit_for
 from api.auth.guard import SAFE_METHODS, authorize
@@ -16,6 +17,7 @@ from api.context import ApiContext
 from api.routes import (
     alarms,
     auth,
+    console,
     dispatch,
     field_writes,
     health,
@@ -23,10 +25,12 @@ from api.routes import (
     kpis,
     notify,
     stations,
+    stream,
     tenants,
     users,
 )
 from api.schemas import Detail
+from api.streamhub import StreamHub
 from pumpwatch import __version__
 from pumpwatch.audit import AuditUnavailable
 
@@ -53,6 +57,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.ctx = ctx
+    app.state.hub = StreamHub(ctx)  # the live stream's publisher; starts with the first client
     # Every /api/v1 route is authenticated and role-checked here, in one place (api.auth.guard); routes
     # added to this router later are covered without doing anything.
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)], responses=COMMON_ERRORS)
@@ -66,6 +71,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         incidents.router,
         dispatch.router,
         kpis.router,
+        stream.router,
+        console.router,
     ):
         v1.include_router(r)
     v1.include_router(notify.router)
@@ -89,7 +96,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
         # fail closed: the action was rolled back with its audit record
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    # The operator console: one page, its modules and styles, all served from the package (no CDN).
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
+    app.mount("/static", StaticFiles(packages=[("api", "static")]), name="static")
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -41,12 +41,47 @@ class StationPublic(BaseModel):
     data_age_s: float | None  # age of the newest value
     stale_after_s: float | None  # a value older than this is shown as stale
     values: dict[str, PointValue]
+    levels: dict[str, float] | None = None  # wet-well levels (m above the floor): lwl_m … spill_m
 
 
 class StationsPublic(BaseModel):
     data: list[StationPublic]
     count: int
     at: IsoTime
+
+
+class PumpAsset(BaseModel):
+    name: str
+    rated_flow_m3_min: float | None
+    rated_current_a: float
+    power_kw: float | None
+    install_year: int | None
+    age_years: int | None  # this year − install year, in the tenant's time zone
+    standard_life_years: int  # the standard service life asset plans compare it with
+    life_used: float | None  # age / standard life (1.0: due for renewal)
+    standby: bool
+    drive: str
+    running: PointValue | None
+    faulted: PointValue | None
+    current_a: PointValue | None
+    run_hours_h: PointValue | None
+    starts: PointValue | None
+
+
+class PointInfo(BaseModel):
+    name: str
+    unit: str | None
+    state: bool
+    derived: bool = False  # computed by the analyzers (time to overflow, inflow, …)
+
+
+class StationDetailPublic(BaseModel):
+    station: StationPublic
+    address: str | None
+    wet_well: dict[str, float] | None
+    pumps: list[PumpAsset]
+    points: list[PointInfo]  # what its trends can show
+    incidents: list[IncidentPublic]
 
 
 class TenantPublic(BaseModel):

@@ -214,6 +214,14 @@ async def _cancel(task: asyncio.Task, limit_s: float = 10.0) -> None:
         log.error("%s ended with %r", task.get_name(), task.exception())
 
 
+class ApiServer(uvicorn.Server):
+    """uvicorn that ends the live streams when it shuts down (it would otherwise wait for them forever)."""
+
+    async def shutdown(self, sockets=None) -> None:
+        self.config.app.state.hub.close()
+        await super().shutdown(sockets)
+
+
 async def serve_api(
     ctx: ApiContext,
     host: str,
@@ -230,8 +238,9 @@ async def serve_api(
         port=port,
         log_level="warning",
         lifespan="off",
+        timeout_graceful_shutdown=5,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
-    server = uvicorn.Server(config)
+    server = ApiServer(config)
     await server.serve()

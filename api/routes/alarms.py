@@ -120,9 +120,11 @@ async def journal(
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
+    newest_first: Annotated[bool, Query(description="the latest `limit` entries, newest first")] = False,
 ) -> JournalPublic:
     """Every alarm transition and operator action (who, when, why), oldest first."""
     tenants = access.tenants_for(user, tenant)
+    upto = end  # no end given: up to and including what was journaled this very instant
     end = end or ctx.clock.now()
     start = start or end - timedelta(days=1)
     for name, t in (("start", start), ("end", end)):
@@ -133,8 +135,9 @@ async def journal(
         ctx.engine,
         tenant_ids=tenants,
         start=start,
-        end=end,
+        end=upto,
         limit=limit,
+        newest_first=newest_first,
     )
     return JournalPublic(data=[_entry(r) for r in rows], count=len(rows))
 

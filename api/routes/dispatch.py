@@ -8,16 +8,18 @@ on every request: a station whose power returns and whose pumps run leaves the b
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Collection
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter
 
 from alarms import store
 from api.auth import access
-from api.context import station_samples
+from api.context import ApiContext, station_samples
 from api.deps import Ctx, CurrentUser
 from api.schemas import DispatchEntry, DispatchPublic, LocationPublic
-from collector.model import Quality
+from collector.model import Quality, Sample
+from pumpwatch.live import LiveSnapshot
 
 router = APIRouter(prefix="/dispatch", tags=["dispatch"])
 
@@ -50,12 +52,24 @@ async def dispatch_board(
     rows = await asyncio.to_thread(
         store.list_alarms, ctx.engine, open_=True, active=True, tenant_ids=tenants, limit=1_000_000
     )
+    data = build_board(ctx, latest, rows, now, tenants)
+    return DispatchPublic(at=now, data=data, count=len(data))
+
+
+def build_board(
+    ctx: ApiContext,
+    latest: dict[str, dict[str, Sample]] | LiveSnapshot,
+    active_alarms: list[dict],
+    now: datetime,
+    tenants: Collection[str] | None,
+) -> list[DispatchEntry]:
+    """The ranked board from the latest values and the active alarms (None: every tenant)."""
     active: dict[str, list[dict]] = {}
-    for a in rows:
+    for a in active_alarms:
         active.setdefault(a["station_id"], []).append(a)
     entries = []
     for sid, st in ctx.fleet.stations.items():
-        if st.tenant not in tenants:
+        if tenants is not None and st.tenant not in tenants:
             continue
         samples = station_samples(latest, sid)
         reasons = sorted({a["name"] for a in active.get(sid, []) if a["name"] in REASONS})
@@ -89,4 +103,4 @@ async def dispatch_board(
                 incident_id=next((a["incident_id"] for a in alarms if a["incident_id"]), None),
             )
         )
-    return DispatchPublic(at=now, data=data, count=len(data))
+    return data

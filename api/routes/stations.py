@@ -96,6 +96,7 @@ def build_station(
         data_age_s=min(ages) if ages else None,
         stale_after_s=stale_after,
         values=values,
+        levels=st.levels.model_dump(exclude_none=True) if st.levels else None,
     )
 
 

@@ -1,0 +1,96 @@
+// The console's state, fed by the live stream: stations, open alarms and the dispatch board by id, and the
+// server's clock (ages and countdowns follow it, also when the simulation runs faster than real time).
+export const state = {
+  user: null,          // {username, display_name, locale, grants: [{tenant, role}]}; null: signed out
+  tenants: {},         // id -> {id, name, timezone}
+  stations: new Map(), // id -> station
+  alarms: new Map(),   // id -> alarm (open ones, hidden included)
+  dispatch: { data: [], count: 0, at: null },
+  connected: false,
+  lastEventAt: null,   // performance.now() of the last event from the server
+  lostSince: null,
+};
+
+const listeners = new Set();
+export function onChange(fn) { listeners.add(fn); return () => listeners.delete(fn); }
+let pending = null;
+// Many events arrive in bursts: views redraw at most once per animation frame.
+export function changed(what) {
+  if (pending) { pending.add(what); return; }
+  pending = new Set([what]);
+  requestAnimationFrame(() => { const p = pending; pending = null; listeners.forEach(fn => fn(p)); });
+}
+
+// Server clock: the last server time seen plus local time since, at the rate the server clock runs.
+const clock = { server: null, local: 0, rate: 1 };
+export function syncClock(iso) {
+  const s = Date.parse(iso);
+  if (isNaN(s)) return;
+  const l = performance.now();
+  if (clock.server !== null) {
+    const dl = l - clock.local, ds = s - clock.server;
+    if (dl > 3000 && ds >= 0) clock.rate = Math.min(1000, ds / dl) * 0.5 + clock.rate * 0.5;
+  }
+  clock.server = s; clock.local = l;
+}
+export function serverNow() {
+  if (clock.server === null) return Date.now();
+  return clock.server + (performance.now() - clock.local) * clock.rate;
+}
+
+// Roles, lowest first (CONTRACT: viewer < operator < engineer < admin).
+const ROLES = ["viewer", "operator", "engineer", "admin"];
+export function can(role, tenant) {
+  const u = state.user;
+  if (!u) return false;
+  return (u.grants || []).some(g => g.tenant === tenant && ROLES.indexOf(g.role) >= ROLES.indexOf(role));
+}
+export function topRole() {
+  const u = state.user;
+  if (!u || !u.grants || !u.grants.length) return null;
+  return u.grants.map(g => g.role).sort((a, b) => ROLES.indexOf(b) - ROLES.indexOf(a))[0];
+}
+
+// A station's value as the screen may show it: stale when not good, too old, or the connection is lost.
+export function pointView(st, name) {
+  const v = st && st.values ? st.values[name] : undefined;
+  if (!v) return null;
+  const age = v.observed_at ? (serverNow() - Date.parse(v.observed_at)) / 1000 : null;
+  const tooOld = age === null || (st.stale_after_s != null && age > st.stale_after_s);
+  const live = v.quality === "good" && !tooOld && state.connected;
+  return { ...v, age, live, quality: v.quality === "good" && tooOld ? "stale" : v.quality };
+}
+
+export function stationAge(st) {
+  let newest = null;
+  for (const v of Object.values(st.values || {})) {
+    if (v.observed_at) newest = Math.max(newest ?? 0, Date.parse(v.observed_at));
+  }
+  return newest === null ? null : (serverNow() - newest) / 1000;
+}
+
+// The status to show: the server's, unless the data has aged past its interval since (collector died).
+export function stationStatus(st) {
+  const a = stationAge(st);
+  if (st.status === "maintenance") return "maintenance";
+  if (!state.connected) return "stale";
+  if (a !== null && st.stale_after_s != null && a > st.stale_after_s && st.status !== "comm_loss") return "stale";
+  return st.status;
+}
+
+export function applySnapshot(s) {
+  syncClock(s.at);
+  state.stations = new Map(s.stations.map(x => [x.id, x]));
+  state.alarms = new Map(s.alarms.map(a => [a.id, a]));
+  state.dispatch = s.dispatch;
+  changed("all");
+}
+
+export function applyAlarm(a) {
+  const open = a.state !== "normal";
+  if (open) state.alarms.set(a.id, a); else state.alarms.delete(a.id);
+  changed("alarms");
+}
+
+export function applyStation(s) { state.stations.set(s.id, s); changed("stations"); }
+export function applyDispatch(d) { syncClock(d.at); state.dispatch = d; changed("dispatch"); }

@@ -46,6 +46,9 @@ PUBLIC = {
 }
 NOT_IN_SPEC_OK = {("GET", "/"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
 NOT_IN_SPEC_OK |= {("GET", "/openapi.json")}
+# The console's own code (modules, styles, dictionaries), packaged with the application: no tenant data.
+PUBLIC |= {("*", "/static")}
+NOT_IN_SPEC_OK |= {("*", "/static")}
 
 B_TENANT, B_STATION, B_USER = "minami", "MINAMI-MP-01", "minami-op"
 A_ADMIN, A_VIEWER = "kita-admin", "kita-view"

@@ -4,15 +4,21 @@ Per sample batch (inside the collector's emit, synchronous and in memory): the s
 derived points (time to overflow, pump health, battery), then its rules are evaluated. Events go to a queue
 that one worker thread drains in order into the store (ISA-18.2 states, journal) and the incident
 grouper, so a slow database never stalls polling and no event is ever dropped: a failed write is retried
-until it succeeds. Active alarms found in the store at start are restored into the evaluators.
+until it succeeds. With a disk spool (`pumpwatch.spool.Spool`), an event the database refuses is appended
+to the spool (fsync'd) and every later event queues behind it there, so events survive a restart during an
+outage and reach the journal in the order they happened. Active alarms found in the store at start are
+restored into the evaluators.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
+import orjson
 from sqlalchemy import Engine
 
 from alarms import store
@@ -23,6 +29,7 @@ from alarms.rules import RuleSet
 from collector.model import Sample
 from pumpwatch.clock import Clock
 from pumpwatch.config import Fleet
+from pumpwatch.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,10 @@ class AlarmService:
         engine: Engine,
         clock: Clock,
         analyzers: dict[str, list[Analyzer]] | None = None,
+        spool: Spool | None = None,
     ) -> None:
+        self.spool = spool
+        self.db_down = False
         self.fleet = fleet
         self.rules = rules
         self.engine = engine
@@ -115,20 +125,63 @@ class AlarmService:
             tg.create_task(self._persist_forever(), name="alarms.persist")
 
     async def _persist_forever(self) -> None:
-        while True:
-            event = await self._queue.get()
-            delay = 0.5
+        if self.spool is None:
             while True:
-                try:
-                    await asyncio.to_thread(self._persist, event)
-                    break
-                except Exception:  # the database is down: keep the event, retry, never drop it
-                    log.exception(
-                        "cannot store alarm %s %s/%s; retrying", event.kind, event.station, event.name
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30)
+                event = await self._queue.get()
+                await self._persist_retrying(event)
+                self._queue.task_done()
+        delay = 0.5
+        spool = self.spool
+        while True:
+            if not spool.empty:
+                await self._spool_queued()  # order: whatever came meanwhile queues behind the spool
+                data = await asyncio.to_thread(spool.peek)
+                if data is not None:
+                    try:
+                        await asyncio.to_thread(self._persist, decode_event(data))
+                    except Exception as exc:
+                        self._down(exc)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 10.0)
+                        continue
+                    await asyncio.to_thread(spool.commit)
+                    delay = 0.5
+                    continue
+            if self.db_down and spool.empty:
+                log.warning("alarm journal writes again; spooled events stored")
+                self.db_down = False
+            event = await self._queue.get()
+            try:
+                await asyncio.to_thread(self._persist, event)
+            except Exception as exc:
+                self._down(exc)
+                await asyncio.to_thread(spool.append, encode_event(event))
             self._queue.task_done()
+
+    def _down(self, exc: BaseException) -> None:
+        if not self.db_down:
+            log.error(
+                "cannot store alarm events (%s: %s); they go to the disk spool", type(exc).__name__, exc
+            )
+        self.db_down = True
+
+    async def _spool_queued(self) -> None:
+        assert self.spool is not None
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            await asyncio.to_thread(self.spool.append, encode_event(event))
+            self._queue.task_done()
+
+    async def _persist_retrying(self, event: AlarmEvent) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(self._persist, event)
+                return
+            except Exception:  # the database is down: keep the event, retry, never drop it
+                log.exception("cannot store alarm %s %s/%s; retrying", event.kind, event.station, event.name)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
 
     def _persist(self, e: AlarmEvent) -> None:
         self.events += 1
@@ -170,6 +223,34 @@ class AlarmService:
                 at=e.at,
             )
 
-    async def drain(self) -> None:
-        """Wait until every queued event is stored (tests, shutdown)."""
+    @property
+    def delayed(self) -> bool:
+        return self.db_down or (self.spool is not None and not self.spool.empty)
+
+    def status(self) -> dict:
+        sp = self.spool.status() if self.spool is not None else None
+        return {
+            "state": "delayed" if self.delayed else "current",
+            "queued_events": self._queue.qsize(),
+            "spooled_events": sp.pending_records if sp else 0,
+            "dropped_events": sp.dropped_records if sp else 0,
+        }
+
+    async def drain(self, *, until_stored: bool = True) -> None:
+        """Wait until every queued event is stored or spooled, and (`until_stored`) the spool is empty."""
         await self._queue.join()
+        while until_stored and self.spool is not None and not self.spool.empty:
+            await asyncio.sleep(0.05)
+            await self._queue.join()
+
+
+def encode_event(e: AlarmEvent) -> bytes:
+    d = dataclasses.asdict(e)
+    d["at"] = e.at.isoformat()
+    return orjson.dumps(d)
+
+
+def decode_event(data: bytes) -> AlarmEvent:
+    d = orjson.loads(data)
+    d["at"] = datetime.fromisoformat(d["at"])
+    return AlarmEvent(**d)

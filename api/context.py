@@ -27,6 +27,7 @@ class ApiContext:
     catalog: dict[tuple[str, str], int]  # (station, point) -> point id
     live: LiveSnapshot | None = None  # in-process collector; None: read the latest_value table
     readiness: Callable[[], dict[str, bool]] | None = None  # extra checks (e.g. collector tasks alive)
+    status: Callable[[], dict] | None = None  # storage path of an in-process collector (spool, shard)
     derived: dict[str, list[DerivedPoint]] = field(default_factory=dict)  # points our analyzers compute
     rules: RuleSet | None = None
     latest_cache_s: float = 1.0

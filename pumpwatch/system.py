@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import uvicorn
 from sqlalchemy import Engine
@@ -31,6 +32,7 @@ from pumpwatch.config import Fleet
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
 from pumpwatch.live import LiveSnapshot
+from pumpwatch.spool import Spool
 from pumpwatch.writer import HistorianWriter
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ class System:
     alarms: AlarmService | None = None
     sources: list[ModbusSource] = field(default_factory=list)
     mqtt: MqttIngest | None = None
+    spool_dir: Path | None = None  # store-and-forward folder (None: rows wait in memory only)
+    spool_capacity_bytes: int = 4 * 1024**3
+    spools: list[Spool] = field(default_factory=list)
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -80,8 +85,16 @@ class System:
             self.alarms.accept(samples, derived)
 
     async def start_collecting(self, stations: Iterable[str] | None = None) -> None:
-        self.writer = HistorianWriter(self.engine, self.catalog)
-        self.alarms = AlarmService(self.fleet, self.rules, self.engine, self.clock, self.analyzers)
+        sample_spool = alarm_spool = None
+        if self.spool_dir is not None:
+            # Alarm events are few and small: a 64 MiB spool holds years of them; samples get the rest.
+            sample_spool = Spool(self.spool_dir / "samples", capacity_bytes=self.spool_capacity_bytes)
+            alarm_spool = Spool(self.spool_dir / "alarms", capacity_bytes=64 * 1024**2)
+            self.spools = [sample_spool, alarm_spool]
+        self.writer = HistorianWriter(self.engine, self.catalog, spool=sample_spool)
+        self.alarms = AlarmService(
+            self.fleet, self.rules, self.engine, self.clock, self.analyzers, spool=alarm_spool
+        )
         await self.alarms.restore()
         only = set(stations) if stations is not None else None
         self.sources = build_modbus_sources(self.fleet, self.clock, self.emit, stations=only)
@@ -102,7 +115,21 @@ class System:
     def readiness(self) -> dict[str, bool]:
         if not self._tasks:
             return {}
-        return {t.get_name(): not t.done() for t in self._tasks}
+        checks = {t.get_name(): not t.done() for t in self._tasks}
+        if self.writer is not None:
+            checks["historian_current"] = not self.writer.delayed
+        if self.alarms is not None:
+            checks["alarm_journal_current"] = not self.alarms.delayed
+        return checks
+
+    def status(self) -> dict:
+        """What an operator needs to know about this process's storage path (API, /readyz, /metrics)."""
+        out: dict = {}
+        if self.writer is not None:
+            out["historian"] = self.writer.status()
+        if self.alarms is not None:
+            out["alarm_journal"] = self.alarms.status()
+        return out
 
     def api_context(self, *, in_process_live: bool = True) -> ApiContext:
         return ApiContext(
@@ -112,6 +139,7 @@ class System:
             catalog=self.catalog,
             live=self.live if in_process_live else None,
             readiness=self.readiness,
+            status=self.status,
             derived=self.derived_points(),
             rules=self.rules,
         )
@@ -122,9 +150,9 @@ class System:
             await _cancel(t)
         if self.alarms is not None:
             try:
-                await asyncio.wait_for(self.alarms.drain(), 10)
+                await asyncio.wait_for(self.alarms.drain(until_stored=False), 10)
             except TimeoutError:
-                log.error("alarm events still unstored at shutdown")
+                log.error("alarm events not yet in the database at shutdown (they wait in the spool)")
         if self.writer is not None:
             try:
                 await self.writer.flush()
@@ -133,6 +161,9 @@ class System:
         for t in self._tasks[1:]:
             await _cancel(t)
         self._tasks = []
+        for sp in self.spools:
+            sp.close()
+        self.spools = []
         self.engine.dispose()
 
 

@@ -29,6 +29,7 @@ from alarms.rules import RuleSet
 from collector.model import Sample
 from pumpwatch.clock import Clock
 from pumpwatch.config import Fleet
+from pumpwatch.metrics import ALARM_BUCKETS, Histogram
 from pumpwatch.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -43,16 +44,21 @@ class AlarmService:
         clock: Clock,
         analyzers: dict[str, list[Analyzer]] | None = None,
         spool: Spool | None = None,
+        stations: Iterable[str] | None = None,
     ) -> None:
         self.spool = spool
+        self.latency = Histogram(ALARM_BUCKETS)  # sample time → event stored, seconds
         self.db_down = False
         self.fleet = fleet
         self.rules = rules
         self.engine = engine
         self.clock = clock
         self.analyzers = analyzers or {}
+        only = set(stations) if stations is not None else None  # a collector shard's stations
         self.evaluators = {
-            sid: StationEvaluator(st.tenant, sid, rules.get(sid)) for sid, st in fleet.stations.items()
+            sid: StationEvaluator(st.tenant, sid, rules.get(sid))
+            for sid, st in fleet.stations.items()
+            if only is None or sid in only
         }
         self.incidents = IncidentGrouper(rules.incidents, fleet, engine)
         self._queue: asyncio.Queue[AlarmEvent] = asyncio.Queue()
@@ -184,7 +190,11 @@ class AlarmService:
                 delay = min(delay * 2, 30)
 
     def _persist(self, e: AlarmEvent) -> None:
+        self._store(e)
         self.events += 1
+        self.latency.observe(max(0.0, (self.clock.now() - e.at).total_seconds()))
+
+    def _store(self, e: AlarmEvent) -> None:
         if e.kind == "raise":
             done = store.raise_alarm(
                 self.engine,

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 
 from api.context import ApiContext
-from api.routes import alarms, dispatch, health, incidents, kpis, stations, tenants
+from api.routes import alarms, dispatch, health, incidents, kpis, stations, system, tenants
 from pumpwatch import __version__
 
 
@@ -28,8 +28,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
     v1 = APIRouter(prefix="/api/v1")
     for r in (tenants.router, stations.router, alarms.router, incidents.router, dispatch.router, kpis.router):
         v1.include_router(r)
+    v1.include_router(system.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.include_router(system.ops_router)
     page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.get("/", include_in_schema=False)

@@ -130,18 +130,40 @@ async def _until_signal() -> None:
 
 
 async def _run_system(
-    f: Fleet, database_url: str, clock: Clock, *, collect: bool, api: tuple[str, int] | None
+    f: Fleet,
+    database_url: str,
+    clock: Clock,
+    *,
+    collect: bool,
+    api: tuple[str, int] | None,
+    spool_dir: Path | None = None,
+    spool_capacity_mb: int = 4096,
+    shard: str | None = None,
+    probe: tuple[str, int] | None = None,
 ) -> None:
-    from pumpwatch.system import System, serve_api
+    from pumpwatch.sharding import parse_shard
+    from pumpwatch.system import System, serve_api, serve_probes
 
     system = await System.prepare(f, database_url, clock)
+    if shard:
+        system.shard = parse_shard(shard)
+        if spool_dir is not None:
+            spool_dir = spool_dir / f"shard-{system.shard.index}"
+    system.spool_dir = spool_dir
+    system.heartbeat_interval_s = Settings().heartbeat_interval_s
+    system.spool_capacity_bytes = spool_capacity_mb * 1024**2
     try:
         if collect:
             await system.start_collecting()
+            if system.shard is not None:
+                log.info("shard %s: %d stations", system.shard, system.station_count())
         if api is not None:
             ctx = system.api_context(in_process_live=collect)
             log.info("API and live page at http://%s:%d/", api[0], api[1])
             await serve_api(ctx, *api)
+        elif probe is not None:
+            log.info("probes at http://%s:%d/healthz, /readyz, /metrics", *probe)
+            await serve_probes(system.api_context(in_process_live=collect), *probe)
         else:
             await _until_signal()
     finally:
@@ -217,6 +239,12 @@ def _demo_broker(f: Fleet):
 @click.option("--collect/--no-collect", default=True, help="poll the field devices in this process")
 @click.option("--api-host", default=None)
 @click.option("--api-port", type=int, default=None)
+@click.option(
+    "--shard", default=None, help="I/N or ordinal/N: poll only this shard's stations (env PUMPWATCH_SHARD)"
+)
+@click.option("--spool-dir", type=click.Path(path_type=Path), default=None, help="default var/spool")
+@click.option("--probe-port", type=int, default=None, help="with --no-api: serve /healthz /readyz /metrics")
+@click.option("--probe-host", default="0.0.0.0", show_default=True)
 def run(
     fleet: Path | None,
     database_url: str | None,
@@ -224,16 +252,29 @@ def run(
     collect: bool,
     api_host: str | None,
     api_port: int | None,
+    shard: str | None,
+    spool_dir: Path | None,
+    probe_port: int | None,
+    probe_host: str,
 ) -> None:
     """Run against real devices: collector, alarms and/or API."""
+    from pumpwatch.sharding import parse_shard
+
     settings = Settings()
     _setup_logging(settings.log_level)
     if not (api or collect):
         raise click.UsageError("nothing to run: give --api or --collect")
+    shard = shard or settings.shard
+    if shard:
+        try:
+            parse_shard(shard)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--shard") from None
     f = _load(fleet or settings.fleet)
     host, port = api_host or settings.api_host, api_port or settings.api_port
     if api:
         _loopback_only(host)
+    probe_port = probe_port or settings.probe_port
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             _run_system(
@@ -242,6 +283,10 @@ def run(
                 SystemClock(),
                 collect=collect,
                 api=(host, port) if api else None,
+                spool_dir=spool_dir or settings.spool_dir,
+                spool_capacity_mb=settings.spool_capacity_mb,
+                shard=shard,
+                probe=(probe_host, probe_port) if probe_port and not api else None,
             )
         )
 

@@ -305,7 +305,7 @@ class HistoryPoint:
 
 _BUCKETS_SQL = """
 SELECT b.bucket,
-       avg(b.value) FILTER (WHERE b.quality = 0),
+       sum(b.value) FILTER (WHERE b.quality = 0),
        min(b.value) FILTER (WHERE b.quality = 0),
        max(b.value) FILTER (WHERE b.quality = 0),
        count(*),
@@ -348,6 +348,38 @@ def _bucket_stmt(dialect: str) -> Any:
     return stmt
 
 
+# Rollups (plain PostgreSQL tables or TimescaleDB continuous aggregates) re-bucketed to the asked width.
+_ROLLUP_BUCKETS_SQL = """
+SELECT (CAST(extract(epoch FROM bucket_at) * 1000000 AS bigint) - :start_us) / :width_us AS bucket,
+       sum(sum), min(min), max(max), sum(n), sum(good), max(bucket_at)
+FROM {table}
+WHERE point_id = :point_id AND bucket_at >= :start AND bucket_at < :end
+GROUP BY 1
+ORDER BY 1
+"""
+_ROLLUPS_PLAIN = ((timedelta(hours=1), "sample_1h"), (timedelta(minutes=1), "sample_1m"))
+_ROLLUPS_TIMESCALE = ((timedelta(hours=1), "sample_1h_cagg"),)
+_rollup_kind: dict[str, tuple[tuple[timedelta, str], ...]] = {}
+
+
+def _rollups_for(conn: Connection) -> tuple[tuple[timedelta, str], ...]:
+    """Which rollups this database has, by width (largest first); looked up once per database URL."""
+    if conn.dialect.name != "postgresql":
+        return ()
+    key = conn.engine.url.render_as_string(hide_password=True)
+    kind = _rollup_kind.get(key)
+    if kind is None:
+        from pumpwatch.historian_scale import timescale_active
+
+        kind = _ROLLUPS_TIMESCALE if timescale_active(conn.engine) else _ROLLUPS_PLAIN
+        _rollup_kind[key] = kind
+    return kind
+
+
+def _floor(t: datetime, width: timedelta) -> datetime:
+    return _EPOCH + ((t - _EPOCH) // width) * width
+
+
 def read_history(
     engine: Engine, point_id: int, start: datetime, end: datetime, max_points: int = 500
 ) -> list[HistoryPoint]:
@@ -355,7 +387,10 @@ def read_history(
 
     If the range holds up to `max_points` samples they come back raw. Otherwise the database groups them into
     `max_points` equal-width buckets (width rounded up to a whole microsecond) and returns one HistoryPoint
-    per bucket that holds samples (empty buckets are left out).
+    per bucket that holds samples (empty buckets are left out). On PostgreSQL, when a bucket is at least a
+    rollup wide (a minute or an hour), the whole rollup periods inside the range come from the rollup
+    (`sample_1m`/`sample_1h`, or TimescaleDB's hourly continuous aggregate) and only the edges — and any
+    tail not rolled up yet — from `sample`; a rollup period then counts in the bucket holding its start.
     """
     if max_points < 1:
         raise ValueError("max_points must be at least 1")
@@ -377,24 +412,58 @@ def read_history(
             return [HistoryPoint(t, v, v, v, 1, 1 if q == GOOD else 0) for t, v, q in raw]
         span_us = (end_u - start_u) // _US
         width_us = -(-span_us // max_points)  # ceil: max_points buckets cover the whole range
-        buckets = conn.execute(
-            _bucket_stmt(conn.dialect.name),
-            {
-                "start_us": (start_u - _EPOCH) // _US,
-                "width_us": width_us,
-                "point_id": point_id,
-                "start": start_u,
-                "end": end_u,
-            },
-        ).all()
+        params = {"start_us": (start_u - _EPOCH) // _US, "width_us": width_us, "point_id": point_id}
+        acc: dict[int, list] = {}
+        raw_ranges = [(start_u, end_u)]
+        for width, table in _rollups_for(conn):
+            if width_us < width // _US:
+                continue
+            a, b = _floor(start_u + width - _US, width), _floor(end_u, width)  # whole periods inside
+            if a >= b:
+                continue
+            rows = conn.execute(
+                text(_ROLLUP_BUCKETS_SQL.format(table=table)).bindparams(
+                    bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime())
+                ),
+                {**params, "start": a, "end": b},
+            ).all()
+            if not rows:
+                continue
+            rolled_to = max(to_utc(r[6]) for r in rows) + width  # past it the rollup may lag: read raw
+            for r in rows:
+                _merge(acc, r[:6])
+            raw_ranges = [(start_u, a), (rolled_to, end_u)]
+            break
+        for lo, hi in raw_ranges:
+            if lo >= hi:
+                continue
+            for r in conn.execute(_bucket_stmt(conn.dialect.name), {**params, "start": lo, "end": hi}):
+                _merge(acc, r)
     return [
         HistoryPoint(
-            start_u + timedelta(microseconds=int(b) * width_us),
-            None if avg is None else float(avg),
+            start_u + timedelta(microseconds=b * width_us),
+            None if not good or s_ is None else float(s_) / good,
             None if lo is None else float(lo),
             None if hi is None else float(hi),
-            int(count),
+            int(n),
             int(good),
         )
-        for b, avg, lo, hi, count, good in buckets
+        for b, (s_, lo, hi, n, good) in sorted(acc.items())
     ]
+
+
+def _merge(acc: dict[int, list], row: Sequence[Any]) -> None:
+    b, s_, lo, hi, n, good = row
+    b = int(b)
+    cur = acc.get(b)
+    if cur is None:
+        acc[b] = [s_, lo, hi, int(n), int(good or 0)]
+        return
+    if s_ is not None:
+        cur[0] = s_ if cur[0] is None else cur[0] + s_
+    if lo is not None:
+        cur[1] = lo if cur[1] is None else min(cur[1], lo)
+    if hi is not None:
+        cur[2] = hi if cur[2] is None else max(cur[2], hi)
+    cur[3] += int(n)
+    cur[4] += int(good or 0)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
@@ -31,7 +32,9 @@ from pumpwatch.clock import Clock
 from pumpwatch.config import Fleet
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
+from pumpwatch.historian_scale import Rollups, ensure_timescale, timescale_active
 from pumpwatch.live import LiveSnapshot
+from pumpwatch.sharding import Shard, ShardHeartbeat, claim_stations, stations_of
 from pumpwatch.spool import Spool
 from pumpwatch.writer import HistorianWriter
 
@@ -54,6 +57,11 @@ class System:
     spool_dir: Path | None = None  # store-and-forward folder (None: rows wait in memory only)
     spool_capacity_bytes: int = 4 * 1024**3
     spools: list[Spool] = field(default_factory=list)
+    shard: Shard | None = None  # this process polls only its shard's stations
+    heartbeat: ShardHeartbeat | None = None
+    heartbeat_interval_s: float = 5.0
+    timescale: bool = False
+    _registry: object = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -68,7 +76,22 @@ class System:
             sid: [(p.name, p.unit, p.kind) for a in an for p in a.outputs] for sid, an in analyzers.items()
         }
         catalog = await asyncio.to_thread(historian.sync_catalog, engine, fleet, extra)
-        return cls(fleet=fleet, engine=engine, clock=clock, catalog=catalog, rules=rules, analyzers=analyzers)
+        timescale = False
+        if engine.dialect.name == "postgresql":
+            try:
+                timescale = await asyncio.to_thread(ensure_timescale, engine)
+            except Exception:
+                log.exception("TimescaleDB is available but could not be set up; using plain PostgreSQL")
+            timescale = timescale or await asyncio.to_thread(timescale_active, engine)
+        return cls(
+            fleet=fleet,
+            engine=engine,
+            clock=clock,
+            catalog=catalog,
+            rules=rules,
+            analyzers=analyzers,
+            timescale=timescale,
+        )
 
     def derived_points(self) -> dict[str, list[DerivedPoint]]:
         return {sid: [p for a in an for p in a.outputs] for sid, an in self.analyzers.items()}
@@ -85,18 +108,28 @@ class System:
             self.alarms.accept(samples, derived)
 
     async def start_collecting(self, stations: Iterable[str] | None = None) -> None:
+        if self.shard is not None:
+            mine = stations_of(self.fleet, self.shard)
+            stations = mine if stations is None else mine & set(stations)
+        only = set(stations) if stations is not None else None
+        if self.shard is not None and self.fleet.mqtt is not None:  # one MQTT session per shard
+            cid = f"{self.fleet.mqtt.client_id}-shard{self.shard.index}"
+            self.fleet.mqtt = self.fleet.mqtt.model_copy(update={"client_id": cid})
         sample_spool = alarm_spool = None
         if self.spool_dir is not None:
             # Alarm events are few and small: a 64 MiB spool holds years of them; samples get the rest.
             sample_spool = Spool(self.spool_dir / "samples", capacity_bytes=self.spool_capacity_bytes)
             alarm_spool = Spool(self.spool_dir / "alarms", capacity_bytes=64 * 1024**2)
             self.spools = [sample_spool, alarm_spool]
-        self.writer = HistorianWriter(self.engine, self.catalog, spool=sample_spool)
+        rollups = None
+        if self.engine.dialect.name == "postgresql" and not self.timescale:
+            ids = None if only is None else [pid for (sid, _), pid in self.catalog.items() if sid in only]
+            rollups = Rollups(point_ids=ids)
+        self.writer = HistorianWriter(self.engine, self.catalog, spool=sample_spool, rollups=rollups)
         self.alarms = AlarmService(
-            self.fleet, self.rules, self.engine, self.clock, self.analyzers, spool=alarm_spool
+            self.fleet, self.rules, self.engine, self.clock, self.analyzers, spool=alarm_spool, stations=only
         )
         await self.alarms.restore()
-        only = set(stations) if stations is not None else None
         self.sources = build_modbus_sources(self.fleet, self.clock, self.emit, stations=only)
         self.mqtt = build_mqtt_ingest(self.fleet, self.clock, self.emit, stations=only)
         runnables: list = [*self.sources, *([self.mqtt] if self.mqtt else [])]
@@ -105,6 +138,22 @@ class System:
             asyncio.create_task(self.writer.run(), name="historian.writer"),
             asyncio.create_task(self.alarms.run(), name="alarms.service"),
         ]
+        if self.shard is not None:
+            mine = sorted(only or ())
+            taken = await asyncio.to_thread(claim_stations, self.engine, self.shard, mine, datetime.now(UTC))
+            if taken:
+                log.warning(
+                    "shard %s took over %d stations from another shard layout", self.shard, len(taken)
+                )
+            self.heartbeat = ShardHeartbeat(
+                self.engine,
+                self.shard,
+                len(mine),
+                self.shard_stats,
+                interval_s=self.heartbeat_interval_s,
+                now=lambda: datetime.now(UTC),
+            )
+            self._tasks.append(asyncio.create_task(self.heartbeat.run(), name="shard.heartbeat"))
         log.info(
             "collecting from %d Modbus controllers%s, %d stations",
             len(self.sources),
@@ -122,6 +171,31 @@ class System:
             checks["alarm_journal_current"] = not self.alarms.delayed
         return checks
 
+    def metrics_text(self) -> bytes:
+        from pumpwatch.metrics import registry_for, render
+
+        if self._registry is None:
+            self._registry = registry_for(self)
+        return render(self._registry)
+
+    def late_polls(self) -> int:
+        return sum(src.stats.late_cycles for src in self.sources)
+
+    def station_count(self) -> int:
+        return sum(len(src.units) for src in self.sources) + (
+            len(self.mqtt.feeds) if self.mqtt is not None else 0
+        )
+
+    def shard_stats(self) -> dict:
+        w = self.writer
+        sp = w.spool.status() if w is not None and w.spool is not None else None
+        return {
+            "polls": sum(src.stats.polls for src in self.sources),
+            "late_polls": self.late_polls(),
+            "spool_rows": sp.pending_rows if sp else 0,
+            "historian_state": "delayed" if w is not None and w.delayed else "current",
+        }
+
     def status(self) -> dict:
         """What an operator needs to know about this process's storage path (API, /readyz, /metrics)."""
         out: dict = {}
@@ -129,6 +203,12 @@ class System:
             out["historian"] = self.writer.status()
         if self.alarms is not None:
             out["alarm_journal"] = self.alarms.status()
+        if self.heartbeat is not None:
+            out["shard"] = str(self.shard)
+            out["shards"] = [
+                {k: r.get(k) for k in ("shard", "shard_count", "alive", "age_s", "host", "pid", "stations")}
+                for r in self.heartbeat.last
+            ]
         return out
 
     def api_context(self, *, in_process_live: bool = True) -> ApiContext:
@@ -140,6 +220,7 @@ class System:
             live=self.live if in_process_live else None,
             readiness=self.readiness,
             status=self.status,
+            metrics=self.metrics_text,
             derived=self.derived_points(),
             rules=self.rules,
         )
@@ -182,3 +263,11 @@ async def serve_api(ctx: ApiContext, host: str, port: int) -> None:
     config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     await server.serve()
+
+
+async def serve_probes(ctx: ApiContext, host: str, port: int) -> None:
+    """A collector without the API still answers its orchestrator and Prometheus."""
+    from api.ops import create_ops_app
+
+    config = uvicorn.Config(create_ops_app(ctx), host=host, port=port, log_level="warning", lifespan="off")
+    await uvicorn.Server(config).serve()

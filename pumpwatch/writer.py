@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from collector.model import Sample
 from pumpwatch import historian
+from pumpwatch.historian_scale import Rollups
 from pumpwatch.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,12 @@ class HistorianWriter:
         spool: Spool | None = None,
         retry_max_s: float = 10.0,
         write: Callable[[Engine, Sequence[Row]], object] = historian.write_samples,
+        rollups: Rollups | None = None,
+        rollup_interval_s: float = 30.0,
     ) -> None:
+        self.rollups = rollups
+        self.rollup_interval_s = rollup_interval_s
+        self._next_rollup = time.monotonic() + rollup_interval_s
         self.engine = engine
         self.catalog = catalog
         self.flush_interval_s = flush_interval_s
@@ -149,6 +155,13 @@ class HistorianWriter:
         except Exception as exc:
             self._failed(exc)
             await self._spool_pending()
+            return
+        if self.rollups is not None and time.monotonic() >= self._next_rollup:
+            self._next_rollup = time.monotonic() + self.rollup_interval_s
+            try:
+                await asyncio.to_thread(self.rollups.run, self.engine)
+            except Exception:
+                log.exception("rollup job failed; the minutes stay due")
 
     def _failed(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -204,6 +217,8 @@ class HistorianWriter:
                     await self._spool_pending()
                 raise
             self.written += n
+            if self.rollups is not None:
+                self.rollups.note(batch)
         self._ok()
 
     async def _drain_spool(self) -> None:
@@ -219,6 +234,8 @@ class HistorianWriter:
             await asyncio.to_thread(self._write, self.engine, rows)
             await asyncio.to_thread(spool.commit)
             self.written += len(rows)
+            if self.rollups is not None:
+                self.rollups.note(rows)
 
     def status(self) -> dict:
         sp = self.spool.status() if self.spool is not None else None

@@ -11,6 +11,11 @@ Tables are singular snake_case; every timestamp ends in `_at` and is a `UTCDateT
 - `alarm`: one row per occurrence with its ISA-18.2 state (at most one open per `(station_id, name)`,
   enforced by a partial unique index), and `alarm_event`, its append-only journal (who, when, why).
 - `station_mode` (out of service), `incident` with `incident_station` and `incident_note` (mass events).
+- `sample_1m`, `sample_1h`: rollups of `sample` per point and minute / hour (count, good count, sum, min,
+  max of good values), kept by `pumpwatch.historian_scale.Rollups` on plain PostgreSQL so a month's trend
+  reads 720 rows, not 2.6 million. (With TimescaleDB, continuous aggregates take their place.)
+- `collector_shard` (one row per collector shard, its heartbeat) and `station_owner` (which shard polls a
+  station): a dead shard is noticed by the others and the API; a station claimed twice is visible.
 
 Objects that exist on one dialect only use `ddl_if(dialect=...)`; `include_object_for(dialect)` makes
 Alembic's autogenerate and `compare_metadata` honour that (Alembic itself ignores `ddl_if`).
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Double,
@@ -213,6 +219,51 @@ incident_note = Table(
     Column("actor", Text, nullable=True),
     Column("text", Text, nullable=False),
     Index("ix_incident_note_incident_id", "incident_id"),
+)
+
+
+def _rollup(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("point_id", Integer, primary_key=True, autoincrement=False),
+        Column("bucket_at", UTCDateTime, primary_key=True),
+        Column("n", Integer, nullable=False),  # samples in the bucket
+        Column("good", Integer, nullable=False),  # of good quality (sum/min/max are over these)
+        Column("sum", Double, nullable=True),
+        Column("min", Double, nullable=True),
+        Column("max", Double, nullable=True),
+        sqlite_with_rowid=False,
+    )
+
+
+sample_1m = _rollup("sample_1m")
+sample_1h = _rollup("sample_1h")
+
+collector_shard = Table(
+    "collector_shard",
+    metadata,
+    Column("shard", Integer, primary_key=True, autoincrement=False),
+    Column("shard_count", Integer, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("interval_s", Double, nullable=False),  # dead after three missed beats
+    Column("stations", Integer, nullable=False),
+    Column("polls", BigInteger, nullable=False),
+    Column("late_polls", BigInteger, nullable=False),
+    Column("spool_rows", BigInteger, nullable=False),
+    Column("historian_state", Text, nullable=False),
+)
+
+station_owner = Table(
+    "station_owner",
+    metadata,
+    Column("station_id", Text, primary_key=True),
+    Column("shard", Integer, nullable=False),
+    Column("shard_count", Integer, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
 )
 
 

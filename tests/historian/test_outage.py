@@ -98,6 +98,13 @@ async def test_sixty_seconds_without_the_database_lose_nothing(pg_url: str, tmp_
                 await wait_until(lambda: system.writer.pending == 0, 10, "rows moved to the spool")
                 assert system.spools[0].status().pending_rows > 0
                 assert system.spools[1].status().pending_records > 0  # alarm events spooled
+                metrics = (await client.get("/metrics")).text
+                assert "pumpwatch_historian_delayed 1.0" in metrics
+                spooled = system.spools[0].status().pending_rows
+                assert f"pumpwatch_spool_rows {float(spooled)}" in metrics
+                assert 'pumpwatch_poll_latency_seconds_bucket{le="+Inf"}' in metrics
+                status = (await client.get("/api/v1/system/status")).json()
+                assert status["process"]["historian"]["spool"]["rows"] == spooled
 
                 proxy.restore()
                 await wait_until(

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-city test lint format check-config clean
+.PHONY: demo demo-city test lint format check-config clean bench soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ demo-city: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# fleets of 200 to 20,000 simulated stations, ingest, alarms, API and trends against floors measured in the
+# same run (~10 min; needs PostgreSQL on 127.0.0.1:5432, or PUMPWATCH_BENCH_PG); writes bench/results/
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+# long runs: a 15-minute (simulated) database outage at 1 Hz, and the collector shards
+soak: $(STAMP)
+	PUMPWATCH_SOAK_OUTAGE_S=900 $(BIN)/pytest -q --timeout 1800 tests/historian/test_outage.py tests/scale
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -383,7 +383,7 @@ async def api_section(tmp: Path, n: int = 10_000) -> dict:
     from api.schemas import StationsPublic
 
     t = time.perf_counter()
-    StationsPublic(data=models).model_dump_json()
+    StationsPublic(data=models, count=len(models), at=now).model_dump_json()
     encode_ms = (time.perf_counter() - t) * 1000
     engine.dispose()
     return {

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 
 from api.context import ApiContext
-from api.routes import alarms, dispatch, health, incidents, kpis, stations, system, tenants
+from api.routes import alarms, dispatch, health, incidents, kpis, overview, stations, system, tenants
 from pumpwatch import __version__
 
 
@@ -29,6 +29,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     for r in (tenants.router, stations.router, alarms.router, incidents.router, dispatch.router, kpis.router):
         v1.include_router(r)
     v1.include_router(system.router)
+    v1.include_router(overview.router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(system.ops_router)

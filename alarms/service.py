@@ -13,9 +13,10 @@ restored into the evaluators.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 import orjson
@@ -133,9 +134,12 @@ class AlarmService:
     async def _persist_forever(self) -> None:
         if self.spool is None:
             while True:
-                event = await self._queue.get()
-                await self._persist_retrying(event)
-                self._queue.task_done()
+                burst = await self._burst()
+                if len(burst) == 1 or not await self._try_many(burst):
+                    for event in burst:
+                        await self._persist_retrying(event)
+                for _ in burst:
+                    self._queue.task_done()
         delay = 0.5
         spool = self.spool
         while True:
@@ -156,13 +160,33 @@ class AlarmService:
             if self.db_down and spool.empty:
                 log.warning("alarm journal writes again; spooled events stored")
                 self.db_down = False
-            event = await self._queue.get()
-            try:
-                await asyncio.to_thread(self._persist, event)
-            except Exception as exc:
-                self._down(exc)
-                await asyncio.to_thread(spool.append, encode_event(event))
-            self._queue.task_done()
+            burst = await self._burst()
+            if len(burst) == 1 or not await self._try_many(burst):
+                for event in burst:  # one by one: the one that fails, and all after it, go to the spool
+                    if spool.empty:
+                        try:
+                            await asyncio.to_thread(self._persist, event)
+                            continue
+                        except Exception as exc:
+                            self._down(exc)
+                    await asyncio.to_thread(spool.append, encode_event(event))
+            for _ in burst:
+                self._queue.task_done()
+
+    async def _burst(self, limit: int = 500) -> list[AlarmEvent]:
+        """The next event, and whatever else is already queued (up to `limit`), in order."""
+        burst = [await self._queue.get()]
+        while len(burst) < limit and not self._queue.empty():
+            burst.append(self._queue.get_nowait())
+        return burst
+
+    async def _try_many(self, burst: list[AlarmEvent]) -> bool:
+        try:
+            await asyncio.to_thread(self._persist_many, burst)
+            return True
+        except Exception:
+            log.warning("a burst of %d alarm events failed as a whole; storing them one by one", len(burst))
+            return False
 
     def _down(self, exc: BaseException) -> None:
         if not self.db_down:
@@ -190,14 +214,33 @@ class AlarmService:
                 delay = min(delay * 2, 30)
 
     def _persist(self, e: AlarmEvent) -> None:
-        self._store(e)
+        after: list[Callable[[], None]] = []
+        self._store(e, self.engine, after)
+        for fn in after:
+            fn()
+        self._count(e)
+
+    def _persist_many(self, events: Sequence[AlarmEvent]) -> None:
+        """A burst (a flood of raises) in one transaction: one commit, not one per event. Incident grouping
+        and counters run after the commit, in order; if anything fails nothing of the burst is stored."""
+        after: list[Callable[[], None]] = []
+        with self.engine.begin() as conn:
+            tx = _OneTransaction(conn)
+            for e in events:
+                self._store(e, tx, after)
+        for fn in after:
+            fn()
+        for e in events:
+            self._count(e)
+
+    def _count(self, e: AlarmEvent) -> None:
         self.events += 1
         self.latency.observe(max(0.0, (self.clock.now() - e.at).total_seconds()))
 
-    def _store(self, e: AlarmEvent) -> None:
+    def _store(self, e: AlarmEvent, engine, after: list[Callable[[], None]]) -> None:
         if e.kind == "raise":
             done = store.raise_alarm(
-                self.engine,
+                engine,
                 tenant_id=e.tenant,
                 station_id=e.station,
                 name=e.name,
@@ -208,25 +251,34 @@ class AlarmService:
                 suppressed_by=e.suppressed_by,
             )
             if done is not None:
-                self.raised += 1
-                log.warning(
-                    "ALARM %s %s: %s%s",
-                    e.station,
-                    e.name,
-                    e.message,
-                    f" (suppressed by {e.suppressed_by})" if e.suppressed_by else "",
-                )
-                self.incidents.on_raise(e.name, e.station, done.id, e.at)
+
+                def raised(done=done) -> None:
+                    self.raised += 1
+                    log.warning(
+                        "ALARM %s %s: %s%s",
+                        e.station,
+                        e.name,
+                        e.message,
+                        f" (suppressed by {e.suppressed_by})" if e.suppressed_by else "",
+                    )
+                    self.incidents.on_raise(e.name, e.station, done.id, e.at)
+
+                after.append(raised)
         elif e.kind == "clear":
-            if store.clear_alarm(
-                self.engine, station_id=e.station, name=e.name, at=e.at, value=e.value, latch=e.latch
-            ):
-                self.cleared += 1
-                log.info("cleared %s %s", e.station, e.name)
-            self.incidents.on_clear(e.name, e.station, e.at)
+            did = store.clear_alarm(
+                engine, station_id=e.station, name=e.name, at=e.at, value=e.value, latch=e.latch
+            )
+
+            def cleared() -> None:
+                if did:
+                    self.cleared += 1
+                    log.info("cleared %s %s", e.station, e.name)
+                self.incidents.on_clear(e.name, e.station, e.at)
+
+            after.append(cleared)
         else:  # suppress / unsuppress
             store.set_suppressed(
-                self.engine,
+                engine,
                 station_id=e.station,
                 names=[e.name],
                 by=e.suppressed_by if e.kind == "suppress" else None,
@@ -264,3 +316,16 @@ def decode_event(data: bytes) -> AlarmEvent:
     d = orjson.loads(data)
     d["at"] = datetime.fromisoformat(d["at"])
     return AlarmEvent(**d)
+
+
+class _OneTransaction:
+    """Stands in for the Engine given to the store's functions so that several of them share one open
+    transaction (each `begin()` just hands out the same connection; the caller commits once)."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    @contextlib.contextmanager
+    def begin(self):
+        yield self._conn

@@ -91,8 +91,13 @@ def _run_parts(mode: str, n: int, ports: list[int], window: float, tmp: Path) ->
         )
     outs = []
     for p in procs:
-        out, _ = p.communicate(timeout=300)
-        outs.append(json.loads(out.decode().strip().splitlines()[-1]))
+        try:
+            out, _ = p.communicate(timeout=240)
+            outs.append(json.loads(out.decode().strip().splitlines()[-1]))
+        except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            p.kill()
+            p.wait()
+            return {"error": f"{mode} process failed: {type(exc).__name__}"}
     polls = sum(o["polls_per_s"] for o in outs)
     res = {
         "processes": k,
@@ -117,6 +122,34 @@ def _run_parts(mode: str, n: int, ports: list[int], window: float, tmp: Path) ->
     return res
 
 
+def collector_breakdown(tmp: Path) -> dict:
+    """Where a pumpwatch poll's CPU goes besides the wire: decoding 20 points into Samples and the live
+    snapshot, timed in a tight loop (the rest of the per-poll cost is pymodbus and the event loop)."""
+    from collector.model import Sample
+    from collector.registers import build_read_plan
+    from pumpwatch.live import LiveSnapshot
+
+    fleet = bench_fleet(tmp / "breakdown", 1)
+    plan = build_read_plan(fleet.register_maps["bench-20"])
+    block = plan.blocks[0]
+    words = list(range(20))
+    live = LiveSnapshot()
+    now = datetime.now(UTC)
+    n = 20_000
+    t = time.process_time()
+    for _ in range(n):
+        out = []
+        for p in block.points:
+            value, quality = p.decode(words, p.offset)
+            out.append(Sample("B00000", p.name, value, now, quality))
+    decode_us = (time.process_time() - t) / n * 1e6
+    t = time.process_time()
+    for _ in range(n):
+        live.accept(out)
+    live_us = (time.process_time() - t) / n * 1e6
+    return {"decode_20_points_to_samples_us": round(decode_us, 1), "live_snapshot_us": round(live_us, 1)}
+
+
 async def collector_section(tmp: Path) -> list[dict]:
     sims, ports = [], []
     for j in range(-(-max(LEVELS) // PER_SIM)):
@@ -135,6 +168,10 @@ async def collector_section(tmp: Path) -> list[dict]:
             la = load()
             fl = await asyncio.to_thread(_run_parts, "floor", n, ports, window, tmp)
             pw = await asyncio.to_thread(_run_parts, "pumpwatch", n, ports, window, tmp)
+            if "error" in fl or "error" in pw:
+                out.append({"stations": n, "window_s": window, "load_avg": la, "floor": fl, "pumpwatch": pw})
+                print(f"collector {n}: failed {fl} {pw}", flush=True)
+                continue
             row = {
                 "stations": n,
                 "window_s": window,
@@ -469,10 +506,19 @@ def markdown(res: dict) -> str:
     ]
     for r in res.get("collector", []):
         f, p = r["floor"], r["pumpwatch"]
+        if "error" in f or "error" in p:
+            lines.append(f"| {r['stations']:,} | failed: {f.get('error', '')} {p.get('error', '')} |")
+            continue
         lines.append(
             f"| {r['stations']:,} | {p['polls_per_s']:,} ({p['expected_polls_per_s']:,}) | {f['cpu_us_per_poll']} "
             f"| {p['cpu_us_per_poll']} | **{r['cpu_ratio']}** | {p['cpu_pct_of_core']} | {p['late_polls']} "
             f"| {p['poll_latency_p99_ms_le']} | {p['rss_per_station_kb']} | {r['load_avg'][0]} |"
+        )
+    b = res.get("collector_breakdown")
+    if b:
+        lines.append(
+            f"\nOf pumpwatch's CPU per poll: decoding 20 points into Samples {b['decode_20_points_to_samples_us']} µs, "
+            f"the live snapshot {b['live_snapshot_us']} µs; the rest is pymodbus's client and the event loop."
         )
     i = res.get("ingest")
     if i:
@@ -545,6 +591,7 @@ async def main() -> dict:
         tmp = Path(d)
         if not only or "collector" in only:
             res["collector"] = await collector_section(tmp)
+            res["collector_breakdown"] = collector_breakdown(tmp)
         name, url = create_db()
         try:
             if not only or "ingest" in only:

@@ -167,6 +167,7 @@ class System:
         checks = {t.get_name(): not t.done() for t in self._tasks}
         if self.writer is not None:
             checks["historian_current"] = not self.writer.delayed
+            checks["spool_below_80pct"] = not self.writer.spool_fill_high
         if self.alarms is not None:
             checks["alarm_journal_current"] = not self.alarms.delayed
         return checks

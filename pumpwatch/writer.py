@@ -36,6 +36,7 @@ Row = tuple[int, datetime, float | None, int]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _N = struct.Struct("<I")
+SPOOL_ALARM_PCT = 80.0
 
 
 def encode_rows(rows: Sequence[Row]) -> bytes:
@@ -109,6 +110,7 @@ class HistorianWriter:
         self.down_since: float | None = None  # monotonic time of the first failed write of this outage
         self._retry_at = 0.0
         self._delay = 0.0
+        self.spool_fill_high = False
         self._wake = asyncio.Event()
 
     def accept(self, samples: Iterable[Sample]) -> None:
@@ -195,6 +197,24 @@ class HistorianWriter:
             batch = [self._pending.popleft() for _ in range(n)]
             if await asyncio.to_thread(self.spool.append, encode_rows(batch), n):
                 self.spooled += n  # (a refused batch is counted by the spool itself)
+        self._check_fill()
+
+    def _check_fill(self) -> None:
+        """Spool at 80 % or more: an alarm-level log once, and `spool_fill_high` in status and /readyz,
+        until it is back under 70 % (hysteresis, so it does not flap)."""
+        if self.spool is None:
+            return
+        fill = self.spool.status().fill_pct
+        if not self.spool_fill_high and fill >= SPOOL_ALARM_PCT:
+            self.spool_fill_high = True
+            log.critical(
+                "ALARM historian spool %.0f %% full (%s): the oldest rows will be dropped when it is full",
+                fill,
+                self.spool.folder,
+            )
+        elif self.spool_fill_high and fill < SPOOL_ALARM_PCT - 10:
+            self.spool_fill_high = False
+            log.warning("historian spool back under %d %% (%.0f %%)", SPOOL_ALARM_PCT - 10, fill)
 
     async def flush(self) -> None:
         """Write everything spooled, then everything in memory, in that order. Raises if the database
@@ -234,6 +254,7 @@ class HistorianWriter:
             await asyncio.to_thread(self._write, self.engine, rows)
             await asyncio.to_thread(spool.commit)
             self.written += len(rows)
+            self._check_fill()
             if self.rollups is not None:
                 self.rollups.note(rows)
 
@@ -241,6 +262,7 @@ class HistorianWriter:
         sp = self.spool.status() if self.spool is not None else None
         return {
             "state": "delayed" if self.delayed else "current",
+            "spool_fill_high": self.spool_fill_high,
             "pending_rows": self.pending,
             "written_rows": self.written,
             "dropped_rows": self.dropped + (sp.dropped_rows if sp else 0),

@@ -123,3 +123,30 @@ def test_row_codec_round_trip() -> None:
         for i in range(500)
     ]
     assert decode_rows(encode_rows(rows)) == rows
+
+
+async def test_writer_raises_the_spool_fill_alarm_at_80_percent_and_counts_drops(tmp_path: Path) -> None:
+    from pumpwatch.writer import HistorianWriter
+
+    def refuse(engine, rows):
+        raise ConnectionError("database unreachable")
+
+    sp = Spool(tmp_path, capacity_bytes=64 * 1024, segment_bytes=4096)
+    w = HistorianWriter(None, {}, spool=sp, write=refuse, batch_rows=200)  # type: ignore[arg-type]
+    t0 = datetime(2026, 7, 1, tzinfo=UTC)
+    n = 0
+    while not w.spool_fill_high:
+        w._pending.extend((i, t0 + timedelta(seconds=n), float(n * 7919 % 1000), 0) for i in range(200))
+        n += 1
+        await w.step()
+        w._retry_at = 0.0  # next step tries the database again (and fails)
+        assert n < 10_000
+    assert sp.status().fill_pct >= 80 and w.status()["spool_fill_high"] and w.delayed
+    while sp.status().dropped_rows == 0:  # keep going until the spool is full and drops the oldest
+        w._pending.extend((i, t0 + timedelta(seconds=n), float(n * 7919 % 1000), 0) for i in range(200))
+        n += 1
+        await w.step()
+    st = sp.status()
+    assert st.dropped_rows % 200 == 0  # whole batches, counted exactly
+    assert st.pending_rows + st.dropped_rows == 200 * n  # every row is either waiting or counted
+    sp.close()

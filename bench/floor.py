@@ -31,7 +31,8 @@ class _Client(asyncio.Protocol):
         self.tid = (self.tid + 1) & 0xFFFF
         self.waiter = asyncio.get_running_loop().create_future()
         self.t.write(struct.pack(">HHHBBHH", self.tid, 0, 6, unit, 3, start, count))
-        frame = await asyncio.wait_for(self.waiter, 2.0)
+        async with asyncio.timeout(2.0):  # (3.11's wait_for can swallow a cancellation)
+            frame = await self.waiter
         return struct.unpack_from(f">{count}h", frame, 9)
 
 

@@ -38,7 +38,7 @@ from bench.fleet import bench_fleet
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-LEVELS = [int(x) for x in os.environ.get("BENCH_LEVELS", "200,2000,10000,20000").split(",")]
+LEVELS = [int(x) for x in os.environ.get("BENCH_LEVELS", "200,2000,5000,10000,20000").split(",")]
 INTERVAL_S = 5.0
 PG_ADMIN = os.environ.get("PUMPWATCH_BENCH_PG", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
 
@@ -95,8 +95,9 @@ def _run_parts(mode: str, n: int, ports: list[int], window: float, tmp: Path) ->
             out, _ = p.communicate(timeout=240)
             outs.append(json.loads(out.decode().strip().splitlines()[-1]))
         except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-            p.kill()
-            p.wait()
+            for q in procs:
+                q.kill()
+                q.wait()
             return {"error": f"{mode} process failed: {type(exc).__name__}"}
     polls = sum(o["polls_per_s"] for o in outs)
     res = {

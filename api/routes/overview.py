@@ -3,9 +3,11 @@
 `/api/v1/stations` builds a pydantic model per station and value (≈ 2.5 kB and ≈ 0.5 ms each: seconds for
 10,000, holding the event loop). The overview carries what a map or a list needs — status, age, active
 alarms and the measured values — built with plain dicts in a worker thread and encoded once with orjson;
-the bytes are cached for `ttl_s` (1 s), so any number of clients costs one build per second and the loop is
-never held by the build. Status and staleness follow `/api/v1/stations` exactly (a value older than its
-station's `stale_after_s` is `stale`, never live); `at` says when the snapshot was taken.
+the bytes are cached and rebuilt in the background at most every second (or every two build times, if a
+build takes longer), so any number of clients costs one build per period, a request never waits for a
+build (but the very first), and the loop is never held by it. Status and staleness follow
+`/api/v1/stations` exactly (a value older than its station's `stale_after_s` is `stale`, never live);
+`at` says when the snapshot was taken.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ router = APIRouter(prefix="/overview", tags=["stations"])
 class _Cache:
     built_at: float = -1e9
     at: datetime | None = None
+    build_s: float = 0.0
     by_tenant: dict[str, list[bytes]] = field(default_factory=dict)
+    joined: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    task: asyncio.Task | None = None
 
 
 def _station(ctx: ApiContext, sid: str, samples: dict, alarms: list[dict], mode: dict | None, now) -> dict:
@@ -99,8 +104,9 @@ def _build(ctx: ApiContext, latest, alarms_by_station: dict, modes: dict, now) -
 
 async def _refresh(ctx: ApiContext, cache: _Cache, ttl_s: float) -> None:
     async with cache.lock:
-        if time.monotonic() - cache.built_at < ttl_s:
+        if time.monotonic() - cache.built_at < max(ttl_s, 2 * cache.build_s):
             return
+        t0 = time.monotonic()
         latest = await ctx.latest()
         rows = await asyncio.to_thread(store.list_alarms, ctx.engine, open_=True, limit=1_000_000)
         modes = await asyncio.to_thread(store.station_modes, ctx.engine)
@@ -108,15 +114,21 @@ async def _refresh(ctx: ApiContext, cache: _Cache, ttl_s: float) -> None:
         for a in rows:
             by_station.setdefault(a["station_id"], []).append(a)
         now = ctx.clock.now()
-        cache.by_tenant = await asyncio.to_thread(_build, ctx, latest, by_station, modes, now)
+        by_tenant = await asyncio.to_thread(_build, ctx, latest, by_station, modes, now)
+        cache.by_tenant, cache.joined = by_tenant, {}
         cache.at, cache.built_at = now, time.monotonic()
+        cache.build_s = cache.built_at - t0
 
 
 def overview_bytes(cache: _Cache, tenants: set[str] | None) -> bytes:
-    parts = [b for t, items in cache.by_tenant.items() if tenants is None or t in tenants for b in items]
-    at = cache.at.isoformat() if cache.at else None
-    head = orjson.dumps({"at": at, "count": len(parts)})[:-1]
-    return head + b',"data":[' + b",".join(parts) + b"]}"
+    key = frozenset(tenants) if tenants is not None else None
+    body = cache.joined.get(key)
+    if body is None:
+        parts = [b for t, items in cache.by_tenant.items() if tenants is None or t in tenants for b in items]
+        at = cache.at.isoformat() if cache.at else None
+        head = orjson.dumps({"at": at, "count": len(parts)})[:-1]
+        body = cache.joined[key] = head + b',"data":[' + b",".join(parts) + b"]}"
+    return body
 
 
 @router.get("", response_class=Response)
@@ -128,6 +140,9 @@ async def overview(
     """Every station's status, data age, active alarms and measured values (snapshot at most 1 s old)."""
     cache: _Cache = getattr(request.app.state, "overview_cache", None) or _Cache()
     request.app.state.overview_cache = cache
-    await _refresh(ctx, cache, ttl_s=1.0)
+    if cache.at is None:
+        await _refresh(ctx, cache, ttl_s=1.0)
+    elif cache.task is None or cache.task.done():  # serve this snapshot; the next one builds meanwhile
+        cache.task = asyncio.create_task(_refresh(ctx, cache, ttl_s=1.0))
     tenants = {tenant} if tenant else None
     return Response(overview_bytes(cache, tenants), media_type="application/json")

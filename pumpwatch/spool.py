@@ -15,8 +15,9 @@ capacity we state. SQLite would need row deletes and a VACUUM to give space back
 Durability: `append` returns after `fsync` of the segment (and of the folder when a segment is created), so
 a batch accepted by the spool survives a crash or power cut; what is lost in a crash is only what had not
 reached the spool yet (the writer's current flush interval). The cursor is replaced atomically
-(write + rename) after each delivered record, so after a crash at most the one record being delivered is
-delivered again; both users make that harmless (samples are keyed by (point, time); alarm transitions are
+(write + rename, not fsync'd) after each delivered record, so a process crash re-delivers at most the one
+record being delivered, and a power cut at most the records delivered since the cursor last reached the
+disk; both users make that harmless (samples are keyed by (point, time); alarm transitions are
 no-ops when the alarm is already in that state).
 
 Recovery: at open every segment is scanned; a torn or corrupt tail (a crash mid-write) is cut off and its

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-city test lint format check-config clean fuzz
+.PHONY: demo demo-city test lint format check-config clean fuzz bench soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ test: $(STAMP)
 fuzz: $(STAMP)
 	PUMPWATCH_FUZZ_EXAMPLES=2000 PUMPWATCH_SCHEMATHESIS_EXAMPLES=100 $(BIN)/pytest -p no:cacheprovider \
 		tests/security/test_fuzz.py tests/security/test_schemathesis.py --timeout 3600
+
+# fleets of 200 to 20,000 simulated stations, ingest, alarms, API and trends against floors measured in the
+# same run (~10 min; needs PostgreSQL on 127.0.0.1:5432, or PUMPWATCH_BENCH_PG); writes bench/results/
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+# long runs: a 15-minute (simulated) database outage at 1 Hz, and the collector shards
+soak: $(STAMP)
+	PUMPWATCH_SOAK_OUTAGE_S=900 $(BIN)/pytest -q --timeout 1800 tests/historian/test_outage.py tests/scale
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,15 +4,22 @@ Per sample batch (inside the collector's emit, synchronous and in memory): the s
 derived points (time to overflow, pump health, battery), then its rules are evaluated. Events go to a queue
 that one worker thread drains in order into the store (ISA-18.2 states, journal) and the incident
 grouper, so a slow database never stalls polling and no event is ever dropped: a failed write is retried
-until it succeeds. Active alarms found in the store at start are restored into the evaluators.
+until it succeeds. With a disk spool (`pumpwatch.spool.Spool`), an event the database refuses is appended
+to the spool (fsync'd) and every later event queues behind it there, so events survive a restart during an
+outage and reach the journal in the order they happened. Active alarms found in the store at start are
+restored into the evaluators.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 
+import orjson
 from sqlalchemy import Engine
 
 from alarms import store
@@ -23,6 +30,8 @@ from alarms.rules import RuleSet
 from collector.model import Sample
 from pumpwatch.clock import Clock
 from pumpwatch.config import Fleet
+from pumpwatch.metrics import ALARM_BUCKETS, Histogram
+from pumpwatch.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +44,22 @@ class AlarmService:
         engine: Engine,
         clock: Clock,
         analyzers: dict[str, list[Analyzer]] | None = None,
+        spool: Spool | None = None,
+        stations: Iterable[str] | None = None,
     ) -> None:
+        self.spool = spool
+        self.latency = Histogram(ALARM_BUCKETS)  # sample time → event stored, seconds
+        self.db_down = False
         self.fleet = fleet
         self.rules = rules
         self.engine = engine
         self.clock = clock
         self.analyzers = analyzers or {}
+        only = set(stations) if stations is not None else None  # a collector shard's stations
         self.evaluators = {
-            sid: StationEvaluator(st.tenant, sid, rules.get(sid)) for sid, st in fleet.stations.items()
+            sid: StationEvaluator(st.tenant, sid, rules.get(sid))
+            for sid, st in fleet.stations.items()
+            if only is None or sid in only
         }
         self.incidents = IncidentGrouper(rules.incidents, fleet, engine)
         self._queue: asyncio.Queue[AlarmEvent] = asyncio.Queue()
@@ -115,26 +132,115 @@ class AlarmService:
             tg.create_task(self._persist_forever(), name="alarms.persist")
 
     async def _persist_forever(self) -> None:
-        while True:
-            event = await self._queue.get()
-            delay = 0.5
+        if self.spool is None:
             while True:
-                try:
-                    await asyncio.to_thread(self._persist, event)
-                    break
-                except Exception:  # the database is down: keep the event, retry, never drop it
-                    log.exception(
-                        "cannot store alarm %s %s/%s; retrying", event.kind, event.station, event.name
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30)
+                burst = await self._burst()
+                if len(burst) == 1 or not await self._try_many(burst):
+                    for event in burst:
+                        await self._persist_retrying(event)
+                for _ in burst:
+                    self._queue.task_done()
+        delay = 0.5
+        spool = self.spool
+        while True:
+            if not spool.empty:
+                await self._spool_queued()  # order: whatever came meanwhile queues behind the spool
+                data = await asyncio.to_thread(spool.peek)
+                if data is not None:
+                    try:
+                        await asyncio.to_thread(self._persist, decode_event(data))
+                    except Exception as exc:
+                        self._down(exc)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 10.0)
+                        continue
+                    await asyncio.to_thread(spool.commit)
+                    delay = 0.5
+                    continue
+            if self.db_down and spool.empty:
+                log.warning("alarm journal writes again; spooled events stored")
+                self.db_down = False
+            burst = await self._burst()
+            if len(burst) == 1 or not await self._try_many(burst):
+                for event in burst:  # one by one: the one that fails, and all after it, go to the spool
+                    if spool.empty:
+                        try:
+                            await asyncio.to_thread(self._persist, event)
+                            continue
+                        except Exception as exc:
+                            self._down(exc)
+                    await asyncio.to_thread(spool.append, encode_event(event))
+            for _ in burst:
+                self._queue.task_done()
+
+    async def _burst(self, limit: int = 500) -> list[AlarmEvent]:
+        """The next event, and whatever else is already queued (up to `limit`), in order."""
+        burst = [await self._queue.get()]
+        while len(burst) < limit and not self._queue.empty():
+            burst.append(self._queue.get_nowait())
+        return burst
+
+    async def _try_many(self, burst: list[AlarmEvent]) -> bool:
+        try:
+            await asyncio.to_thread(self._persist_many, burst)
+            return True
+        except Exception:
+            log.warning("a burst of %d alarm events failed as a whole; storing them one by one", len(burst))
+            return False
+
+    def _down(self, exc: BaseException) -> None:
+        if not self.db_down:
+            log.error(
+                "cannot store alarm events (%s: %s); they go to the disk spool", type(exc).__name__, exc
+            )
+        self.db_down = True
+
+    async def _spool_queued(self) -> None:
+        assert self.spool is not None
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            await asyncio.to_thread(self.spool.append, encode_event(event))
             self._queue.task_done()
 
+    async def _persist_retrying(self, event: AlarmEvent) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(self._persist, event)
+                return
+            except Exception:  # the database is down: keep the event, retry, never drop it
+                log.exception("cannot store alarm %s %s/%s; retrying", event.kind, event.station, event.name)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
     def _persist(self, e: AlarmEvent) -> None:
+        after: list[Callable[[], None]] = []
+        self._store(e, self.engine, after)
+        for fn in after:
+            fn()
+        self._count(e)
+
+    def _persist_many(self, events: Sequence[AlarmEvent]) -> None:
+        """A burst (a flood of raises) in one transaction: one commit, not one per event. Incident grouping
+        and counters run after the commit, in order; if anything fails nothing of the burst is stored."""
+        after: list[Callable[[], None]] = []
+        with self.engine.begin() as conn:
+            tx = _OneTransaction(conn)
+            for e in events:
+                self._store(e, tx, after)
+        for fn in after:
+            fn()
+        for e in events:
+            self._count(e)
+
+    def _count(self, e: AlarmEvent) -> None:
         self.events += 1
+        self.latency.observe(max(0.0, (self.clock.now() - e.at).total_seconds()))
+
+    def _store(self, e: AlarmEvent, engine, after: list[Callable[[], None]]) -> None:
         if e.kind == "raise":
             done = store.raise_alarm(
-                self.engine,
+                engine,
                 tenant_id=e.tenant,
                 station_id=e.station,
                 name=e.name,
@@ -145,31 +251,81 @@ class AlarmService:
                 suppressed_by=e.suppressed_by,
             )
             if done is not None:
-                self.raised += 1
-                log.warning(
-                    "ALARM %s %s: %s%s",
-                    e.station,
-                    e.name,
-                    e.message,
-                    f" (suppressed by {e.suppressed_by})" if e.suppressed_by else "",
-                )
-                self.incidents.on_raise(e.name, e.station, done.id, e.at)
+
+                def raised(done=done) -> None:
+                    self.raised += 1
+                    log.warning(
+                        "ALARM %s %s: %s%s",
+                        e.station,
+                        e.name,
+                        e.message,
+                        f" (suppressed by {e.suppressed_by})" if e.suppressed_by else "",
+                    )
+                    self.incidents.on_raise(e.name, e.station, done.id, e.at)
+
+                after.append(raised)
         elif e.kind == "clear":
-            if store.clear_alarm(
-                self.engine, station_id=e.station, name=e.name, at=e.at, value=e.value, latch=e.latch
-            ):
-                self.cleared += 1
-                log.info("cleared %s %s", e.station, e.name)
-            self.incidents.on_clear(e.name, e.station, e.at)
+            did = store.clear_alarm(
+                engine, station_id=e.station, name=e.name, at=e.at, value=e.value, latch=e.latch
+            )
+
+            def cleared() -> None:
+                if did:
+                    self.cleared += 1
+                    log.info("cleared %s %s", e.station, e.name)
+                self.incidents.on_clear(e.name, e.station, e.at)
+
+            after.append(cleared)
         else:  # suppress / unsuppress
             store.set_suppressed(
-                self.engine,
+                engine,
                 station_id=e.station,
                 names=[e.name],
                 by=e.suppressed_by if e.kind == "suppress" else None,
                 at=e.at,
             )
 
-    async def drain(self) -> None:
-        """Wait until every queued event is stored (tests, shutdown)."""
+    @property
+    def delayed(self) -> bool:
+        return self.db_down or (self.spool is not None and not self.spool.empty)
+
+    def status(self) -> dict:
+        sp = self.spool.status() if self.spool is not None else None
+        return {
+            "state": "delayed" if self.delayed else "current",
+            "queued_events": self._queue.qsize(),
+            "spooled_events": sp.pending_records if sp else 0,
+            "dropped_events": sp.dropped_records if sp else 0,
+        }
+
+    async def drain(self, *, until_stored: bool = True) -> None:
+        """Wait until every queued event is stored or spooled, and (`until_stored`) the spool is empty."""
         await self._queue.join()
+        while until_stored and self.spool is not None and not self.spool.empty:
+            await asyncio.sleep(0.05)
+            await self._queue.join()
+
+
+def encode_event(e: AlarmEvent) -> bytes:
+    d = dataclasses.asdict(e)
+    d["at"] = e.at.isoformat()
+    return orjson.dumps(d)
+
+
+def decode_event(data: bytes) -> AlarmEvent:
+    d = orjson.loads(data)
+    d["at"] = datetime.fromisoformat(d["at"])
+    return AlarmEvent(**d)
+
+
+class _OneTransaction:
+    """Stands in for the Engine given to the store's functions so that several of them share one open
+    transaction (each `begin()` just hands out the same connection; the caller commits once)."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+
+    @contextlib.contextmanager
+    def begin(self):
+        yield self._conn

@@ -30,6 +30,8 @@ class ApiContext:
     catalog: dict[tuple[str, str], int]  # (station, point) -> point id
     live: LiveSnapshot | None = None  # in-process collector; None: read the latest_value table
     readiness: Callable[[], dict[str, bool]] | None = None  # extra checks (e.g. collector tasks alive)
+    status: Callable[[], dict] | None = None  # storage path of an in-process collector (spool, shard)
+    metrics: Callable[[], bytes] | None = None  # Prometheus text of this process
     derived: dict[str, list[DerivedPoint]] = field(default_factory=dict)  # points our analyzers compute
     rules: RuleSet | None = None
     notify: Any = None  # alarms.notify.service.NotifierService when on-call notification is configured

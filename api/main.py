@@ -24,8 +24,10 @@ from api.routes import (
     incidents,
     kpis,
     notify,
+    overview,
     stations,
     stream,
+    system,
     tenants,
     users,
 )
@@ -76,8 +78,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
     ):
         v1.include_router(r)
     v1.include_router(notify.router)
+    v1.include_router(system.router)
+    v1.include_router(overview.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.include_router(system.ops_router)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):

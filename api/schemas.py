@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
@@ -275,6 +275,7 @@ class KpisPublic(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = {}
+    detail: dict[str, Any] | None = None  # e.g. the historian's spool when it is delayed
 
 
 # --- accounts -------------------------------------------------------------------------------------------

@@ -180,10 +180,15 @@ async def _run_system(
     settings: Settings,
     demo: bool = False,
     notify: bool = True,
+    spool_dir: Path | None = None,
+    spool_capacity_mb: int = 4096,
+    shard: str | None = None,
+    probe: tuple[str, int] | None = None,
 ) -> None:
     from api.auth.demo import seed_demo_users
     from api.auth.users import demo_users_present
-    from pumpwatch.system import System, serve_api
+    from pumpwatch.sharding import parse_shard
+    from pumpwatch.system import System, serve_api, serve_probes
 
     try:
         system = await System.prepare(
@@ -192,6 +197,13 @@ async def _run_system(
     except ConfigError as exc:
         click.echo(f"pumpwatch: {exc}", err=True)
         sys.exit(2)
+    if shard:
+        system.shard = parse_shard(shard)
+        if spool_dir is not None:
+            spool_dir = spool_dir / f"shard-{system.shard.index}"
+    system.spool_dir = spool_dir
+    system.heartbeat_interval_s = settings.heartbeat_interval_s
+    system.spool_capacity_bytes = spool_capacity_mb * 1024**2
     try:
         if demo:
             made = await asyncio.to_thread(seed_demo_users, system.engine, sorted(f.tenants))
@@ -208,6 +220,8 @@ async def _run_system(
         if notify and system.notifier is not None:
             system.start_notifying()
             log.info("on-call notification running (%s)", f.oncall)
+        if collect and system.shard is not None:
+            log.info("shard %s: %d stations", system.shard, system.station_count())
         if api is not None:
             ctx = system.api_context(in_process_live=collect, auth=settings.auth_config())
             tls = settings.api_ssl_certfile is not None
@@ -215,6 +229,9 @@ async def _run_system(
             await serve_api(
                 ctx, *api, ssl_certfile=settings.api_ssl_certfile, ssl_keyfile=settings.api_ssl_keyfile
             )
+        elif probe is not None:
+            log.info("probes at http://%s:%d/healthz, /readyz, /metrics", *probe)
+            await serve_probes(system.api_context(in_process_live=collect), *probe)
         else:
             await _until_signal()
     finally:
@@ -291,6 +308,12 @@ def _demo_broker(f: Fleet):
 @click.option("--notify/--no-notify", default=True, help="run the on-call notifier in this process")
 @click.option("--api-host", default=None)
 @click.option("--api-port", type=int, default=None)
+@click.option(
+    "--shard", default=None, help="I/N or ordinal/N: poll only this shard's stations (env PUMPWATCH_SHARD)"
+)
+@click.option("--spool-dir", type=click.Path(path_type=Path), default=None, help="default var/spool")
+@click.option("--probe-port", type=int, default=None, help="with --no-api: serve /healthz /readyz /metrics")
+@click.option("--probe-host", default="0.0.0.0", show_default=True)
 def run(
     fleet: Path | None,
     database_url: str | None,
@@ -299,14 +322,27 @@ def run(
     notify: bool,
     api_host: str | None,
     api_port: int | None,
+    shard: str | None,
+    spool_dir: Path | None,
+    probe_port: int | None,
+    probe_host: str,
 ) -> None:
     """Run against real devices: collector, alarms and/or API."""
+    from pumpwatch.sharding import parse_shard
+
     settings = Settings()
     _setup_logging(settings.log_level)
     if not (api or collect):
         raise click.UsageError("nothing to run: give --api or --collect")
+    shard = shard or settings.shard
+    if shard:
+        try:
+            parse_shard(shard)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--shard") from None
     f = _load(fleet or settings.fleet)
     host, port = api_host or settings.api_host, api_port or settings.api_port
+    probe_port = probe_port or settings.probe_port
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             _run_system(
@@ -317,6 +353,10 @@ def run(
                 api=(host, port) if api else None,
                 settings=settings,
                 notify=notify,
+                spool_dir=spool_dir or settings.spool_dir,
+                spool_capacity_mb=settings.spool_capacity_mb,
+                shard=shard,
+                probe=(probe_host, probe_port) if probe_port and not api else None,
             )
         )
 

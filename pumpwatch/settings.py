@@ -38,3 +38,9 @@ class Settings(BaseSettings):
             max_failures=self.login_max_failures,
             lock_s=self.login_lock_min * 60,
         )
+
+    spool_dir: Path | None = Path("var/spool")  # store-and-forward while the database is away
+    spool_capacity_mb: int = 4096  # ≈ 30 h of the reference load (200 stations × 20 points at 1 Hz)
+    shard: str | None = None  # "I/N" or "ordinal/N": poll only this shard's stations
+    heartbeat_interval_s: float = 5.0  # collector shards; a shard silent for 3 intervals is reported dead
+    probe_port: int | None = None  # /healthz, /readyz, /metrics of a collector that serves no API

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import uvicorn
@@ -38,8 +38,11 @@ from pumpwatch.config import Fleet
 from pumpwatch.db import rls
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
+from pumpwatch.historian_scale import Rollups, ensure_timescale, timescale_active
 from pumpwatch.live import LiveSnapshot
 from pumpwatch.settings import Settings
+from pumpwatch.sharding import Shard, ShardHeartbeat, claim_stations, stations_of
+from pumpwatch.spool import Spool
 from pumpwatch.writer import HistorianWriter
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,14 @@ class System:
     sources: list[ModbusSource] = field(default_factory=list)
     mqtt: MqttIngest | None = None
     notifier: NotifierService | None = None  # on-call notification, when the fleet names an oncall file
+    spool_dir: Path | None = None  # store-and-forward folder (None: rows wait in memory only)
+    spool_capacity_bytes: int = 4 * 1024**3
+    spools: list[Spool] = field(default_factory=list)
+    shard: Shard | None = None  # this process polls only its shard's stations
+    heartbeat: ShardHeartbeat | None = None
+    heartbeat_interval_s: float = 5.0
+    timescale: bool = False
+    _registry: object = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _notify_task: asyncio.Task | None = None
 
@@ -88,6 +99,13 @@ class System:
         api_engine = None
         if api_database_url:
             api_engine = await asyncio.to_thread(rls.app_engine, api_database_url)
+        timescale = False
+        if engine.dialect.name == "postgresql":
+            try:
+                timescale = await asyncio.to_thread(ensure_timescale, engine)
+            except Exception:
+                log.exception("TimescaleDB is available but could not be set up; using plain PostgreSQL")
+            timescale = timescale or await asyncio.to_thread(timescale_active, engine)
         system = cls(
             fleet=fleet,
             engine=engine,
@@ -96,6 +114,7 @@ class System:
             rules=rules,
             analyzers=analyzers,
             api_engine=api_engine,
+            timescale=timescale,
         )
         if oncall is not None:
             system.notifier = NotifierService(
@@ -131,10 +150,28 @@ class System:
             self.alarms.accept(samples, derived)
 
     async def start_collecting(self, stations: Iterable[str] | None = None) -> None:
-        self.writer = HistorianWriter(self.engine, self.catalog)
-        self.alarms = AlarmService(self.fleet, self.rules, self.engine, self.clock, self.analyzers)
-        await self.alarms.restore()
+        if self.shard is not None:
+            mine = stations_of(self.fleet, self.shard)
+            stations = mine if stations is None else mine & set(stations)
         only = set(stations) if stations is not None else None
+        if self.shard is not None and self.fleet.mqtt is not None:  # one MQTT session per shard
+            cid = f"{self.fleet.mqtt.client_id}-shard{self.shard.index}"
+            self.fleet.mqtt = self.fleet.mqtt.model_copy(update={"client_id": cid})
+        sample_spool = alarm_spool = None
+        if self.spool_dir is not None:
+            # Alarm events are few and small: a 64 MiB spool holds years of them; samples get the rest.
+            sample_spool = Spool(self.spool_dir / "samples", capacity_bytes=self.spool_capacity_bytes)
+            alarm_spool = Spool(self.spool_dir / "alarms", capacity_bytes=64 * 1024**2)
+            self.spools = [sample_spool, alarm_spool]
+        rollups = None
+        if self.engine.dialect.name == "postgresql" and not self.timescale:
+            ids = None if only is None else [pid for (sid, _), pid in self.catalog.items() if sid in only]
+            rollups = Rollups(point_ids=ids)
+        self.writer = HistorianWriter(self.engine, self.catalog, spool=sample_spool, rollups=rollups)
+        self.alarms = AlarmService(
+            self.fleet, self.rules, self.engine, self.clock, self.analyzers, spool=alarm_spool, stations=only
+        )
+        await self.alarms.restore()
         self.sources = build_modbus_sources(self.fleet, self.clock, self.emit, stations=only)
         self.mqtt = build_mqtt_ingest(self.fleet, self.clock, self.emit, stations=only)
         runnables: list = [*self.sources, *([self.mqtt] if self.mqtt else [])]
@@ -145,6 +182,22 @@ class System:
         ]
         if self.fleet.oncall is None:  # nobody will act on the pending journal entries: keep the table small
             self._tasks.append(asyncio.create_task(self._purge_pending(), name="notify.purge"))
+        if self.shard is not None:
+            mine = sorted(only or ())
+            taken = await asyncio.to_thread(claim_stations, self.engine, self.shard, mine, datetime.now(UTC))
+            if taken:
+                log.warning(
+                    "shard %s took over %d stations from another shard layout", self.shard, len(taken)
+                )
+            self.heartbeat = ShardHeartbeat(
+                self.engine,
+                self.shard,
+                len(mine),
+                self.shard_stats,
+                interval_s=self.heartbeat_interval_s,
+                now=lambda: datetime.now(UTC),
+            )
+            self._tasks.append(asyncio.create_task(self.heartbeat.run(), name="shard.heartbeat"))
         log.info(
             "collecting from %d Modbus controllers%s, %d stations",
             len(self.sources),
@@ -162,7 +215,55 @@ class System:
 
     def readiness(self) -> dict[str, bool]:
         tasks = self._tasks + ([self._notify_task] if self._notify_task else [])
-        return {t.get_name(): not t.done() for t in tasks}
+        if not tasks:
+            return {}
+        checks = {t.get_name(): not t.done() for t in tasks}
+        if self.writer is not None:
+            checks["historian_current"] = not self.writer.delayed
+            checks["spool_below_80pct"] = not self.writer.spool_fill_high
+        if self.alarms is not None:
+            checks["alarm_journal_current"] = not self.alarms.delayed
+        return checks
+
+    def metrics_text(self) -> bytes:
+        from pumpwatch.metrics import registry_for, render
+
+        if self._registry is None:
+            self._registry = registry_for(self)
+        return render(self._registry)
+
+    def late_polls(self) -> int:
+        return sum(src.stats.late_cycles for src in self.sources)
+
+    def station_count(self) -> int:
+        return sum(len(src.units) for src in self.sources) + (
+            len(self.mqtt.feeds) if self.mqtt is not None else 0
+        )
+
+    def shard_stats(self) -> dict:
+        w = self.writer
+        sp = w.spool.status() if w is not None and w.spool is not None else None
+        return {
+            "polls": sum(src.stats.polls for src in self.sources),
+            "late_polls": self.late_polls(),
+            "spool_rows": sp.pending_rows if sp else 0,
+            "historian_state": "delayed" if w is not None and w.delayed else "current",
+        }
+
+    def status(self) -> dict:
+        """What an operator needs to know about this process's storage path (API, /readyz, /metrics)."""
+        out: dict = {}
+        if self.writer is not None:
+            out["historian"] = self.writer.status()
+        if self.alarms is not None:
+            out["alarm_journal"] = self.alarms.status()
+        if self.heartbeat is not None:
+            out["shard"] = str(self.shard)
+            out["shards"] = [
+                {k: r.get(k) for k in ("shard", "shard_count", "alive", "age_s", "host", "pid", "stations")}
+                for r in self.heartbeat.last
+            ]
+        return out
 
     def api_context(self, *, in_process_live: bool = True, auth: AuthConfig | None = None) -> ApiContext:
         return ApiContext(
@@ -174,6 +275,8 @@ class System:
             catalog=self.catalog,
             live=self.live if in_process_live else None,
             readiness=self.readiness,
+            status=self.status,
+            metrics=self.metrics_text,
             derived=self.derived_points(),
             rules=self.rules,
             notify=self.notifier,
@@ -185,9 +288,9 @@ class System:
             await _cancel(t)
         if self.alarms is not None:
             try:
-                await asyncio.wait_for(self.alarms.drain(), 10)
+                await asyncio.wait_for(self.alarms.drain(until_stored=False), 10)
             except TimeoutError:
-                log.error("alarm events still unstored at shutdown")
+                log.error("alarm events not yet in the database at shutdown (they wait in the spool)")
         if self.writer is not None:
             try:
                 await self.writer.flush()
@@ -199,6 +302,9 @@ class System:
         if self._notify_task is not None:  # last: it may still tell someone about the final events
             await _cancel(self._notify_task)
             self._notify_task = None
+        for sp in self.spools:
+            sp.close()
+        self.spools = []
         self.engine.dispose()
         if self.api_engine is not None:
             self.api_engine.dispose()
@@ -244,3 +350,11 @@ async def serve_api(
     )
     server = ApiServer(config)
     await server.serve()
+
+
+async def serve_probes(ctx: ApiContext, host: str, port: int) -> None:
+    """A collector without the API still answers its orchestrator and Prometheus."""
+    from api.ops import create_ops_app
+
+    config = uvicorn.Config(create_ops_app(ctx), host=host, port=port, log_level="warning", lifespan="off")
+    await uvicorn.Server(config).serve()

@@ -39,4 +39,5 @@ async def readyz(ctx: Ctx, response: Response) -> Health:
     ok = all(checks.values())
     if not ok:
         response.status_code = 503
-    return Health(status="ok" if ok else "unavailable", checks=checks)
+    detail = ctx.status() if ctx.status else None
+    return Health(status="ok" if ok else "unavailable", checks=checks, detail=detail or None)

@@ -30,6 +30,7 @@ from collector.registers import Block, ReadPlan
 from collector.sources import Emit
 from pumpwatch.clock import Clock
 from pumpwatch.config.models import ControllerConfig
+from pumpwatch.metrics import POLL_BUCKETS, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class SourceStats:
     bad_blocks: int = 0
     connects: int = 0
     late_cycles: int = 0
+    latency: Histogram = field(default_factory=lambda: Histogram(POLL_BUCKETS))  # seconds per unit read
 
 
 def _raise_if_cancelling() -> None:
@@ -177,11 +179,13 @@ class ModbusSource:
             if not await self._ensure_connected():
                 self._missed(unit, f"cannot connect to {self.ctrl.host}:{self.ctrl.port}")
                 continue
+            t0 = time.perf_counter()
             try:
                 samples = await self._read_unit(unit)
             except _NoAnswer as exc:
                 self._missed(unit, str(exc))
                 continue
+            self.stats.latency.observe(time.perf_counter() - t0)
             self._answered(unit)
             if samples:
                 self.emit(samples)

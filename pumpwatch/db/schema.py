@@ -13,6 +13,11 @@ Tables are singular snake_case; every timestamp ends in `_at` and is a `UTCDateT
 - `station_mode` (out of service), `incident` with `incident_station` and `incident_note` (mass events).
 - `notify_pending`, `escalation`, `notify_item`, `notification` (the outbox), `notification_alarm`: on-call
   notification (see the section below).
+- `sample_1m`, `sample_1h`: rollups of `sample` per point and minute / hour (count, good count, sum, min,
+  max of good values), kept by `pumpwatch.historian_scale.Rollups` on plain PostgreSQL so a month's trend
+  reads 720 rows, not 2.6 million. (With TimescaleDB, continuous aggregates take their place.)
+- `collector_shard` (one row per collector shard, its heartbeat) and `station_owner` (which shard polls a
+  station): a dead shard is noticed by the others and the API; a station claimed twice is visible.
 
 Objects that exist on one dialect only use `ddl_if(dialect=...)`; `include_object_for(dialect)` makes
 Alembic's autogenerate and `compare_metadata` honour that (Alembic itself ignores `ddl_if`).
@@ -24,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Double,
@@ -308,6 +314,51 @@ notification_alarm = Table(
     Column("notification_id", Integer, ForeignKey("notification.id"), primary_key=True),
     Column("alarm_id", Integer, ForeignKey("alarm.id"), primary_key=True),
     Index("ix_notification_alarm_alarm_id", "alarm_id"),
+)
+
+
+def _rollup(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("point_id", Integer, primary_key=True, autoincrement=False),
+        Column("bucket_at", UTCDateTime, primary_key=True),
+        Column("n", Integer, nullable=False),  # samples in the bucket
+        Column("good", Integer, nullable=False),  # of good quality (sum/min/max are over these)
+        Column("sum", Double, nullable=True),
+        Column("min", Double, nullable=True),
+        Column("max", Double, nullable=True),
+        sqlite_with_rowid=False,
+    )
+
+
+sample_1m = _rollup("sample_1m")
+sample_1h = _rollup("sample_1h")
+
+collector_shard = Table(
+    "collector_shard",
+    metadata,
+    Column("shard", Integer, primary_key=True, autoincrement=False),
+    Column("shard_count", Integer, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("interval_s", Double, nullable=False),  # dead after three missed beats
+    Column("stations", Integer, nullable=False),
+    Column("polls", BigInteger, nullable=False),
+    Column("late_polls", BigInteger, nullable=False),
+    Column("spool_rows", BigInteger, nullable=False),
+    Column("historian_state", Text, nullable=False),
+)
+
+station_owner = Table(
+    "station_owner",
+    metadata,
+    Column("station_id", Text, primary_key=True),
+    Column("shard", Integer, nullable=False),
+    Column("shard_count", Integer, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
 )
 
 

@@ -2,7 +2,7 @@
 application role and row-level security (pumpwatch.db.rls)
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003_notify
 Create Date: 2026-12-01
 """
 

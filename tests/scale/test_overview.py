@@ -1,0 +1,57 @@
+"""`/api/v1/overview` agrees with `/api/v1/stations` on status, alarms, age and values, and is a snapshot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from api.context import ApiContext
+from api.main import create_app
+from collector.model import Quality, Sample
+from pumpwatch.clock import FakeClock
+from pumpwatch.config import load_fleet
+from pumpwatch.db import make_engine, upgrade
+from pumpwatch.live import LiveSnapshot
+from tests.auth import LONG_SESSIONS, log_in
+from tests.conftest import DEMO_FLEET
+
+NOW = datetime(2026, 7, 1, 1, 0, tzinfo=UTC)
+
+
+async def test_overview_matches_the_station_list(tmp_path: Path) -> None:
+    fleet = load_fleet(DEMO_FLEET)
+    engine = make_engine(f"sqlite:///{tmp_path / 'o.db'}")
+    upgrade(engine)
+    live = LiveSnapshot()
+    ids = sorted(fleet.stations)
+    for i, sid in enumerate(ids):
+        age = timedelta(seconds=600) if i == 1 else timedelta(seconds=1)  # one station's values are old
+        q = Quality.COMM_LOSS if i == 2 else Quality.GOOD
+        live.accept([Sample(sid, p, 0.0 if i != 3 else 1.0, NOW - age, q) for p in fleet.points[sid]])
+    ctx = ApiContext(
+        fleet=fleet, engine=engine, clock=FakeClock(NOW), catalog={}, live=live, auth=LONG_SESSIONS
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://t"
+    ) as c:
+        await log_in(c, engine, fleet.tenants)
+        full = {s["id"]: s for s in (await c.get("/api/v1/stations")).json()["data"]}
+        r = await c.get("/api/v1/overview")
+        assert r.status_code == 200
+        body = r.json()
+        kita = (await c.get("/api/v1/overview", params={"tenant": "kita"})).json()
+    engine.dispose()
+    over = {s["id"]: s for s in body["data"]}
+    assert body["count"] == len(fleet.stations) == len(over)
+    assert {s["tenant"] for s in kita["data"]} == {"kita"} and kita["count"] < body["count"]
+    statuses = set()
+    for sid, s in full.items():
+        o = over[sid]
+        statuses.add(o["status"])
+        assert o["status"] == s["status"], sid
+        assert o["active_alarms"] == s["active_alarms"]
+        assert o["data_age_s"] == s["data_age_s"]
+        assert o["values"] == {k: v["value"] for k, v in s["values"].items() if k in fleet.points[sid]}
+    assert {"stale", "comm_loss"} <= statuses  # old values are never shown live

@@ -14,6 +14,7 @@ import asyncio
 import re
 
 from fastapi import HTTPException, Request
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import sessions
 from api.auth.roles import RANK
@@ -75,9 +76,14 @@ async def authorize(request: Request) -> User | None:
     if token is None:
         raise HTTPException(401, "not logged in", headers=UNAUTHORIZED)
     mutating = request.method not in SAFE_METHODS
-    user = await asyncio.to_thread(
-        sessions.authenticate, ctx.engine, ctx.auth, token, now=ctx.clock.now(), activity=mutating
-    )
+    try:
+        user = await asyncio.to_thread(
+            sessions.authenticate, ctx.engine, ctx.auth, token, now=ctx.clock.now(), activity=mutating
+        )
+    except SQLAlchemyError:
+        # Sessions live in the database: while it is unreachable nobody can be checked, so nobody gets
+        # in; say why (the public /readyz and /metrics still show the historian's state).
+        raise HTTPException(503, "the database is unreachable: sign-in cannot be checked now") from None
     if user is None:
         raise HTTPException(401, "session expired or revoked: log in again", headers=UNAUTHORIZED)
     request.state.user = user

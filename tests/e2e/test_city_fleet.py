@@ -76,7 +76,8 @@ async def test_city_fleet_runs_on_one_machine(mqtt_broker: MosquittoBroker, sqli
                 late = sum(s.stats.late_cycles for s in system.sources)
                 cycles = sum(s.stats.polls / max(1, len(s.units)) for s in system.sources)
                 assert late <= 0.02 * cycles, f"{late} late of {cycles:.0f} poll cycles"
-                assert system.mqtt is not None and sum(system.mqtt.rejected.values()) == 0
+                assert system.mqtt is not None
+                assert sum(system.mqtt.rejected.values()) == 0, system.mqtt.rejected
                 body = (await client.get("/api/v1/stations", params={"tenant": "yamabe"})).json()
                 assert body["count"] == 24
         finally:

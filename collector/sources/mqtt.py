@@ -4,7 +4,8 @@ Subscribes with QoS 1 on a persistent session (clean_session false, fixed client
 published while we reconnect wait at the broker. Reconnects with a jittered backoff capped at
 `reconnect_max_s`. Every message is routed to its controller's handler (plain JSON or Sparkplug B);
 a message that does not fit is counted by reason, kept in a bounded dead-letter list and logged once per
-reason and controller; the messages around it are stored. A 1 s watchdog turns silent stations to
+reason and controller; the messages around it are stored. Sparkplug data that arrives before its birth
+(a host that joined late) is ignored and counted apart, not rejected: a rebirth brings it. A 1 s watchdog turns silent stations to
 COMM_LOSS and runs the Sparkplug reorder timeout.
 """
 
@@ -24,7 +25,7 @@ import orjson
 
 from collector.model import Sample
 from collector.sources import Emit
-from collector.sources.mqtt_common import Rejected, StationFeed
+from collector.sources.mqtt_common import Ignored, Rejected, StationFeed
 from collector.sources.mqtt_json import JsonHandler
 from collector.sources.sparkplug import SparkplugHandler
 from pumpwatch import sparkplug as spb
@@ -82,6 +83,7 @@ class MqttIngest:
         self.received = 0
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()  # usable later, by protocol (data before birth): not faults
         self.dead_letters: deque[DeadLetter] = deque(maxlen=1000)
         self.connects = 0
         self.connected = asyncio.Event()
@@ -203,6 +205,10 @@ class MqttIngest:
         except spb.SparkplugError as exc:
             reject("malformed topic", str(exc))
             return
+        except Ignored as exc:
+            self.ignored[exc.reason] += 1
+            self._log_once(source, exc.reason, f"{topic}: {exc.detail}", "ignored")
+            return
         except Rejected as exc:
             reject(exc.reason, exc.detail)
             return
@@ -223,15 +229,19 @@ class MqttIngest:
     def _reject(self, source: str, topic: str, reason: str, detail: str, data: bytes, now: datetime) -> None:
         self.rejected[reason] += 1
         self.dead_letters.append(DeadLetter(now, topic, reason, detail, data[:512]))
+        self._log_once(source, reason, f"{topic}: {detail}", "rejected")
+
+    def _log_once(self, source: str, reason: str, what: str, verb: str) -> None:
         key = (source, reason)
         if key not in self._logged:  # once per source and reason; the counters keep the rest
             self._logged.add(key)
-            log.warning(
-                "%s: rejected %s on %s: %s (further ones of this kind are only counted)",
+            log.log(
+                logging.WARNING if verb == "rejected" else logging.INFO,
+                "%s: %s %s on %s (further ones of this kind are only counted)",
                 self.name,
+                verb,
                 reason,
-                topic,
-                detail,
+                what,
             )
 
 

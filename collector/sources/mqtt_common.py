@@ -17,6 +17,12 @@ class Rejected(Exception):
         self.detail = detail
 
 
+class Ignored(Rejected):
+    """A well-formed message we cannot use yet, by protocol rather than by fault: Sparkplug data from a
+    node whose birth this host has not seen (it joined late, or the node's birth was lost). A rebirth is
+    requested; the birth brings the current values. Counted apart from rejections, kept as no dead letter."""
+
+
 class StationFeed:
     """What we last heard from one station over MQTT, and whether it is alive.
 

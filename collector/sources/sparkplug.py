@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from collector.model import Quality, Sample
-from collector.sources.mqtt_common import Rejected, StationFeed
+from collector.sources.mqtt_common import Ignored, Rejected, StationFeed
 from collector.sources.mqtt_json import coerce, quality_of
 from pumpwatch import sparkplug as spb
 from pumpwatch.clock import Clock
@@ -84,7 +84,7 @@ class SparkplugHandler:
             return self._node_birth(payload, now, reject)
         if not self.born:
             self._ask_rebirth("data before birth")
-            raise Rejected("data before birth", f"{topic}: no NBIRTH in this session yet; rebirth requested")
+            raise Ignored("data before birth", f"{topic}: no NBIRTH in this session yet; rebirth requested")
         if payload.seq is None:
             raise Rejected("malformed Sparkplug payload", f"{topic}: {kind} without seq")
         if payload.seq != self.expected_seq:
@@ -125,7 +125,7 @@ class SparkplugHandler:
         if kind in ("NDATA", "DDATA"):
             if kind == "DDATA" and not dev.born:
                 self._ask_rebirth(f"DDATA before DBIRTH of {topic.device_id}")
-                raise Rejected("data before birth", f"{topic}: device not born; rebirth requested")
+                raise Ignored("data before birth", f"{topic}: device not born; rebirth requested")
             dev.feed.heard()
             return self._metrics(dev, payload, now, reject, birth=False)
         raise Rejected("unexpected message", f"{topic}: {kind}")

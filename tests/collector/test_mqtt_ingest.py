@@ -222,6 +222,55 @@ async def test_sparkplug_birth_data_death_gap_and_rebirth(mqtt_broker: Mosquitto
     await stop(task)
 
 
+async def test_a_host_that_joins_late_ignores_data_before_birth_and_asks_for_one(
+    mqtt_broker: MosquittoBroker,
+) -> None:
+    """The node was born before we subscribed: its data is ignored (counted, not a rejection) until the
+    rebirth we ask for arrives; then its values are live."""
+    spec = {
+        "id": "edge",
+        "protocol": "sparkplug_b",
+        "group_id": "late",
+        "edge_node_id": "e",
+        "stations": [{"station": "P", "map": "mini", "device_id": "P"}],
+    }
+    ctrl = SparkplugController.model_validate(spec)
+    v = Values()
+    node = SparkplugEdgeNode(mqtt_broker.broker_config(), ctrl, {"P": (v, MAP)}, SystemClock(), interval_s=0.05)
+
+    async def keep_changing() -> None:
+        while True:
+            v.v["wet_well_level_m"] = round(v.v["wet_well_level_m"] + 0.01, 3)
+            await asyncio.sleep(0.05)
+
+    async with node:
+        await node.wait_online()
+        changer = asyncio.create_task(keep_changing())
+        try:
+            # First a host that may not ask (rebirth_requests off): it sees only data, never a birth.
+            deaf = SparkplugController.model_validate({**spec, "rebirth_requests": False})
+            rec = Recorder()
+            ingest, task = await start_ingest(mqtt_broker, [deaf], rec)
+            await eventually(lambda: ingest.ignored["data before birth"] >= 3, 5, "data before birth seen")
+            assert not ingest.rejected and not ingest.dead_letters and rec.latest("P") == {}
+            assert ingest.spb[("late", "e")].rebirths_requested == 0
+            await stop(task)
+            # A normal host asks on connecting; the rebirth makes the station live.
+            births = node.births
+            rec = Recorder()
+            ingest, task = await start_ingest(mqtt_broker, [ctrl], rec)
+            await eventually(lambda: node.births > births, 5, "rebirth published")
+            await eventually(lambda: len(rec.latest("P")) == 4, 5, "values live after the rebirth")
+            level = v.v["wet_well_level_m"]
+            await eventually(
+                lambda: (rec.latest("P")["wet_well_level_m"].value or 0) >= level, 3, "data flows"
+            )
+            assert not ingest.rejected, dict(ingest.rejected)
+            await stop(task)
+        finally:
+            changer.cancel()
+
+
 async def test_garbage_sparkplug_payloads_are_counted(mqtt_broker: MosquittoBroker) -> None:
     ctrl = SparkplugController.model_validate(
         {

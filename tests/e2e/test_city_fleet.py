@@ -77,9 +77,11 @@ async def test_city_fleet_runs_on_one_machine(mqtt_broker: MosquittoBroker, sqli
                 cycles = sum(s.stats.polls / max(1, len(s.units)) for s in system.sources)
                 assert late <= 0.02 * cycles, f"{late} late of {cycles:.0f} poll cycles"
                 assert system.mqtt is not None
-                # Rejections are counted and kept as dead letters by design. Alone this run sees none;
-                # inside the full suite it once saw 11 of thousands (reason not yet known, see the issue
-                # note), so the bound here is 1 % of what was received, with the reasons on failure.
+                # Rejections are counted and kept as dead letters by design; alone this run sees none.
+                # Sparkplug data that beats the rebirth we ask for on connecting (the nodes were born
+                # before we subscribed; a loaded CI machine widens that window) is counted apart as
+                # ignored, not rejected: it was 11 and 26 "rejections" in two full-suite runs. The bound
+                # for real rejections stays at 1 % of what was received, with the reasons on failure.
                 rejected = sum(system.mqtt.rejected.values())
                 assert rejected <= 0.01 * system.mqtt.received, dict(system.mqtt.rejected)
                 body = (await client.get("/api/v1/stations", params={"tenant": "yamabe"})).json()

@@ -5,8 +5,8 @@ published while we reconnect wait at the broker. Reconnects with a jittered back
 `reconnect_max_s`. Every message is routed to its controller's handler (plain JSON or Sparkplug B);
 a message that does not fit is counted by reason, kept in a bounded dead-letter list and logged once per
 reason and controller; the messages around it are stored. Sparkplug data that arrives before its birth
-(a host that joined late) is ignored and counted apart, not rejected: a rebirth brings it. A 1 s watchdog turns silent stations to
-COMM_LOSS and runs the Sparkplug reorder timeout.
+(a host that joined late) is ignored and counted apart, not rejected: a rebirth brings it. A 1 s
+watchdog turns silent stations to COMM_LOSS and runs the Sparkplug reorder timeout.
 """
 
 from __future__ import annotations

@@ -236,7 +236,9 @@ async def test_a_host_that_joins_late_ignores_data_before_birth_and_asks_for_one
     }
     ctrl = SparkplugController.model_validate(spec)
     v = Values()
-    node = SparkplugEdgeNode(mqtt_broker.broker_config(), ctrl, {"P": (v, MAP)}, SystemClock(), interval_s=0.05)
+    node = SparkplugEdgeNode(
+        mqtt_broker.broker_config(), ctrl, {"P": (v, MAP)}, SystemClock(), interval_s=0.05
+    )
 
     async def keep_changing() -> None:
         while True:

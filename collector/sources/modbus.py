@@ -58,6 +58,7 @@ class SourceStats:
     bad_blocks: int = 0
     connects: int = 0
     late_cycles: int = 0
+    cycles: int = 0  # poll cycles completed (every unit once)
     latency: Histogram = field(default_factory=lambda: Histogram(POLL_BUCKETS))  # seconds per unit read
 
 
@@ -103,6 +104,7 @@ class ModbusSource:
         self._requests_this_cycle = 0
         # One request at a time on the link: polls and the (rare, engineer-confirmed) field write.
         self.io_lock = asyncio.Lock()
+        self.in_cycle = False  # polling now, rather than waiting for the next slot
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -111,7 +113,12 @@ class ModbusSource:
         try:
             while True:
                 _raise_if_cancelling()
-                await self.poll_once()
+                self.in_cycle = True
+                try:
+                    await self.poll_once()
+                finally:
+                    self.in_cycle = False
+                self.stats.cycles += 1
                 next_at += interval
                 now = self.clock.monotonic()
                 if next_at < now:  # overran: skip the missed slots rather than burst to catch up

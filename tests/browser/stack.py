@@ -22,6 +22,7 @@ from pumpwatch.clock import FakeClock
 from pumpwatch.system import ApiServer, System
 from simulators.fleet import SimulatedFleet
 from tests.auth import LONG_SESSIONS, PASSWORD, add_user
+from tests.clocked import poll_step
 from tests.e2e.fleets import demo_fleet_on_free_ports
 from tests.services import free_port
 
@@ -60,28 +61,9 @@ class Stack:
     def polls(self) -> int:
         return sum(s.stats.answered + s.stats.missed for s in self.system.sources)
 
-    def _behind(self, before: list[int]) -> bool:
-        return any(
-            s.stats.answered + s.stats.missed < b + len(s.units)
-            for s, b in zip(self.system.sources, before, strict=True)
-        )
-
     async def step(self, seconds: float) -> None:
         """Move the clock, step the physics, wait until every unit has been polled once more."""
-        before = [s.stats.answered + s.stats.missed for s in self.system.sources]
-        self.clock.advance(seconds)
-        self.sim.step_now()
-        t0 = nudged = time.monotonic()
-        while self._behind(before):
-            now = time.monotonic()
-            if now - t0 > 20:
-                raise AssertionError("polls stalled")
-            if now - nudged > 1.0:
-                # a source that lost its connection under load waits out its backoff on this clock
-                nudged = now
-                self.clock.advance(1.0)
-                self.sim.step_now()
-            await asyncio.sleep(0.002)
+        await poll_step(self.clock, self.system.sources, seconds, physics=self.sim.step_now)
 
     async def advance(self, seconds: float, step: float = 15.0) -> None:
         moved = 0.0

@@ -8,9 +8,7 @@ re-ranks as power returns — and nothing from a one-second lightning dip elsewh
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ from pumpwatch.config import load_fleet
 from pumpwatch.system import System
 from simulators.fleet import SimulatedFleet
 from tests.auth import LONG_SESSIONS, log_in
+from tests.clocked import poll_step
 from tests.conftest import DEMO_FLEET
 from tests.simulators import on_free_ports
 
@@ -93,14 +92,10 @@ class Rig:
     async def advance(self, seconds: float, step: float = 5.0) -> None:
         moved = 0.0
         while moved < seconds - 1e-9:
-            before, n = self.polls(), sum(len(s.units) for s in self.system.sources)
-            self.clock.advance(step)
-            self.sim.step_now()
+            await poll_step(
+                self.clock, self.system.sources, step, physics=self.sim.step_now, nudge_after_s=None
+            )
             moved += step
-            t0 = time.monotonic()
-            while self.polls() < before + n:
-                assert time.monotonic() - t0 < 10, "polls stalled"
-                await asyncio.sleep(0.002)
         await self.system.alarms.drain()
 
     async def get(self, path: str, **params) -> dict:

@@ -279,7 +279,7 @@ def make_ingest(rec: Recorder, clock: FakeClock) -> MqttIngest:
 
 
 def counted(ingest: MqttIngest) -> int:
-    return ingest.accepted + sum(ingest.rejected.values())
+    return ingest.accepted + sum(ingest.rejected.values()) + sum(ingest.ignored.values())
 
 
 def birth(bd: int, ts: int) -> bytes:

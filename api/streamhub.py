@@ -236,7 +236,9 @@ class StreamHub:
                 await self._round()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a database hiccup must not end the stream for everyone
+            except Exception as exc:  # a database hiccup must not end the stream for everyone
+                if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):
+                    return  # the process is exiting: its thread pool is gone, nobody is left to stream to
                 log.exception("live stream round failed; retrying")
                 await asyncio.sleep(1)
 

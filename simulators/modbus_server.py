@@ -66,6 +66,8 @@ def build_device(unit: UnitSpec) -> SimDevice:
     """A `SimDevice` serving `unit`, encoding its current values on every read and refusing writes."""
     rmap = unit.register_map
     sizes = table_sizes(rmap)
+    # A poll reads several blocks of one instant: encode the values once, again only when they change.
+    last: list = [None, None]  # [values, their encoding]
 
     async def action(
         function_code: int,
@@ -84,7 +86,10 @@ def build_device(unit: UnitSpec) -> SimDevice:
         n = sizes[table]
         if n == 0:
             return None
-        encoded = encode_points(rmap, unit.values())[table]
+        values = unit.values()
+        if values != last[0]:
+            last[0], last[1] = dict(values), encode_points(rmap, values)  # a copy: callers may reuse a dict
+        encoded = last[1][table]
         # `registers` is the table's whole block from `start_address` (0 here: every block starts at wire
         # address 0); its last entry is pymodbus's end marker, left alone.
         if table in ("coil", "discrete_input"):

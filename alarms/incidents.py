@@ -3,16 +3,24 @@
 An incident follows report → first_response → restoration → cause → prevention → closed, with notes.
 The system moves it to first_response at the first acknowledgement of one of its alarms, and records
 `restored_at` when every station's alarm has cleared; operators move the rest, each step with a note.
+
+The grouping reads its state from the database (the open incident of an area, the raises within the
+window), not from memory: collector shards each evaluate only their own stations' alarms, and an outage of
+one area spanning shards must still be one incident. "Is one open? else count the recent raises and open
+one" and "was that the last station to return?" each run in one transaction under a lock per
+(rule, tenant, area): a PostgreSQL transaction-scoped advisory lock; SQLite serialises writers already
+(`BEGIN IMMEDIATE`).
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, text, update
 
 from alarms.rules import IncidentRule
 from alarms.store import AlarmActionError
@@ -24,6 +32,9 @@ from pumpwatch.db.types import to_utc
 log = logging.getLogger(__name__)
 
 PHASES = ("report", "first_response", "restoration", "cause", "prevention", "closed")
+_LOCK_SPACE = 0x7077_696E  # "pwin": the first key of pg_advisory_xact_lock(int4, int4) for incident grouping
+
+Key = tuple[str, str, str]  # (rule name, tenant, power area)
 
 
 class IncidentGrouper:
@@ -33,41 +44,79 @@ class IncidentGrouper:
         self.rules = {r.alarm: r for r in rules}
         self.fleet = fleet
         self.engine = engine
-        self.open: dict[tuple[str, str, str], int] = {}  # (rule, tenant, area) -> incident id, until restored
-        self.recent: dict[tuple[str, str, str], list[tuple[datetime, str, int]]] = defaultdict(list)
+        self.area_stations: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for sid, st in fleet.stations.items():
+            if st.power_area is not None:
+                self.area_stations[(st.tenant, st.power_area)].append(sid)
 
-    def restore(self) -> None:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(incident.c.id, incident.c.kind, incident.c.tenant_id, incident.c.power_area).where(
-                    incident.c.restored_at.is_(None), incident.c.phase != "closed"
-                )
-            ).all()
-        for r in rows:
-            self.open[(r.kind, r.tenant_id, r.power_area)] = r.id
-
-    def _key(self, name: str, station_id: str) -> tuple[IncidentRule, tuple[str, str, str]] | None:
+    def _key(self, name: str, station_id: str) -> tuple[IncidentRule, Key] | None:
         rule = self.rules.get(name)
         st = self.fleet.stations.get(station_id)
         if rule is None or st is None or st.power_area is None:
             return None
         return rule, (rule.name, st.tenant, st.power_area)
 
+    @staticmethod
+    def _lock(conn: Connection, key: Key) -> None:
+        if conn.dialect.name != "postgresql":
+            return  # SQLite: this transaction began IMMEDIATE, so it is the only writer
+        k = zlib.crc32("\x1f".join(key).encode())
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :key)"),
+            {"space": _LOCK_SPACE, "key": k - 2**32 if k >= 2**31 else k},
+        )
+
+    @staticmethod
+    def _open_incident(conn: Connection, key: Key) -> int | None:
+        return conn.execute(
+            select(incident.c.id)
+            .where(
+                incident.c.kind == key[0],
+                incident.c.tenant_id == key[1],
+                incident.c.power_area == key[2],
+                incident.c.restored_at.is_(None),
+                incident.c.phase != "closed",
+            )
+            .order_by(incident.c.id)
+            .limit(1)
+        ).scalar()
+
     def on_raise(self, name: str, station_id: str, alarm_id: int, at: datetime) -> int | None:
         found = self._key(name, station_id)
         if found is None:
             return None
         rule, key = found
-        if key in self.open:
-            self._attach(self.open[key], [(at, station_id, alarm_id)])
-            return self.open[key]
-        recent = [r for r in self.recent[key] if (at - r[0]).total_seconds() <= rule.window_s]
-        recent.append((at, station_id, alarm_id))
-        self.recent[key] = recent
-        if len({s for _, s, _ in recent}) < rule.min_stations:
-            return None
-        title = rule.title.format(count=len({s for _, s, _ in recent}), alarm=rule.alarm, area=key[2])
         with self.engine.begin() as conn:
+            self._lock(conn, key)
+            iid = self._open_incident(conn, key)
+            if iid is not None:
+                self._attach(conn, iid, [(at, station_id, alarm_id)])
+                return iid
+            # Raises of this alarm in the area within the window, whichever process stored them, that
+            # belong to no incident still open (one restored before may have held an earlier raise).
+            raised_at = func.coalesce(alarm.c.last_raised_at, alarm.c.raised_at)
+            rows = conn.execute(
+                select(alarm.c.id, alarm.c.station_id, raised_at.label("at"))
+                .select_from(alarm.outerjoin(incident, incident.c.id == alarm.c.incident_id))
+                .where(
+                    alarm.c.name == rule.alarm,
+                    alarm.c.tenant_id == key[1],
+                    alarm.c.station_id.in_(self.area_stations[(key[1], key[2])]),
+                    raised_at >= at - timedelta(seconds=rule.window_s),
+                    or_(
+                        alarm.c.incident_id.is_(None),
+                        incident.c.restored_at.is_not(None),
+                        incident.c.phase == "closed",
+                    ),
+                )
+            ).all()
+            members = sorted((to_utc(r.at), r.station_id, r.id) for r in rows)
+            if alarm_id not in {m[2] for m in members}:  # this raise, even if its time were outside
+                members.append((at, station_id, alarm_id))
+            count = len({sid for _, sid, _ in members})
+            if count < rule.min_stations:
+                return None
+            title = rule.title.format(count=count, alarm=rule.alarm, area=key[2])
             iid = conn.execute(
                 insert(incident)
                 .values(
@@ -76,49 +125,46 @@ class IncidentGrouper:
                     power_area=key[2],
                     title=title,
                     phase="report",
-                    opened_at=recent[0][0],
+                    opened_at=min(m[0] for m in members),
                 )
                 .returning(incident.c.id)
             ).scalar_one()
             conn.execute(
                 insert(incident_note).values(incident_id=iid, at=at, phase="report", actor=None, text=title)
             )
-        self.open[key] = iid
-        self.recent.pop(key, None)
-        self._attach(iid, recent)
+            self._attach(conn, iid, members)
         log.warning("incident %d opened: %s", iid, title)
         return iid
 
-    def _attach(self, iid: int, members: list[tuple[datetime, str, int]]) -> None:
-        with self.engine.begin() as conn:
-            have = set(
+    @staticmethod
+    def _attach(conn: Connection, iid: int, members: list[tuple[datetime, str, int]]) -> None:
+        have = set(
+            conn.execute(
+                select(incident_station.c.station_id).where(incident_station.c.incident_id == iid)
+            ).scalars()
+        )
+        for at, sid, aid in members:
+            conn.execute(update(alarm).where(alarm.c.id == aid).values(incident_id=iid))
+            if sid not in have:
+                conn.execute(insert(incident_station).values(incident_id=iid, station_id=sid, joined_at=at))
+                have.add(sid)
+            else:
                 conn.execute(
-                    select(incident_station.c.station_id).where(incident_station.c.incident_id == iid)
-                ).scalars()
-            )
-            for at, sid, aid in members:
-                conn.execute(update(alarm).where(alarm.c.id == aid).values(incident_id=iid))
-                if sid not in have:
-                    conn.execute(
-                        insert(incident_station).values(incident_id=iid, station_id=sid, joined_at=at)
-                    )
-                    have.add(sid)
-                else:
-                    conn.execute(
-                        update(incident_station)
-                        .where(incident_station.c.incident_id == iid, incident_station.c.station_id == sid)
-                        .values(restored_at=None)
-                    )
+                    update(incident_station)
+                    .where(incident_station.c.incident_id == iid, incident_station.c.station_id == sid)
+                    .values(restored_at=None)
+                )
 
     def on_clear(self, name: str, station_id: str, at: datetime) -> None:
         found = self._key(name, station_id)
         if found is None:
             return
         _, key = found
-        iid = self.open.get(key)
-        if iid is None:
-            return
         with self.engine.begin() as conn:
+            self._lock(conn, key)
+            iid = self._open_incident(conn, key)
+            if iid is None:
+                return
             conn.execute(
                 update(incident_station)
                 .where(incident_station.c.incident_id == iid, incident_station.c.station_id == station_id)
@@ -139,7 +185,6 @@ class IncidentGrouper:
                     incident_id=iid, at=at, phase=new_phase, actor=None, text="every station restored"
                 )
             )
-        del self.open[key]
         log.warning("incident %d: every station restored", iid)
 
 

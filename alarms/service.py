@@ -75,7 +75,6 @@ class AlarmService:
             ev = self.evaluators.get(a["station_id"])
             if ev is not None:
                 ev.restore_active(a["name"], a["suppressed_by"])
-        await asyncio.to_thread(self.incidents.restore)
 
     def derive(self, samples: Sequence[Sample]) -> list[Sample]:
         """Derived samples for the stations in this batch (one batch is usually one station)."""

@@ -1,5 +1,6 @@
 """Three collector processes (`pumpwatch run --shard i/3 --no-api`) over one PostgreSQL database poll every
-station of the demo fleet exactly once between them, and a shard killed with SIGKILL is noticed."""
+station of the demo fleet exactly once between them, a power outage of an area spanning the three shards
+is one incident, and a shard killed with SIGKILL is noticed."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from api.main import create_app
 from pumpwatch.clock import SystemClock
 from pumpwatch.config import load_fleet
 from pumpwatch.db import make_engine, upgrade
-from pumpwatch.db.schema import collector_shard, point, sample, station_owner
+from pumpwatch.db.schema import collector_shard, incident, incident_station, point, sample, station_owner
 from pumpwatch.sharding import Shard, parse_shard, shard_health, stations_of
 from simulators.fleet import SimulatedFleet
 from tests.auth import log_in
@@ -72,7 +73,7 @@ async def test_three_collector_processes_share_the_fleet_and_a_dead_one_is_notic
         "PUMPWATCH_LOG_LEVEL": "WARNING",
     }
     procs: list[subprocess.Popen] = []
-    async with SimulatedFleet(fleet, SystemClock(), seed=3):
+    async with SimulatedFleet(fleet, SystemClock(), seed=3) as sim:
         try:
             procs += [_start_shard(i, fleet_dir, pg_url, tmp_path, env) for i in range(3)]
 
@@ -121,6 +122,37 @@ async def test_three_collector_processes_share_the_fleet_and_a_dead_one_is_notic
             for sid, (n, lo, hi) in per_station.items():
                 span = (hi - lo).total_seconds()
                 assert n <= span / interval[sid] + 2, f"{sid}: {n} polls in {span:.0f} s: polled twice?"
+
+            # kita-feeder-1 loses mains: its three stations belong to three shards, each raising its own
+            # station's power failure; together they are one incident, restored when the last returns.
+            area = [sid for sid, st in fleet.stations.items() if st.power_area == "kita-feeder-1"]
+            assert {owners[sid] for sid in area} == {0, 1, 2}, "the demo area no longer spans the shards"
+
+            def area_incidents() -> list:
+                with engine.connect() as conn:
+                    return conn.execute(
+                        select(incident.c.id, incident.c.restored_at).where(
+                            incident.c.power_area == "kita-feeder-1"
+                        )
+                    ).all()
+
+            def members() -> set[str]:
+                with engine.connect() as conn:
+                    return set(conn.execute(select(incident_station.c.station_id)).scalars())
+
+            sim.set_mains(area, False)
+            await wait_until(lambda: members() == set(area), 30, "one incident of the whole area", step=0.5)
+            await asyncio.sleep(3)  # a second incident would have been opened by now
+            ((_, restored),) = area_incidents()
+            assert restored is None
+            sim.set_mains(area, True)
+            await wait_until(
+                lambda: [r for _, r in area_incidents() if r is not None],
+                30,
+                "the incident restored",
+                step=0.5,
+            )
+            assert len(area_incidents()) == 1
 
             # SIGKILL shard 1: no goodbye, its heartbeat just stops.
             procs[1].send_signal(signal.SIGKILL)

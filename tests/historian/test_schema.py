@@ -44,7 +44,7 @@ def test_upgrade_is_idempotent_and_matches_metadata(db_url: str) -> None:
         assert current_revision(eng) is None
         upgrade(db_url)  # from a URL ...
         upgrade(eng)  # ... and again from an engine: a no-op
-        assert current_revision(eng) == head_revision() == "0005_historian_scale"
+        assert current_revision(eng) == head_revision() == "0006_latest_value_hot"
         with eng.connect() as conn:
             ctx = MigrationContext.configure(
                 conn,
@@ -61,6 +61,9 @@ def test_upgrade_is_idempotent_and_matches_metadata(db_url: str) -> None:
                 assert "USING brin (observed_at)" in defs["ix_sample_observed_at"]
                 assert "WHERE open" in defs["uq_alarm_open_station_id_name"]
                 assert defs["pk_sample"].endswith("(point_id, observed_at)")
+                # every batch rewrites one latest_value row per point: room on the page for HOT updates
+                opts = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'latest_value'"))
+                assert opts.scalar() == ["fillfactor=50"]
             else:
                 assert sample_ix == set()  # nothing beyond the primary key on SQLite
                 ddl = dict(conn.execute(text("SELECT name, sql FROM sqlite_master")).all())

@@ -67,6 +67,14 @@ class AlarmService:
         self.cleared = 0
         self.events = 0
 
+    def active_by_station(self) -> dict[str, list[str]]:
+        """The alarm conditions active now, by station, as this engine holds them (suppressed ones too,
+        as the store lists them): what the API shows while the alarm store is unreachable."""
+        return {
+            sid: sorted(name for name, st in ev.states.items() if st.active)
+            for sid, ev in self.evaluators.items()
+        }
+
     async def restore(self) -> None:
         active = await asyncio.to_thread(
             store.list_alarms, self.engine, open_=True, active=True, limit=1_000_000

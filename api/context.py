@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from alarms.analyzers import DerivedPoint
 from alarms.rules import RuleSet
 from api.auth.config import AuthConfig
+from api.auth.session_cache import SessionCache
 from collector.model import Quality, Sample
 from pumpwatch import historian
 from pumpwatch.clock import Clock
@@ -40,6 +41,11 @@ class ApiContext:
     # (station, point, value) -> value read back; None: no collector in this process, so no field writes
     field_write: Callable[[str, str, float], Awaitable[float]] | None = None
     write_confirmations: dict[str, Any] = field(default_factory=dict)  # pending second confirmations
+    # sessions checked a moment ago, accepted from memory while the database is unreachable
+    session_cache: SessionCache = field(default_factory=SessionCache)
+    # station -> its active alarm names, from an in-process alarm engine: the overview while the database
+    # (the alarm store) is unreachable; None: no alarm engine in this process
+    active_alarms: Callable[[], dict[str, list[str]]] | None = None
     _points_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
     # per tenant scope: under row-level security each scope reads its own rows
     _db_latest: dict[rls.Scope, tuple[float, dict[str, dict[str, Sample]]]] = field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from importlib import resources
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -10,6 +11,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import exc as sa_exc
 
 from api.auth.access import audit_for
 from api.auth.guard import SAFE_METHODS, authorize
@@ -35,6 +37,8 @@ from api.schemas import Detail
 from api.streamhub import StreamHub
 from pumpwatch import __version__
 from pumpwatch.audit import AuditUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -95,6 +99,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
             except AuditUnavailable:
                 pass
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def database_unreachable(_request: Request, exc: Exception) -> JSONResponse:
+        # The database is away (the historian spools meanwhile): say so, not a bare 500. What this process
+        # serves from memory (the overview, the live stream) goes on for sessions it checked before.
+        log.warning("database unreachable while answering: %s", type(exc).__name__)
+        return JSONResponse({"detail": "the database is unreachable: try again shortly"}, status_code=503)
 
     @app.exception_handler(AuditUnavailable)
     async def audit_unavailable(_request: Request, exc: AuditUnavailable) -> JSONResponse:

@@ -280,7 +280,13 @@ class System:
             derived=self.derived_points(),
             rules=self.rules,
             notify=self.notifier,
+            active_alarms=self._active_alarms,
         )
+
+    def _active_alarms(self) -> dict[str, list[str]]:
+        if self.alarms is None:
+            raise RuntimeError("no alarm engine in this process")
+        return self.alarms.active_by_station()
 
     async def stop(self) -> None:
         """Stop polling, store what was read, then stop the writers."""

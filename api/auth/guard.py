@@ -76,16 +76,25 @@ async def authorize(request: Request) -> User | None:
     if token is None:
         raise HTTPException(401, "not logged in", headers=UNAUTHORIZED)
     mutating = request.method not in SAFE_METHODS
+    key = sessions.token_hash(ctx.auth, token)
+    now = ctx.clock.now()
     try:
         user = await asyncio.to_thread(
-            sessions.authenticate, ctx.engine, ctx.auth, token, now=ctx.clock.now(), activity=mutating
+            sessions.authenticate, ctx.engine, ctx.auth, token, now=now, activity=mutating
         )
     except SQLAlchemyError:
-        # Sessions live in the database: while it is unreachable nobody can be checked, so nobody gets
-        # in; say why (the public /readyz and /metrics still show the historian's state).
-        raise HTTPException(503, "the database is unreachable: sign-in cannot be checked now") from None
-    if user is None:
-        raise HTTPException(401, "session expired or revoked: log in again", headers=UNAUTHORIZED)
+        # Sessions live in the database. While it is unreachable, a session this process checked a
+        # moment ago still sees what the process serves from memory (api.auth.session_cache); anyone
+        # else is told why they cannot get in (the public /readyz and /metrics show the historian's state).
+        user = ctx.session_cache.recall(key, now)
+        if user is None:
+            raise HTTPException(503, "the database is unreachable: sign-in cannot be checked now") from None
+        request.state.database_unreachable = True
+    else:
+        if user is None:
+            ctx.session_cache.forget(key)
+            raise HTTPException(401, "session expired or revoked: log in again", headers=UNAUTHORIZED)
+        ctx.session_cache.remember(key, user, now)
     request.state.user = user
     # The database sees this request's tenants (row-level security on PostgreSQL's app role).
     rls.set_scope(user.tenants, user.id)

@@ -58,6 +58,7 @@ async def login(ctx: Ctx, request: Request, body: LoginRequest, response: Respon
 async def logout(ctx: Ctx, user: CurrentUser, request: Request, response: Response) -> Detail:
     audit = access.audit_for(request, user, "logout", target=f"user:{user.username}")
     if user.session_id is not None:
+        ctx.session_cache.forget_session(user.session_id)
         await asyncio.to_thread(
             sessions.logout, ctx.engine, user.session_id, now=ctx.clock.now(), audit=audit
         )

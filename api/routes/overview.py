@@ -8,6 +8,11 @@ build takes longer), so any number of clients costs one build per period, a requ
 build (but the very first), and the loop is never held by it. Status and staleness follow
 `/api/v1/stations` exactly (a value older than its station's `stale_after_s` is `stale`, never live);
 `at` says when the snapshot was taken.
+
+A snapshot that could not be rebuilt for `MAX_AGE_S` is never served (503 with the reason): its statuses
+and ages would read as live. While the database (the alarm store) is unreachable, a process with its own
+alarm engine builds from that engine's active conditions instead, and says so (`alarms_from`), keeping the
+last known out-of-service marks: the wall stays live through the outage.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from alarms import store
 from api.auth import access
@@ -29,6 +35,7 @@ from collector.model import Quality
 from pumpwatch.db import rls
 
 router = APIRouter(prefix="/overview", tags=["stations"])
+MAX_AGE_S = 10.0  # a snapshot older than this (or 4 build times) is rebuilt before it is served, or refused
 
 
 @dataclass
@@ -40,6 +47,8 @@ class _Cache:
     joined: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     task: asyncio.Task | None = None
+    modes: dict = field(default_factory=dict)  # the last station modes read, for a build without the database
+    alarms_from: str = "database"
 
 
 def _station(ctx: ApiContext, sid: str, samples: dict, alarms: list[dict], mode: dict | None, now) -> dict:
@@ -104,25 +113,43 @@ def _build(ctx: ApiContext, latest, alarms_by_station: dict, modes: dict, now) -
     return out
 
 
-async def _refresh(ctx: ApiContext, cache: _Cache, ttl_s: float) -> None:
+async def _refresh(ctx: ApiContext, cache: _Cache, ttl_s: float, *, force: bool = False) -> None:
     # Always in a task of its own: the snapshot covers every tenant (each request then takes only its
     # user's), so it reads in an all-tenant row-level-security scope that must not leak into a request.
     rls.set_scope(ctx.fleet.tenants)
     async with cache.lock:
-        if time.monotonic() - cache.built_at < max(ttl_s, 2 * cache.build_s):
+        if not force and time.monotonic() - cache.built_at < max(ttl_s, 2 * cache.build_s):
             return
         t0 = time.monotonic()
         latest = await ctx.latest()
-        rows = await asyncio.to_thread(store.list_alarms, ctx.engine, open_=True, limit=1_000_000)
-        modes = await asyncio.to_thread(store.station_modes, ctx.engine)
         by_station: dict[str, list[dict]] = {}
-        for a in rows:
-            by_station.setdefault(a["station_id"], []).append(a)
+        try:
+            rows = await asyncio.to_thread(store.list_alarms, ctx.engine, open_=True, limit=1_000_000)
+            modes = cache.modes = await asyncio.to_thread(store.station_modes, ctx.engine)
+            for a in rows:
+                by_station.setdefault(a["station_id"], []).append(a)
+            alarms_from = "database"
+        except SQLAlchemyError:
+            active = _alarms_in_memory(ctx)
+            if active is None:
+                raise
+            for sid, names in active.items():
+                by_station[sid] = [{"name": n, "active": True} for n in names]
+            modes, alarms_from = cache.modes, "collector memory"
         now = ctx.clock.now()
         by_tenant = await asyncio.to_thread(_build, ctx, latest, by_station, modes, now)
-        cache.by_tenant, cache.joined = by_tenant, {}
+        cache.by_tenant, cache.joined, cache.alarms_from = by_tenant, {}, alarms_from
         cache.at, cache.built_at = now, time.monotonic()
         cache.build_s = cache.built_at - t0
+
+
+def _alarms_in_memory(ctx: ApiContext) -> dict[str, list[str]] | None:
+    if ctx.active_alarms is None:
+        return None
+    try:
+        return ctx.active_alarms()
+    except RuntimeError:  # no alarm engine in this process after all
+        return None
 
 
 def overview_bytes(cache: _Cache, tenants: set[str] | None) -> bytes:
@@ -131,7 +158,7 @@ def overview_bytes(cache: _Cache, tenants: set[str] | None) -> bytes:
     if body is None:
         parts = [b for t, items in cache.by_tenant.items() if tenants is None or t in tenants for b in items]
         at = cache.at.isoformat() if cache.at else None
-        head = orjson.dumps({"at": at, "count": len(parts)})[:-1]
+        head = orjson.dumps({"at": at, "alarms_from": cache.alarms_from, "count": len(parts)})[:-1]
         body = cache.joined[key] = head + b',"data":[' + b",".join(parts) + b"]}"
     return body
 
@@ -147,8 +174,15 @@ async def overview(
     tenants = set(access.tenants_for(user, tenant))
     cache: _Cache = getattr(request.app.state, "overview_cache", None) or _Cache()
     request.app.state.overview_cache = cache
-    if cache.at is None:
-        await asyncio.create_task(_refresh(ctx, cache, ttl_s=1.0))
+    # the snapshot's age on the clock its statuses and data ages were computed with
+    if cache.at is None or (ctx.clock.now() - cache.at).total_seconds() > max(MAX_AGE_S, 4 * cache.build_s):
+        try:  # the first, or the background builds have been failing: build now, or say why not
+            await asyncio.create_task(_refresh(ctx, cache, ttl_s=1.0, force=True))
+        except Exception as exc:
+            reason = "the database is unreachable" if isinstance(exc, SQLAlchemyError) else type(exc).__name__
+            raise HTTPException(503, f"the overview cannot be brought up to date: {reason}") from None
     elif cache.task is None or cache.task.done():  # serve this snapshot; the next one builds meanwhile
         cache.task = asyncio.create_task(_refresh(ctx, cache, ttl_s=1.0))
+        # a failed background build is seen by the age check above, not left as an unread exception
+        cache.task.add_done_callback(lambda t: t.cancelled() or t.exception())
     return Response(overview_bytes(cache, tenants), media_type="application/json")

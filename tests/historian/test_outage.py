@@ -1,6 +1,7 @@
 """The database goes away for 60 s (of simulated time at 1 Hz) while the demo fleet runs: every sample the
 collector read is stored exactly once, written in order, and alarm events raised during the outage reach
-the journal in order. The database is cut for real by a loopback TCP proxy in front of PostgreSQL."""
+the journal in order; the operator already signed in keeps a live overview. The database is cut for real
+by a loopback TCP proxy in front of PostgreSQL."""
 
 from __future__ import annotations
 
@@ -94,10 +95,27 @@ async def test_sixty_seconds_without_the_database_lose_nothing(pg_url: str, tmp_
                     lambda: not system.writer.delayed and system.writer.pending == 0, 10, "a write"
                 )
 
+                # the operator's session is checked (and remembered by this API process) before the cut
+                assert (await client.get("/api/v1/overview")).json()["alarms_from"] == "database"
                 proxy.cut()
                 sim.set_mains(["KITA-MP-01"], False)  # an alarm raised while the journal is away
                 await advance(OUTAGE_S // 2)
                 await wait_until(lambda: system.writer.delayed, 10, "the writer noticing the outage")
+                # The signed-in operator keeps a live wall: values from the collector, alarms from the
+                # alarm engine's memory (the store is away), said so; never an old snapshot as if live.
+                r = await client.get("/api/v1/overview")
+                assert r.status_code == 200, r.text
+                wall = r.json()
+                assert wall["alarms_from"] == "collector memory"
+                assert abs((datetime.fromisoformat(wall["at"]) - clock.now()).total_seconds()) <= 2
+                kita1 = next(s for s in wall["data"] if s["id"] == "KITA-MP-01")
+                assert kita1["status"] == "power_failure" and "power_failure" in kita1["active_alarms"]
+                assert kita1["data_age_s"] <= 2
+                # Nobody new gets in: a login, or a token this process never checked, is told why.
+                r = await client.post("/api/v1/auth/login", json={"username": "tanaka", "password": "x" * 12})
+                assert r.status_code == 503, r.text
+                r = await client.get("/api/v1/overview", headers={"Authorization": "Bearer not-a-session"})
+                assert r.status_code == 503 and "database is unreachable" in r.json()["detail"]
                 r = await client.get("/readyz")
                 assert r.status_code == 503
                 body = r.json()
@@ -113,9 +131,14 @@ async def test_sixty_seconds_without_the_database_lose_nothing(pg_url: str, tmp_
                 spooled = system.spools[0].status().pending_rows
                 assert f"pumpwatch_spool_rows {float(spooled)}" in metrics
                 assert 'pumpwatch_poll_latency_seconds_bucket{le="+Inf"}' in metrics
-                # sessions live in the database: signed-in routes say why they cannot answer now
+                # the system status answers from this process: the historian delayed, rows in the spool
                 r = await client.get("/api/v1/system/status")
-                assert r.status_code == 503 and "database is unreachable" in r.json()["detail"]
+                assert r.status_code == 200, r.text
+                hist = r.json()["process"]["historian"]
+                assert hist["state"] == "delayed" and hist["spool"]["rows"] == spooled
+                # a route that needs the database says why it cannot answer now (not a bare 500)
+                r = await client.get("/api/v1/alarms")
+                assert r.status_code == 503 and "database is unreachable" in r.json()["detail"], r.text
 
                 proxy.restore()
                 status = (await client.get("/api/v1/system/status")).json()

@@ -16,6 +16,7 @@ from pumpwatch.db import make_engine, upgrade
 from pumpwatch.live import LiveSnapshot
 from tests.auth import LONG_SESSIONS, log_in
 from tests.conftest import DEMO_FLEET
+from tests.services import free_port
 
 NOW = datetime(2026, 7, 1, 1, 0, tzinfo=UTC)
 
@@ -55,3 +56,34 @@ async def test_overview_matches_the_station_list(tmp_path: Path) -> None:
         assert o["data_age_s"] == s["data_age_s"]
         assert o["values"] == {k: v["value"] for k, v in s["values"].items() if k in fleet.points[sid]}
     assert {"stale", "comm_loss"} <= statuses  # old values are never shown live
+
+
+async def test_an_overview_that_cannot_be_rebuilt_is_refused_not_served_old(tmp_path: Path) -> None:
+    """An API process without an alarm engine loses its database: the snapshot it has is served while
+    young, and refused (503, with the reason) once older than MAX_AGE_S; never shown as if live."""
+    from api.routes.overview import MAX_AGE_S
+
+    fleet = load_fleet(DEMO_FLEET)
+    engine = make_engine(f"sqlite:///{tmp_path / 'o.db'}")
+    upgrade(engine)
+    live = LiveSnapshot()
+    for sid in fleet.stations:
+        live.accept([Sample(sid, p, 0.0, NOW, Quality.GOOD) for p in fleet.points[sid]])
+    clock = FakeClock(NOW)
+    ctx = ApiContext(fleet=fleet, engine=engine, clock=clock, catalog={}, live=live, auth=LONG_SESSIONS)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://t"
+    ) as c:
+        await log_in(c, engine, fleet.tenants)
+        assert (await c.get("/api/v1/overview")).json()["alarms_from"] == "database"
+        # the database goes away: nothing listens where it was
+        engine.dispose()
+        ctx.engine = make_engine(f"postgresql://pumpwatch:x@127.0.0.1:{free_port()}/gone?connect_timeout=2")
+        clock.advance(MAX_AGE_S / 2)
+        r = await c.get("/api/v1/overview")  # the session is remembered; the young snapshot is served
+        assert r.status_code == 200 and r.json()["at"] == NOW.isoformat()
+        clock.advance(MAX_AGE_S)
+        r = await c.get("/api/v1/overview")
+        assert r.status_code == 503, r.text
+        assert "cannot be brought up to date" in r.json()["detail"]
+    ctx.engine.dispose()

@@ -123,7 +123,7 @@ async def rig(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Rig]:
 async def test_lightning_outage_of_one_power_area(rig: Rig) -> None:
     struck = [f"YMB-MP-{i + 1:02d}" for i in range(12)]
     # Three hours of normal operation: the forecasters learn each catchment's inflow.
-    await rig.advance(3 * 3600, step=15)
+    await rig.advance(2 * 3600, step=15)
     assert (await rig.get("/api/v1/alarms"))["count"] == 0
     assert (await rig.get("/api/v1/dispatch"))["count"] == 0
     # A reclosing dip of one second on the other feeder: not an outage.
@@ -189,6 +189,7 @@ async def test_lightning_outage_of_one_power_area(rig: Rig) -> None:
     spilled = rig.sim.stations[first].spilled_at
     if spilled is not None:
         actual = (spilled - out_at).total_seconds() / 60 - 5
+        print(f"first station {first}: estimate {estimate_first:.1f} min, actual {actual:.1f} min")
         assert abs(estimate_first - actual) <= 0.15 * actual
     else:
         assert estimate_first > 40 - 5  # it did not spill within the 45-minute outage

@@ -89,7 +89,6 @@ async def authorize(request: Request) -> User | None:
         user = ctx.session_cache.recall(key, now)
         if user is None:
             raise HTTPException(503, "the database is unreachable: sign-in cannot be checked now") from None
-        request.state.database_unreachable = True
     else:
         if user is None:
             ctx.session_cache.forget(key)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from collector.sources.modbus import ModbusSource
 from pumpwatch.clock import FakeClock
+from tests.e2e.fleets import wait_until
 
 
 async def poll_step(
@@ -28,7 +29,9 @@ async def poll_step(
     """Advance `seconds` (step the simulator's physics too, if given) and wait for a full poll cycle of
     every source. `nudge_after_s`: a source waiting out a reconnect backoff under load is nudged by moving
     the clock one more second now and then (None: never; the step must then complete on its own)."""
-    await _until(lambda: not any(s.in_cycle for s in sources), limit_s, "every source between poll cycles")
+    await wait_until(
+        lambda: not any(s.in_cycle for s in sources), limit_s, "every source between poll cycles", step=0.002
+    )
     before = [s.stats.cycles for s in sources]
     clock.advance(seconds)
     if physics is not None:
@@ -44,12 +47,4 @@ async def poll_step(
             clock.advance(1.0)
             if physics is not None:
                 physics()
-        await asyncio.sleep(0.002)
-
-
-async def _until(pred: Callable[[], bool], limit_s: float, what: str) -> None:
-    t0 = time.monotonic()
-    while not pred():
-        if time.monotonic() - t0 > limit_s:
-            raise AssertionError(f"not within {limit_s} s: {what}")
         await asyncio.sleep(0.002)

@@ -152,7 +152,7 @@ class StreamHub:
     # --- clients ---------------------------------------------------------------------------------------
 
     def ensure_running(self) -> None:
-        if self._task is None and not self._closed:
+        if (self._task is None or self._task.done()) and not self._closed:  # a publisher that died restarts
             self._task = asyncio.create_task(self._run(), name="api.stream.publisher")
             self._task.add_done_callback(_log_end)
 
@@ -222,9 +222,18 @@ class StreamHub:
         # This task reads for every client: it sees every tenant (row-level security included: the task's
         # own context, not the first client's) and each client gets only its tenants' events.
         rls.set_scope(self.ctx.fleet.tenants)
-        engine = self.ctx.engine
-        self._journal_floor = await asyncio.to_thread(_journal_max, engine)
-        await self._refresh_alarms()
+        # The first client may come while the database is unreachable (a session this process remembers):
+        # keep trying, or the stream would stay dead after the database is back.
+        while not self._closed:
+            try:
+                self._journal_floor = await asyncio.to_thread(_journal_max, self.ctx.engine)
+                await self._refresh_alarms()
+                break
+            except Exception as exc:
+                if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):
+                    return
+                log.warning("live stream cannot start yet (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(1)
         while not self._closed:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)

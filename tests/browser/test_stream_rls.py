@@ -82,3 +82,27 @@ async def test_publisher_reads_every_tenant_through_the_app_role(pg_url: str, ow
     finally:
         hub.close()
         app_engine.dispose()
+
+
+async def test_a_stream_started_while_the_database_is_away_recovers(owner: Engine) -> None:
+    """The first client arrives during a database outage (a session the API remembers): the publisher
+    keeps trying to start and serves the snapshot once the database answers again."""
+    from tests.services import free_port
+
+    fleet = load_fleet(DEMO_FLEET)
+    catalog = historian.sync_catalog(owner, fleet)
+    raise_outage(owner, "KITA-MP-01")
+    away = make_engine(f"postgresql://pumpwatch:x@127.0.0.1:{free_port()}/gone?connect_timeout=2")
+    ctx = ApiContext(fleet=fleet, engine=away, clock=FakeClock(T0), catalog=catalog, auth=AuthConfig())
+    hub = StreamHub(ctx, poll_s=0.1)
+    try:
+        sub = hub.subscribe(None, None)
+        await asyncio.sleep(1.5)  # a start attempt or two fail meanwhile
+        assert not sub.queue and hub._task is not None and not hub._task.done()
+        ctx.engine = owner  # the database is back
+        await wait_for(lambda: sub.queue, 15, "the snapshot after the database came back")
+        _, kind, snap = sub.queue.popleft()
+        assert kind == "snapshot" and '"power_failure"' in snap
+    finally:
+        hub.close()
+        away.dispose()

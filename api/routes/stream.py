@@ -24,6 +24,7 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth.sessions import session_alive
 from api.deps import Ctx, CurrentUser
@@ -75,10 +76,15 @@ async def live_stream(
                 return
             if loop.time() >= next_beat:  # also under a steady flow of events
                 next_beat = loop.time() + HEARTBEAT_S
-                # the stream ends with the session (logout, revocation, expiry, disabled user)
-                if user.session_id is not None and not await asyncio.to_thread(
-                    session_alive, ctx.engine, ctx.auth, user.session_id, now=ctx.clock.now()
-                ):
+                # the stream ends with the session (logout, revocation, expiry, disabled user), and
+                # while the database cannot say (the client reconnects and is told why, or served)
+                try:
+                    alive = user.session_id is None or await asyncio.to_thread(
+                        session_alive, ctx.engine, ctx.auth, user.session_id, now=ctx.clock.now()
+                    )
+                except SQLAlchemyError:
+                    alive = False
+                if not alive:
                     return
                 beat = orjson.dumps({"at": ctx.clock.now().isoformat()}).decode()
                 yield ServerSentEvent(raw_data=beat, event="heartbeat")

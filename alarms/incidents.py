@@ -110,9 +110,7 @@ class IncidentGrouper:
                     ),
                 )
             ).all()
-            members = sorted((to_utc(r.at), r.station_id, r.id) for r in rows)
-            if alarm_id not in {m[2] for m in members}:  # this raise, even if its time were outside
-                members.append((at, station_id, alarm_id))
+            members = sorted((to_utc(r.at), r.station_id, r.id) for r in rows)  # this raise among them
             count = len({sid for _, sid, _ in members})
             if count < rule.min_stations:
                 return None

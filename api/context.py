@@ -44,8 +44,8 @@ class ApiContext:
     # sessions checked a moment ago, accepted from memory while the database is unreachable
     session_cache: SessionCache = field(default_factory=SessionCache)
     # station -> its active alarm names, from an in-process alarm engine: the overview while the database
-    # (the alarm store) is unreachable; None: no alarm engine in this process
-    active_alarms: Callable[[], dict[str, list[str]]] | None = None
+    # (the alarm store) is unreachable; None (or a None answer): no alarm engine in this process
+    active_alarms: Callable[[], dict[str, list[str]] | None] | None = None
     _points_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
     # per tenant scope: under row-level security each scope reads its own rows
     _db_latest: dict[rls.Scope, tuple[float, dict[str, dict[str, Sample]]]] = field(default_factory=dict)

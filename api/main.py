@@ -104,7 +104,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     @app.exception_handler(sa_exc.TimeoutError)
     async def database_unreachable(_request: Request, exc: Exception) -> JSONResponse:
         # The database is away (the historian spools meanwhile): say so, not a bare 500. What this process
-        # serves from memory (the overview, the live stream) goes on for sessions it checked before.
+        # serves from memory (the overview) goes on for sessions it checked before.
         log.warning("database unreachable while answering: %s", type(exc).__name__)
         return JSONResponse({"detail": "the database is unreachable: try again shortly"}, status_code=503)
 

@@ -230,7 +230,7 @@ class StreamHub:
                 await self._refresh_alarms()
                 break
             except Exception as exc:
-                if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):
+                if _process_exiting(exc):
                     return
                 log.warning("live stream cannot start yet (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1)
@@ -246,8 +246,8 @@ class StreamHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a database hiccup must not end the stream for everyone
-                if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):
-                    return  # the process is exiting: its thread pool is gone, nobody is left to stream to
+                if _process_exiting(exc):
+                    return
                 log.exception("live stream round failed; retrying")
                 await asyncio.sleep(1)
 
@@ -391,6 +391,11 @@ def _journal_since(engine: Engine, floor: int) -> list[tuple[int, int]]:
 def _alarms_by_id(engine: Engine, ids: list[int]) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(select(alarm).where(alarm.c.id.in_(ids)))]
+
+
+def _process_exiting(exc: Exception) -> bool:
+    """The process is exiting: its thread pool is gone, and nobody is left to stream to."""
+    return isinstance(exc, RuntimeError) and "after shutdown" in str(exc)
 
 
 def _log_end(task: asyncio.Task) -> None:

@@ -130,7 +130,7 @@ async def _refresh(ctx: ApiContext, cache: _Cache, ttl_s: float, *, force: bool 
                 by_station.setdefault(a["station_id"], []).append(a)
             alarms_from = "database"
         except SQLAlchemyError:
-            active = _alarms_in_memory(ctx)
+            active = ctx.active_alarms() if ctx.active_alarms is not None else None
             if active is None:
                 raise
             for sid, names in active.items():
@@ -141,15 +141,6 @@ async def _refresh(ctx: ApiContext, cache: _Cache, ttl_s: float, *, force: bool 
         cache.by_tenant, cache.joined, cache.alarms_from = by_tenant, {}, alarms_from
         cache.at, cache.built_at = now, time.monotonic()
         cache.build_s = cache.built_at - t0
-
-
-def _alarms_in_memory(ctx: ApiContext) -> dict[str, list[str]] | None:
-    if ctx.active_alarms is None:
-        return None
-    try:
-        return ctx.active_alarms()
-    except RuntimeError:  # no alarm engine in this process after all
-        return None
 
 
 def overview_bytes(cache: _Cache, tenants: set[str] | None) -> bytes:

@@ -1,5 +1,6 @@
-"""Stage–storage of a pumping station (domain.md §3.1): how much sewage the wet well and the sewers upstream
-hold below a level. Shared by the simulators (level from volume) and the alarm engine (time to overflow).
+"""Stage–storage of a pumping station (docs/domain.md §3.1): how much sewage the wet well and the sewers
+upstream hold below a level. Shared by the simulators (level from volume) and the alarm engine (time to
+overflow).
 
 Datum 0 is the wet-well floor. The model is a level pool: at level z the water surface is flat from the wet
 well up every upstream pipe until the pipe invert rises above z (back-water).
@@ -174,5 +175,5 @@ class StageStorage:
         return self.volume(z1) - self.volume(z0)
 
     def usable_volume(self, z0: float, z1: float) -> float:
-        """Volume (m³) one can count on between z0 and z1: `usable_fraction` × raw (domain.md §3.1, η)."""
+        """Volume (m³) one can count on between z0 and z1: `usable_fraction` η × raw (docs/domain.md §3.1)."""
         return self.usable_fraction * self.storage_between(z0, z1)

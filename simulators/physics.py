@@ -1,4 +1,4 @@
-"""Physics of the simulated stations (domain.md §1–§5): pure, deterministic, no I/O.
+"""Physics of the simulated stations (docs/domain.md §1–§5): pure, deterministic, no I/O.
 
 Shared building blocks for every station kind, the manhole pump station itself, and the telemetry RTU:
 

@@ -1,4 +1,5 @@
-"""Physics of a small activated-sludge treatment plant, 処理場 (domain.md §4.3): pure, deterministic, no I/O.
+"""Physics of a small activated-sludge treatment plant, 処理場 (docs/domain.md §4.3): pure, deterministic,
+no I/O.
 
 A lumped model of what the top-level screen shows, not an ASM1 simulation. Figures are est. unless said:
 influent BOD 125, SS 71 mg/L and effluent BOD 2.9 (limit 15), SS 1.2 (limit 40) mg/L are the reference

@@ -1,6 +1,6 @@
 """Encode point values into Modbus words per a `RegisterMap` (the map is data; see deploy/config/maps).
 
-Deliberately written from the Modbus conventions (domain.md §2.3) with `struct`, independent from the
+Deliberately written from the Modbus conventions (docs/domain.md §2.3) with `struct`, independent from the
 collector's decoder, so a bug cannot hide by being symmetric on both sides.
 
 - Scaling: `raw = round((value − offset) / scale)`; float32 keeps the unrounded quotient.

@@ -1,4 +1,5 @@
-"""Physics of a relay (sewage) pump station, 汚水中継ポンプ場 (domain.md §4.1): pure, deterministic, no I/O.
+"""Physics of a relay (sewage) pump station, 汚水中継ポンプ場 (docs/domain.md §4.1): pure, deterministic,
+no I/O.
 
 Reference station (est. where not said): 4 pumps × 2.7 m³/min (3 duty + 1 standby, 8.1 m³/min), 15 kW each,
 6.6 kV receiving, a 600 PS (441 kW) diesel standby generator with a 4 000 L tank (Minoh/Kayano [S50]), a

@@ -1,4 +1,4 @@
-"""Physics of a stormwater pump station, 雨水ポンプ場 (domain.md §4.2): pure, deterministic, no I/O.
+"""Physics of a stormwater pump station, 雨水ポンプ場 (docs/domain.md §4.2): pure, deterministic, no I/O.
 
 Reference station (est. where not said): 2 × φ900 vertical mixed-flow pumps, 96 m³/min each (192 m³/min,
 3.2 m³/s; Sōja's φ900 does 100 m³/min [S53]), diesel-engine driven (≈150 kW each, 990 L day tank — just

@@ -1,5 +1,5 @@
-"""Level gauge against the high-water float: a failed gauge reads low and stops the pumps (domain.md §1.4.6,
-§5), so a float that says "high" while the gauge says "low" is an alarm of its own."""
+"""Level gauge against the high-water float: a failed gauge reads low and stops the pumps (docs/domain.md
+§1.4 item 6, §5), so a float that says "high" while the gauge says "low" is an alarm of its own."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Time to overflow of a pumping station (domain.md §3): "if no pump ran from now on, when would the wet well
-reach the high-water level, and when would it spill?" — the figure a duty officer needs before (and during)
-a power outage to rank stations for mobile generators and vacuum trucks.
+"""Time to overflow of a pumping station (docs/domain.md §3.2): "if no pump ran from now on, when would the
+wet well reach the high-water level, and when would it spill?" — the figure a duty officer needs before (and
+during) a power outage to rank stations for mobile generators and vacuum trucks.
 
 `OverflowForecaster(cfg, timezone=..., profile=...)` observes one station's sample batches
 (`wet_well_level_m`, `pumpN_running` for every configured pump, `mains_failed`, `hwl_float`, `lwl_float`,
@@ -15,7 +15,7 @@ tto_hwl_min                min    time until the level reaches `levels.hwl_m` if
 tto_spill_min              min    time until the level reaches `levels.spill_m` if no pump runs from now:
                                   the best unbiased estimate (raw storage, expected inflow); alarms use it
 tto_spill_conservative_min min    dispatch margin: storage × `upstream.usable_fraction`, inflow
-                                  1.2 × max(fill rate of the last hour, k · f(t)) (domain.md §3.2)
+                                  1.2 × max(fill rate of the last hour, k · f(t)) (docs/domain.md §3.2)
 ========================== ====== ==========================================================================
 
 A time beyond the 24 h horizon is reported as 1440 ("at least a day"). Before the inflow has been measured
@@ -24,9 +24,10 @@ an `OverflowForecast` with every figure, the method, a confidence and the times 
 ranking.
 
 Inflow model. The inflow is `Q(t) = k · f(t)`: f is the hourly profile (default
-`alarms/profiles/residential.yaml`, domain.md §1.3, linear between hours, mean 1, local time of `timezone`)
-and k, in m³/min, is the profile-weighted average inflow. k is a ratio estimator Σ w·(inflow volume) /
-Σ w·∫f dt over the intervals between consecutive good level samples, with exponential forgetting:
+`alarms/profiles/residential.yaml`, docs/domain.md §1.3, linear between hours, mean 1, local time of
+`timezone`) and k, in m³/min, is the profile-weighted average inflow. k is a ratio estimator
+Σ w·(inflow volume) / Σ w·∫f dt over the intervals between consecutive good level samples, with exponential
+forgetting:
 
 1. fill rate (`fill_rate`): intervals with every pump off (or mains failed). The inflow volume is
    `storage.volume(z1) − storage.volume(z0)`, so it stays right above the inlet invert. Summing volumes over

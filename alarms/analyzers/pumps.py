@@ -1,4 +1,5 @@
-"""Pump health from the run signals, motor currents and fault bits of one station (domain.md §1.4, §1.5, §5).
+"""Pump health from the run signals, motor currents and fault bits of one station (docs/domain.md §1.4,
+§1.5, §5).
 
 `PumpHealth` follows each pump through the station's sample batches and derives, per pump N (the N-th pump
 of `cfg.pumps`, points `pumpN_running`, `pumpN_current_a`, `pumpN_faulted`, and `pumpN_auto` where a panel
@@ -38,7 +39,7 @@ run lasts longer (§5); the current ratio compares against the pump's own clean 
 so +15 % is visible while the pump still runs, and the run ratio includes the run in progress, so a pump that
 no longer lowers the level is flagged during that run rather than after it.
 
-Defaults, and why: a 7-day median (domain §1.5, "3 × its 7-day median") from 10 runs on (a few hours at an
+Defaults, and why: a 7-day median (docs/domain.md §1.5) from 10 runs on (a few hours at an
 MPS); starts over a sliding hour, the unit of the §1.5 limits (6/h per pump, 10/h per station, which the
 rule sustains for 2 h); the current of the last 3 runs (a clog builds over hours to days, 3 runs smooth one
 odd run without lagging much); a baseline of the runs older than 12 h, at least 20 of them, so a clog that

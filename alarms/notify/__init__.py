@@ -1,7 +1,7 @@
 """On-call notification: every alarm that needs a person reaches an accountable one, who can acknowledge it
 from a phone.
 
-The pipeline, after Alertmanager's (style.md §2), with SCADA acknowledgement added:
+The pipeline, after Alertmanager's, with SCADA acknowledgement added (docs/alarms.md §9):
 
     alarm_event ──(notify_pending, same transaction)──▶ dispatcher: route → escalation (mute while shelved,
     suppressed or out of service) → notify_item per person → group window → notification (outbox)

@@ -207,7 +207,7 @@ def test_rain_before_the_outage_is_followed(sid: str) -> None:
 
 @pytest.mark.parametrize("fault_flag", [False, True], ids=["reads-0", "reads-0-with-fault-flag"])
 def test_dead_gauge_does_not_reassure(fault_flag: bool) -> None:
-    """The gauge dies reading 0 m (domain.md §5): the panel stops the pumps until the HWL float forces
+    """The gauge dies reading 0 m (docs/domain.md §5): the panel stops the pumps until the HWL float forces
     them for a minute, so the level saws between ~0.85 m and hwl_m. The forecaster must not believe the
     0 m: it dead-reckons the level from the last good one with the inflow and the pumps it sees run, and
     whenever the float is up it forecasts from at least hwl_m — close to what the station actually does if

@@ -110,9 +110,9 @@ def test_a_normal_day(baseline_day: Polled) -> None:
     for n in (1, 2):
         ratios = sim.values(f"pump{n}_run_ratio")
         assert 0.95 < statistics.median(ratios) < 1.1
-        assert max(ratios) < 1.5  # far below a "long run" rule at 2.0 (domain: 3 × median)
+        assert max(ratios) < 1.5  # far below the "long run" rule at 2.0 (docs/domain.md §1.5)
         runs = sim.values(f"pump{n}_run_min_last")
-        assert 1.5 < statistics.median(runs) < 3.0  # domain §1.5: ≈ 2.1 min at average inflow
+        assert 1.5 < statistics.median(runs) < 3.0  # docs/domain.md §1.5: ≈ 2.1 min at average inflow
         currents = sim.values(f"pump{n}_current_ratio")
         assert all(0.9 < c < 1.05 for c in currents)  # rated current first, then its own baseline
         learned = sim.values(f"pump{n}_current_ratio", T0 + timedelta(hours=22))  # baseline learned by then

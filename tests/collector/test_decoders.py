@@ -1,4 +1,4 @@
-"""Decoders against hand-computed register words (domain.md §2.3), not against our own encoder."""
+"""Decoders against hand-computed register words (docs/domain.md §2.3), not against our own encoder."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A lightning strike takes out one power area for 45 minutes (domain.md §5, the mountain village).
+"""A lightning strike takes out one power area for 45 minutes (docs/domain.md §5, the mountain village).
 
 Simulator → Modbus → collector → alarm engine → API on an accelerated clock. What an operator must see:
 exactly one incident, one outage alarm per station, no pump alarms for those stations while they are out,

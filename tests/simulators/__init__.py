@@ -53,7 +53,7 @@ def demo_fleet() -> Fleet:
 
 
 def station_config(station_id: str = "KITA-MP-01") -> StationConfig:
-    """A station of the demo fleet (KITA-MP-01 is MPS-REF of domain.md §1.2)."""
+    """A station of the demo fleet (KITA-MP-01 is MPS-REF of docs/domain.md §1.2)."""
     return demo_fleet().stations[station_id]
 
 
@@ -79,7 +79,7 @@ def f32_abcd(words: list[int]) -> float:
 
 
 def _words_value(words: list[int], spec, word_order: str) -> float | int | bool | None:
-    """One point from its raw words, written from the Modbus conventions (domain.md §2.3)."""
+    """One point from its raw words, written from the Modbus conventions (docs/domain.md §2.3)."""
     if spec.bit is not None:
         return bool(words[0] >> spec.bit & 1)
     if len(words) == 2:

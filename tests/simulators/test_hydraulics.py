@@ -32,7 +32,7 @@ def test_segment_area_limits():
 
 
 def test_wet_well_of_worked_example(ref: StageStorage):
-    # domain.md §3.3: 1.767 m² × (3.00 − 0.80) = 3.89 m³
+    # docs/domain.md §3.3: 1.767 m² × (3.00 − 0.80) = 3.89 m³
     assert ref.wet_well_area_m2 == pytest.approx(1.767, abs=1e-3)
     assert ref.wet_well_volume(3.0) - ref.wet_well_volume(0.8) == pytest.approx(3.89, abs=0.01)
 
@@ -74,7 +74,7 @@ def test_full_pipe_caps_at_its_length():
 
 def test_manholes_store_above_their_pipe_crown(ref: StageStorage):
     # Manholes at x = 30, 60, … 390 m; crown at 1.5 + 0.005·x + 0.2. At z = 3.00 the first 8 are wet,
-    # 1.15, 1.00, … 0.10 m deep: 0.636 × 5.0 = 3.18 m³. (domain.md §3.3 estimates 9 × 0.73 m → 4.20 m³.)
+    # 1.15, 1.00, … 0.10 m deep: 0.636 × 5.0 = 3.18 m³ (docs/domain.md §3.3; not 9 × 0.73 m → 4.2 m³).
     cfg = station_config("KITA-MP-01")
     bare = cfg.upstream.pipes[0].model_copy(update={"manhole_spacing_m": None})
     s_bare = StageStorage(cfg.wet_well.area, pipes=[bare], top_m=4.5)

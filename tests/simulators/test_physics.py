@@ -65,7 +65,7 @@ def test_inflow_follows_local_time():
 
 
 def test_pump_cycle_at_average_inflow():
-    """domain.md §1.5, MPS-REF at Q_avg: run 2.1 min, fill 11.3 min, cycle 13.4 min; pumps alternate."""
+    """docs/domain.md §1.5, MPS-REF at Q_avg: run 2.1 min, fill 11.3 min, cycle 13.4 min; pumps alternate."""
     st = quiet(initial_level_m=0.6, initial_counters=False)
     levels = []
     prev = [False, False]
@@ -102,7 +102,8 @@ def test_power_outage_fills_the_sewer_and_spills():
     q = st.q_avg_m3_min / 60
     to_hwl = (st.storage.volume(1.4) - st.storage.volume(0.8)) / q
     to_spill = (st.storage.volume(3.0) - st.storage.volume(0.8)) / q
-    assert to_hwl / 60 == pytest.approx(13.6, abs=0.1)  # domain.md §3.3 milestone (wet well only below 1.5 m)
+    # docs/domain.md §3.3 milestone (wet well only below 1.5 m)
+    assert to_hwl / 60 == pytest.approx(13.6, abs=0.1)
     st.step(T0 + timedelta(seconds=to_hwl + 2))
     assert st.hwl_float and not any(p.running for p in st.pumps)
     assert st.spilled_at is None

@@ -1,4 +1,4 @@
-"""Treatment plant (domain.md §4.3): flows, effluent quality, DO control with blowers, power, 重故障."""
+"""Treatment plant (docs/domain.md §4.3): flows, effluent quality, DO control with blowers, power, 重故障."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ def reg(type_: str, **kw) -> PointSpec:
     return PointSpec(name="x", table="input_register", address=0, type=type_, **kw)
 
 
-# --- golden words from domain.md §2.3 (hand-computed) -----------------------------------------------------
+# --- golden words from docs/domain.md §2.3 (hand-computed) ------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Relay pump station (domain.md §4.1): staged pumps, standby, generator, HV receiving, two gauges."""
+"""Relay pump station (docs/domain.md §4.1): staged pumps, standby, generator, HV receiving, two gauges."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stormwater pump station (domain.md §4.2): runoff, river, gate, engine pumps, curtailment."""
+"""Stormwater pump station (docs/domain.md §4.2): runoff, river, gate, engine pumps, curtailment."""
 
 from __future__ import annotations
 

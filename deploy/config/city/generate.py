@@ -49,7 +49,7 @@ MPS_TYPES = {
             for i in (1, 2)
         ],
     },
-    "mps-ref": {  # domain.md §1.2 MPS-REF
+    "mps-ref": {  # docs/domain.md §1.2 MPS-REF
         "kind": "manhole_pump",
         "wet_well": {"diameter_m": 1.5},
         "levels": {

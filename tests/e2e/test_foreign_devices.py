@@ -20,6 +20,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from pumpwatch.config import load_fleet
 from pumpwatch.system import System
 from tests.auth import LONG_SESSIONS, log_in
 from tests.conftest import REPO
+from tests.e2e import faults
 from tests.e2e.faults import Rig, write_fleet
 from tests.foreign import venv
 from tests.mqtt_broker import MosquittoBroker
@@ -181,6 +183,17 @@ async def lost_and_back(rig: Rig, stations: tuple[str, ...], since: float, bound
     at = datetime.fromtimestamp(since, UTC)
     for s in stations:
         await rig.raised_within(s, at, bound_s)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures() -> Iterator[None]:
+    """The measured times, for the README's table: test-artifacts/foreign-devices.tsv."""
+    first = len(faults.MEASURED)
+    yield
+    out = REPO / "test-artifacts" / "foreign-devices.tsv"
+    out.parent.mkdir(exist_ok=True)
+    rows = [f"{s}\t{n}\t{b}\t{t}" for s, n, b, t in faults.MEASURED[first:]]
+    out.write_text("station\talarm\tbound_s\tmeasured_s\n" + "\n".join(rows) + "\n")
 
 
 def stamp(rig: Rig) -> float:

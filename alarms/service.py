@@ -57,7 +57,7 @@ class AlarmService:
         self.analyzers = analyzers or {}
         only = set(stations) if stations is not None else None  # a collector shard's stations
         self.evaluators = {
-            sid: StationEvaluator(st.tenant, sid, rules.get(sid))
+            sid: StationEvaluator(st.tenant, sid, rules.get(sid), stale_after_s=fleet.stale_after_s(sid))
             for sid, st in fleet.stations.items()
             if only is None or sid in only
         }
@@ -283,6 +283,14 @@ class AlarmService:
                 self.incidents.on_clear(e.name, e.station, e.at)
 
             after.append(cleared)
+        elif e.kind in ("input_not_good", "input_good"):  # the rule holds: its input is not good
+            store.set_input_quality(
+                engine,
+                station_id=e.station,
+                name=e.name,
+                at=e.at,
+                quality=e.quality if e.kind == "input_not_good" else None,
+            )
         else:  # suppress / unsuppress
             store.set_suppressed(
                 engine,

@@ -116,6 +116,8 @@ def raise_alarm(
                 raise_count=alarm.c.raise_count + 1,
                 value=value,
                 suppressed_by=suppressed_by,
+                input_not_good_since=None,
+                input_quality=None,
             )
             .returning(alarm.c.id)
         ).scalar_one_or_none()
@@ -183,6 +185,7 @@ def clear_alarm(
         else:
             state = "normal" if r.state == "acked_active" else "unacked_rtn"
             changes |= {"active": False, "state": state, "open": state != "normal"}
+            changes |= {"input_not_good_since": None, "input_quality": None}
             if r.shelve_kind == "oneshot":  # a one-shot shelve ends when the alarm returns to normal
                 changes |= {"shelve_kind": None, "shelved_until": None}
         conn.execute(update(alarm).where(alarm.c.id == r.id).values(**changes))
@@ -212,6 +215,31 @@ def set_suppressed(
             _event(conn, r.id, at, kind, detail=f"by {by}" if by else f"{r.suppressed_by} cleared")
             out.append(r.id)
     return out
+
+
+def set_input_quality(
+    engine: Engine, *, station_id: str, name: str, at: datetime, quality: str | None
+) -> int | None:
+    """The active alarm's input is not good since `at` (`quality`: stale, comm_loss, ...), so the rule
+    holds it: it neither clears nor re-raises until good data returns (`quality` None: it has). Journaled."""
+    at = to_utc(at, "at")
+    with engine.begin() as conn:
+        r = conn.execute(
+            select(alarm.c.id, alarm.c.input_not_good_since, alarm.c.input_quality).where(
+                alarm.c.station_id == station_id, alarm.c.name == name, alarm.c.open, alarm.c.active
+            )
+        ).first()
+        if r is None or (quality is None and r.input_quality is None) or r.input_quality == quality:
+            return None
+        since = (r.input_not_good_since or at) if quality is not None else None
+        conn.execute(
+            update(alarm).where(alarm.c.id == r.id).values(input_not_good_since=since, input_quality=quality)
+        )
+        if quality is None:
+            _event(conn, r.id, at, "input_good", detail="input good again: the rule decides again")
+        else:
+            _event(conn, r.id, at, "input_not_good", detail=f"input {quality}: the alarm holds its state")
+        return r.id
 
 
 # --- operator actions -----------------------------------------------------------------------------------

@@ -143,6 +143,9 @@ class AlarmPublic(BaseModel):
     suppressed_by: str | None
     out_of_service: bool
     incident_id: int | None
+    # the rule's input is not good (stale, comm_loss, bad_value, ...) since then: the alarm holds its state
+    input_not_good_since: IsoTime | None = None
+    input_quality: str | None = None
 
 
 class AlarmsPublic(BaseModel):

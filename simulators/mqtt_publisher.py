@@ -23,6 +23,7 @@ Publishing intervals use the clock.
 
 Fault injection: `kill()` drops the TCP connection without an MQTT DISCONNECT (the broker then sends the
 will), `stop()` is the clean shutdown, `SparkplugEdgeNode.skip_seq(n)` makes the next seq jump,
+`SparkplugEdgeNode.device_death(id)` publishes DDEATH and keeps that device quiet until the next births,
 `publish_raw()` sends arbitrary bytes. Counters: `published` (data messages), `births` (NBIRTH count),
 `sessions` (MQTT sessions).
 """
@@ -468,6 +469,7 @@ class SparkplugEdgeNode:
         self._pending_bd_seq = 0  # the bdSeq in the will of the connection being attempted
         self.seq = 0  # seq of the last message sent
         self._skip = 0
+        self._dead_devices: set[str] = set()  # device_death(): no data until the next births
         self._lock = asyncio.Lock()  # one message at a time, so seq order is wire order
         self._entered = False
         self._link = _Link(
@@ -541,6 +543,19 @@ class SparkplugEdgeNode:
     ) -> None:
         await self._link.publish_raw(topic, payload, qos=qos, retain=retain)
 
+    async def device_death(self, device_id: str) -> None:
+        """The device behind the node is gone (its PLC stopped answering the node): DDEATH, then nothing
+        from it until the next births (`rebirth()`, a rebirth request or a new session)."""
+        if device_id not in self._devices:
+            raise KeyError(f"unknown device {device_id!r}")
+        client = self._link.client
+        if client is None:
+            raise RuntimeError("not connected")
+        async with self._lock:
+            self._dead_devices.add(device_id)
+            payload = spb.Payload(_ms(self.clock.now()), self._take_seq(), ())
+            await client.publish(self.topic("DDEATH", device_id), spb.encode(payload))
+
     async def rebirth(self) -> None:
         """Publish NBIRTH + DBIRTHs again now, as on a rebirth request."""
         if self._link.client is None:
@@ -595,6 +610,7 @@ class SparkplugEdgeNode:
             self._log(self._node, values, now)
         self._skip = 0  # NBIRTH is always 0
         self.seq = 0
+        self._dead_devices.clear()
         await client.publish(self.topic("NBIRTH"), spb.encode(spb.node_birth(self.bd_seq, node_metrics, ts)))
         self.births += 1
         for device_id, group in self._devices.items():
@@ -617,6 +633,8 @@ class SparkplugEdgeNode:
         now = self.clock.now()
         ts = _ms(now)
         for group in self._groups():
+            if group.device_id in self._dead_devices:
+                continue
             values = group.current()
             changed = {k: v for k, v in values.items() if k not in group.last or group.last[k] != v}
             if not changed:

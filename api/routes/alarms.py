@@ -60,6 +60,8 @@ def alarm_public(r: dict[str, Any], now: datetime) -> AlarmPublic:
         suppressed_by=r["suppressed_by"],
         out_of_service=r["out_of_service"],
         incident_id=r["incident_id"],
+        input_not_good_since=r.get("input_not_good_since"),
+        input_quality=r.get("input_quality"),
     )
 
 

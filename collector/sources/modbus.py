@@ -5,8 +5,10 @@ either way requests go one at a time on one connection, which is what serial gat
 runs in its own task, so a dead station never slows another endpoint.
 
 Failure handling, per unit:
-- no answer (timeout, refused, reset): a missed poll; after `comm_loss_after` misses in a row every point
-  of the unit gets a COMM_LOSS sample (value None), once, and the problem is logged once;
+- no answer (timeout, refused, reset, or a gateway's exception 0x0A "path unavailable" / 0x0B "target
+  device failed to respond": the unit behind it is as silent as a dead device): a missed poll; after
+  `comm_loss_after` misses in a row every point of the unit gets a COMM_LOSS sample (value None), once, and
+  the problem is logged once;
 - an answer that does not fit (exception response, wrong length, unparseable frame): BAD_VALUE samples for
   the points of that block, logged once until it recovers; an unparseable frame also drops the connection
   so the next poll starts on a clean stream;
@@ -33,6 +35,9 @@ from pumpwatch.config.models import ControllerConfig
 from pumpwatch.metrics import POLL_BUCKETS, Histogram
 
 log = logging.getLogger(__name__)
+
+# Exception codes a gateway answers for the unit behind it: path unavailable, target failed to respond.
+GATEWAY_NO_ANSWER = frozenset({0x0A, 0x0B})
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +275,10 @@ class ModbusSource:
                 self._close()
             raise _NoAnswer(f"no answer within {timeout} s ({type(exc).__name__})") from None
         if rr.isError():
-            return None, f"exception response {getattr(rr, 'exception_code', '?')}"
+            code = getattr(rr, "exception_code", None)
+            if code in GATEWAY_NO_ANSWER:
+                raise _NoAnswer(f"the gateway says unit {unit.unit_id} does not answer (exception {code})")
+            return None, f"exception response {code if code is not None else '?'}"
         if rr.function_code != block.function_code:
             return None, f"answer has function code {rr.function_code}, asked {block.function_code}"
         bits = block.table in ("coil", "discrete_input")

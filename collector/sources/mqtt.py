@@ -6,7 +6,9 @@ published while we reconnect wait at the broker. Reconnects with a jittered back
 a message that does not fit is counted by reason, kept in a bounded dead-letter list and logged once per
 reason and controller; the messages around it are stored. Sparkplug data that arrives before its birth
 (a host that joined late) is ignored and counted apart, not rejected: a rebirth brings it. A 1 s
-watchdog turns silent stations to COMM_LOSS and runs the Sparkplug reorder timeout.
+watchdog (on the clock, running also while the broker is unreachable) turns dead stations (will, NDEATH,
+DDEATH) and silent ones (nothing usable for 2 × `expected_interval_s`, e.g. because this host lost its
+broker) to COMM_LOSS, and runs the Sparkplug reorder timeout.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class MqttIngest:
         self.dead_letters: deque[DeadLetter] = deque(maxlen=1000)
         self.connects = 0
         self.connected = asyncio.Event()
+        self.broker_lost_at: datetime | None = None  # None while connected (and before the first try)
         self._logged: set[tuple[str, str]] = set()
         self._client: aiomqtt.Client | None = None
 
@@ -117,6 +120,7 @@ class MqttIngest:
                     ) as client:
                         self._client = client
                         self.connects += 1
+                        self.broker_lost_at = None
                         attempt = 0
                         for f in self._filters():
                             await client.subscribe(f, qos=1)
@@ -138,6 +142,9 @@ class MqttIngest:
                 except aiomqtt.MqttError as exc:
                     self.connected.clear()
                     self._client = None
+                    # no alarm here: each station's silence bound runs on from its last message
+                    if self.broker_lost_at is None:
+                        self.broker_lost_at = self.clock.now()
                     attempt += 1
                     delay = min(self.broker.reconnect_max_s, self._rng.uniform(0, 1.5 ** min(10, attempt)))
                     log.warning(
@@ -165,12 +172,12 @@ class MqttIngest:
             for feed in self.feeds.values():
                 lost = feed.check_silence(now)
                 if lost:
-                    log.warning(
-                        "%s: %s silent for > %.0f s: communication lost",
-                        self.name,
-                        feed.station,
-                        feed.silence_after_s,
+                    broker = (
+                        f"; no broker connection since {self.broker_lost_at:%H:%M:%S}Z"
+                        if (self.broker_lost_at is not None and not feed.dead)
+                        else ""
                     )
+                    log.warning("%s: %s communication lost (%s%s)", self.name, feed.station, feed.why, broker)
                 out += lost
             for h in self.spb.values():
                 out += h.tick(now)

@@ -26,8 +26,15 @@ class Ignored(Rejected):
 class StationFeed:
     """What we last heard from one station over MQTT, and whether it is alive.
 
-    - `died()`: the device's will / NDEATH arrived → every point STALE at once, with its last value;
-    - `check_silence()`: nothing heard for `silence_after_s` → every point COMM_LOSS, once.
+    Liveness, the same for JSON and Sparkplug B (README "What pumpwatch alarms on, and how fast"):
+    - `died()`: a definitive loss (the device's will / `status` offline, NDEATH, DDEATH) → every point STALE
+      at once with its last value (Sparkplug's rule), and COMM_LOSS at the next `check_silence()` (the
+      watchdog's next second): the comm-loss alarm's condition;
+    - `went_stale()`: values not current but the device not known dead (a Sparkplug seq gap awaiting its
+      rebirth) → STALE at once; COMM_LOSS only if nothing usable follows for `silence_after_s`;
+    - `check_silence()`: nothing usable heard for `silence_after_s` (the device is silent, or this host lost
+      its broker) → every point COMM_LOSS, once.
+    Any usable message (`heard()`) makes the station live again; its samples clear the comm-loss alarm.
     """
 
     def __init__(self, station: str, points: list[str], clock: Clock, silence_after_s: float) -> None:
@@ -37,12 +44,15 @@ class StationFeed:
         self.silence_after_s = silence_after_s
         self.values: dict[str, float | None] = {}
         self.last_heard = clock.monotonic()
-        self.lost = False
-        self.dead = False
+        self.lost = False  # COMM_LOSS emitted: the comm-loss condition holds until the station is heard
+        self.dead = False  # a death was announced: COMM_LOSS follows at the next check
+        self.why: str | None = None  # what ended the link, for the log
+        self._died_at: datetime | None = None
 
     def heard(self) -> None:
         self.last_heard = self.clock.monotonic()
         self.lost = self.dead = False
+        self.why = None
 
     def update(
         self, changes: dict[str, tuple[float | None, Quality]], at: datetime, *, hold: bool = False
@@ -61,14 +71,24 @@ class StationFeed:
             )
         return out
 
-    def died(self, now: datetime) -> list[Sample]:
-        if self.dead:
+    def died(self, now: datetime, why: str = "death") -> list[Sample]:
+        if self.dead or self.lost:
             return []
-        self.dead = True
+        self.dead, self.why, self._died_at = True, why, now
+        return self.went_stale(now)
+
+    def went_stale(self, now: datetime) -> list[Sample]:
         return [Sample(self.station, p, self.values.get(p), now, Quality.STALE) for p in self.points]
 
     def check_silence(self, now: datetime) -> list[Sample]:
-        if self.dead or self.lost or self.clock.monotonic() - self.last_heard <= self.silence_after_s:
+        if self.lost:
             return []
+        if self.dead:
+            if self._died_at is not None and now <= self._died_at:
+                return []  # a later time than the STALE samples: one sample per point and time
+        elif self.clock.monotonic() - self.last_heard <= self.silence_after_s:
+            return []
+        if not self.dead:
+            self.why = f"silent for more than {self.silence_after_s:g} s"
         self.lost = True
         return [Sample(self.station, p, None, now, Quality.COMM_LOSS) for p in self.points]

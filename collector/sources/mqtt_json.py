@@ -106,7 +106,7 @@ class JsonHandler:
         if point == "status":
             text = payload.decode("utf-8", "replace").strip().strip('"').lower()
             if text == "offline":
-                return feed.died(now)
+                return feed.died(now, "status offline (the device's will)")
             if text == "online":
                 feed.heard()
                 return []

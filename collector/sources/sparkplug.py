@@ -5,8 +5,12 @@ Per edge node:
 - NDATA/DDATA must follow seq + 1 (mod 256). A message ahead of the expected seq waits up to
   `reorder_timeout_s` for the missing ones; if they never come, the node's values turn STALE, a rebirth
   is requested (NCMD Node Control/Rebirth) and data is ignored until the new NBIRTH restores them.
-- NDEATH (the node's MQTT will) with the birth's bdSeq turns every value of the node STALE at once;
-  a death with another bdSeq belongs to an older session and is ignored. DDEATH does the same per device.
+- NDEATH (the node's MQTT will) turns every value of the node STALE at once and is a definitive loss: the
+  feeds report COMM_LOSS within a second (the comm-loss alarm). A death whose bdSeq is behind the birth's
+  belongs to an older session (a will delivered late) and is ignored; one with the birth's bdSeq or ahead
+  of it is taken (some nodes, e.g. pysparkplug 0.6's clean disconnect, send the next session's bdSeq).
+  DDEATH does the same per device. A seq gap turns values STALE too, but is no death: COMM_LOSS follows only
+  if no rebirth comes within the station's silence bound.
 - Data carries only changed metrics (report by exception); each message also confirms the others live.
 """
 
@@ -121,7 +125,7 @@ class SparkplugHandler:
             return self._metrics(dev, payload, now, reject, birth=True)
         if kind == "DDEATH":
             dev.born = False
-            return dev.feed.died(now)
+            return dev.feed.died(now, "DDEATH")
         if kind in ("NDATA", "DDATA"):
             if kind == "DDATA" and not dev.born:
                 self._ask_rebirth(f"DDATA before DBIRTH of {topic.device_id}")
@@ -196,21 +200,29 @@ class SparkplugHandler:
 
     def _node_death(self, payload: spb.Payload, now: datetime) -> list[Sample]:
         bd = next((m.value for m in payload.metrics if m.name == spb.BD_SEQ), None)
-        if self.bd_seq is not None and bd is not None and bd != self.bd_seq:
+        if self.bd_seq is not None and isinstance(bd, int) and 0 < (self.bd_seq - bd) % 256 < SEQ_WINDOW:
             log.info(
                 "%s: NDEATH bdSeq %s of an older session (current %s) ignored", self.ctrl.id, bd, self.bd_seq
             )
             return []
-        return self._go_stale(now)
+        if self.bd_seq is not None and bd is not None and bd != self.bd_seq:
+            log.warning(
+                "%s: NDEATH with bdSeq %s, not the birth's %s: taken as this session's death",
+                self.ctrl.id,
+                bd,
+                self.bd_seq,
+            )
+        return self._go_stale(now, death="NDEATH")
 
-    def _go_stale(self, now: datetime) -> list[Sample]:
+    def _go_stale(self, now: datetime, death: str | None = None) -> list[Sample]:
+        """Every value of the node STALE; with `death`, a definitive loss (comm loss follows at once)."""
         self.born = False
         self.pending.clear()
         self.gap_since = None
         out: list[Sample] = []
         for d in self.devices.values():
             d.born = False
-            out += d.feed.died(now)
+            out += d.feed.died(now, death) if death else d.feed.went_stale(now)
         return out
 
     # -- gaps and rebirth ------------------------------------------------------------------------------

@@ -147,6 +147,9 @@ alarm = Table(
     Column("suppressed_by", Text, nullable=True),  # the alarm that suppresses it by design
     Column("out_of_service", Boolean, nullable=False, server_default=sa_false()),
     Column("incident_id", Integer, nullable=True),
+    # the rule's input is not good (stale, comm_loss, ...) since then: the alarm holds, it cannot clear
+    Column("input_not_good_since", UTCDateTime, nullable=True),
+    Column("input_quality", Text, nullable=True),
 )
 Index(
     "uq_alarm_open_station_id_name",

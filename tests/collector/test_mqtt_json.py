@@ -136,3 +136,31 @@ def test_silence_turns_comm_loss_once() -> None:
     assert r.feed.check_silence(r.clock.now()) == []
     r.send("S1", {"values": {"wet_well_level_m": 1.3}})
     assert r.feed.lost is False
+
+
+def test_a_death_is_a_comm_loss_at_the_next_check() -> None:
+    """Will / offline: STALE at once with the last values, then COMM_LOSS (the comm-loss alarm's condition)
+    at the watchdog's next check, at a later time than the STALE samples; never twice."""
+    r = Rig()
+    r.send("S1", {"values": {"wet_well_level_m": 1.3}})
+    stale = r.send("S1/status", "offline")
+    assert {s.quality for s in stale} == {Quality.STALE}
+    assert r.feed.check_silence(r.clock.now()) == []  # same instant: one sample per point and time
+    r.clock.advance(1)
+    lost = r.feed.check_silence(r.clock.now())
+    assert {s.quality for s in lost} == {Quality.COMM_LOSS} and len(lost) == 3
+    assert all(s.observed_at == T0 + timedelta(seconds=1) for s in lost)
+    r.clock.advance(60)
+    assert r.feed.check_silence(r.clock.now()) == []
+    assert r.send("S1/status", "offline") == []  # a retained offline seen again after a reconnect
+    r.send("S1", {"values": {"wet_well_level_m": 1.4}})
+    assert (r.feed.lost, r.feed.dead) == (False, False)
+
+
+def test_silence_then_death_reports_the_loss_once() -> None:
+    r = Rig()
+    r.clock.advance(21)
+    assert len(r.feed.check_silence(r.clock.now())) == 3
+    assert r.send("S1/status", "offline") == []  # already lost: nothing new to say
+    r.clock.advance(1)
+    assert r.feed.check_silence(r.clock.now()) == []

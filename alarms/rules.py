@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from alarms.analyzers import DerivedPoint
 from pumpwatch.config import ConfigError, Fleet
 from pumpwatch.config.loader import describe
-from pumpwatch.config.models import Ident, Levels, PointName, StationKind, Strict
+from pumpwatch.config.models import Ident, Levels, PointName, StationConfig, StationKind, Strict
 from pumpwatch.config.yamlsrc import load_yaml
 
 log = logging.getLogger(__name__)
 
 Priority = Literal["critical", "high", "medium", "low"]
 LEVEL_NAMES = frozenset(Levels.model_fields)
+# Station figures a limit may name besides its levels: a plant's design flow per hour (design_flow_m3_d / 24)
+DESIGN_NAMES = frozenset({"design_flow_m3_h"})
+REFERENCE_NAMES = LEVEL_NAMES | DESIGN_NAMES
+
+
+def reference_value(st: StationConfig, name: str) -> float | None:
+    """The station's value of a named limit (a level or a design figure); None: the station has none."""
+    if name in LEVEL_NAMES:
+        return getattr(st.levels, name, None) if st.levels else None
+    if name == "design_flow_m3_h":
+        return st.plant.design_flow_m3_d / 24 if st.plant else None
+    return None
 
 
 class RuleConfig(Strict):
@@ -27,6 +43,7 @@ class RuleConfig(Strict):
     when: bool = True  # state rules: the value that means "alarm"
     above: float | str | None = None  # limit rules: a number or a station level name (hwl_m, ...)
     below: float | str | None = None
+    factor: Annotated[float, Field(gt=0)] = 1.0  # with a named limit: the limit is factor × that figure
     deadband: Annotated[float, Field(ge=0)] = 0.0
     on_delay_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
     off_delay_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
@@ -47,13 +64,17 @@ class RuleConfig(Strict):
             raise ValueError("a limit rule needs exactly one of `above` or `below`")
         if self.type != "limit" and (self.above is not None or self.below is not None):
             raise ValueError("`above`/`below` belong to limit rules")
+        if "factor" in self.model_fields_set and not isinstance(self.above or self.below, str):
+            raise ValueError("`factor` scales a named limit (above: design_flow_m3_h); a number needs none")
         return self
 
     @field_validator("above", "below")
     @classmethod
     def _level_name(cls, ref: float | str | None) -> float | str | None:
-        if isinstance(ref, str) and ref not in LEVEL_NAMES:
-            raise ValueError(f"unknown station level {ref!r} (known: {', '.join(sorted(LEVEL_NAMES))})")
+        if isinstance(ref, str) and ref not in REFERENCE_NAMES:
+            raise ValueError(
+                f"unknown station level or figure {ref!r} (known: {', '.join(sorted(REFERENCE_NAMES))})"
+            )
         return ref
 
 
@@ -95,19 +116,61 @@ class StationRule:
     enabled_by: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class DroppedRule:
+    """A rule of the station's kind that is not evaluated at this station, and why (coverage reports it)."""
+
+    rule: str
+    point: str | None
+    why: str  # "disabled", "no point 'mains_failed' in its maps", ...
+    where: str  # `file:line key` of the rule (or of the override that changed it)
+
+
 @dataclass(frozen=True)
 class RuleSet:
     stations: dict[str, list[StationRule]]
     incidents: list[IncidentRule]
     max_shelve_h: float = 8.0
+    dropped: dict[str, list[DroppedRule]] = field(default_factory=dict)  # station -> rules not applied
+    kinds: dict[str, list[str]] = field(default_factory=dict)  # station kind -> its template rule names
+    warnings: list[str] = field(default_factory=list)  # template rules no station of the fleet can apply
+    source: Path | None = None  # the rules file
 
     def get(self, station: str, default: list[StationRule] | None = None) -> list[StationRule]:
         return self.stations.get(station, default or [])
 
 
-def load_rules(path: Path, fleet: Fleet, derived: dict[str, set[str]] | None = None) -> RuleSet:
+def _pump_pattern(name: str) -> str:
+    """pump3_faulted → pump#_faulted: a template names points of pumps a station may not have."""
+    return re.sub(r"pump\d+", "pump#", name)
+
+
+def _derived_points(
+    derived: Mapping[str, Iterable[DerivedPoint] | Iterable[str]] | None,
+) -> dict[str, dict[str, DerivedPoint]]:
+    """Per station, derived point name → point (names alone: a point whose needs are unknown)."""
+    out: dict[str, dict[str, DerivedPoint]] = {}
+    for sid, points in (derived or {}).items():
+        out[sid] = {
+            (dp if isinstance(dp, str) else dp.name): (
+                DerivedPoint(dp, None, "analog") if isinstance(dp, str) else dp
+            )
+            for dp in points
+        }
+    return out
+
+
+def load_rules(
+    path: Path,
+    fleet: Fleet,
+    derived: Mapping[str, Iterable[DerivedPoint] | Iterable[str]] | None = None,
+) -> RuleSet:
     """Rules per station id (and incident rules). `derived`: station → points our analyzers compute, which
-    rules may use like any point. Raises ConfigError naming file, line and key for any invalid rule."""
+    rules may use like any point once the points they need are there. Raises ConfigError naming file, line
+    and key for any invalid rule and for an override naming a point its station lacks. A template rule
+    whose point a station lacks is left out there and listed in `RuleSet.dropped`: alarm coverage decides
+    whether the station may run so (alarms/coverage.py). With `derived`, a template rule no station of the
+    fleet can apply (a typo, or a sensor no device has) is in `RuleSet.warnings`."""
     located = load_yaml(path)
     problems: list[str] = []
     try:
@@ -126,7 +189,23 @@ def load_rules(path: Path, fleet: Fleet, derived: dict[str, set[str]] | None = N
     for i, inc in enumerate(rf.incidents):
         if inc.alarm not in all_rule_names:
             problems.append(f"{located.where(('incidents', i, 'alarm'))}: no rule named {inc.alarm!r}")
+    dpoints = _derived_points(derived)
+    warnings: list[str] = []
+    if derived is not None:  # a point nobody in this fleet produces: a typo, or sensors no device has
+        producible = {_pump_pattern(p.name) for rm in fleet.register_maps.values() for p in rm.points}
+        producible |= {_pump_pattern(m.name) for mm in fleet.metric_maps.values() for m in mm.metrics}
+        producible |= {_pump_pattern(n) for pts in dpoints.values() for n in pts}
+        kinds = {st.kind for st in fleet.stations.values()}
+        for kind, rules in rf.templates.items():
+            for i, r in enumerate(rules):
+                if kind in kinds and r.point is not None and _pump_pattern(r.point) not in producible:
+                    warnings.append(
+                        f"{located.where(('templates', kind, i, 'point'))}: rule {r.name} applies to no "
+                        f"station: no map of this fleet has point {r.point!r} and no analyzer computes it"
+                        + _close(r.point, {n.replace("#", "1") for n in producible})
+                    )
     out: dict[str, list[StationRule]] = {}
+    dropped: dict[str, list[DroppedRule]] = {}
     for sid, changes in rf.overrides.items():
         if sid not in fleet.stations:
             problems.append(f"{located.where(('overrides', sid))}: unknown station {sid!r}")
@@ -139,6 +218,9 @@ def load_rules(path: Path, fleet: Fleet, derived: dict[str, set[str]] | None = N
                 )
     for sid, st in fleet.stations.items():
         resolved: list[StationRule] = []
+        gone: list[DroppedRule] = []
+        raw_points = set(fleet.points.get(sid, {}))
+        mine = dpoints.get(sid, {})
         for i, base in enumerate(rf.templates.get(st.kind, [])):
             rule = base
             change = rf.overrides.get(sid, {}).get(base.name)
@@ -146,27 +228,50 @@ def load_rules(path: Path, fleet: Fleet, derived: dict[str, set[str]] | None = N
             if change:
                 where = ("overrides", sid, base.name)
                 try:
-                    rule = RuleConfig.model_validate({**base.model_dump(), **change})
+                    rule = RuleConfig.model_validate({**base.model_dump(exclude_unset=True), **change})
                 except ValidationError as exc:
                     for err in exc.errors():
                         problems.append(f"{located.where((*where, *err['loc']))}: {describe(err)}")
                     continue
             if not rule.enabled:
+                gone.append(
+                    DroppedRule(rule.name, rule.point, "disabled (enabled: false)", located.where(where))
+                )
                 continue
-            known = fleet.points.get(sid, {}).keys() | (derived or {}).get(sid, set())
-            if rule.point is not None and rule.point not in known:
-                log.info("station %s has no point %r: rule %s not applied", sid, rule.point, rule.name)
+            why = None
+            if rule.point is not None and rule.point not in raw_points:
+                dp = mine.get(rule.point)
+                maps = _maps_of(fleet, sid)
+                if dp is None:
+                    why = f"no point {rule.point!r} in the station's maps ({maps})"
+                elif lacking := dp.missing(raw_points):
+                    why = (
+                        f"{rule.point} is computed from {', '.join(lacking)}, not in the station's maps "
+                        f"({maps})"
+                    )
+            if why is not None:
+                if change:
+                    # An engineer wrote something for this rule at this station: it must take effect.
+                    key = (*where, "point") if "point" in change else where
+                    problems.append(
+                        f"{located.where(key)}: station {sid}: rule {rule.name} is overridden here, but {why}"
+                        + _close(rule.point, raw_points | set(mine))
+                    )
+                    continue
+                log.debug("station %s: rule %s not applied: %s", sid, rule.name, why)
+                gone.append(DroppedRule(rule.name, rule.point, why, located.where(where)))
                 continue
             ref = rule.above if rule.above is not None else rule.below
             limit: float | None = None
             if isinstance(ref, str):
-                limit = getattr(st.levels, ref, None) if st.levels else None
-                if limit is None:
+                value = reference_value(st, ref)
+                if value is None:
                     problems.append(
                         f"{located.where((*where, 'above' if rule.above is not None else 'below'))}: "
-                        f"station {sid} has no level {ref!r}"
+                        f"station {sid} has no level or figure {ref!r}"
                     )
                     continue
+                limit = rule.factor * value
             elif ref is not None:
                 limit = float(ref)
             resolved.append(
@@ -195,6 +300,29 @@ def load_rules(path: Path, fleet: Fleet, derived: dict[str, set[str]] | None = N
                         f"{located.where(('templates', st.kind))}: rule {r.name} names unknown rule {ref!r}"
                     )
         out[sid] = resolved
+        if gone:
+            dropped[sid] = gone
     if problems:
         raise ConfigError(sorted(set(problems), key=problems.index))
-    return RuleSet(out, rf.incidents, rf.max_shelve_h)
+    kinds_rules = {kind: [r.name for r in rules] for kind, rules in rf.templates.items()}
+    return RuleSet(
+        out, rf.incidents, rf.max_shelve_h, dropped=dropped, kinds=kinds_rules, warnings=warnings, source=path
+    )
+
+
+def _maps_of(fleet: Fleet, sid: str) -> str:
+    """`mps-canonical via kita-01`: the maps that give a station its points, and their controllers."""
+    out = []
+    for c in fleet.controllers.values():
+        for m in getattr(c, "units", None) or getattr(c, "stations", []):
+            if m.station == sid:
+                out.append(f"{m.map} via {c.id}")
+    return ", ".join(out) or "none: no controller serves it"
+
+
+def _close(name: str | None, known: Iterable[str]) -> str:
+    """ " (did you mean 'mains_failed'?)" when a known name is close."""
+    if name is None:
+        return ""
+    match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""

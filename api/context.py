@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from alarms.analyzers import DerivedPoint
+from alarms.coverage import FleetCoverage
 from alarms.rules import RuleSet
 from api.auth.config import AuthConfig
 from api.auth.session_cache import SessionCache
@@ -35,6 +36,7 @@ class ApiContext:
     metrics: Callable[[], bytes] | None = None  # Prometheus text of this process
     derived: dict[str, list[DerivedPoint]] = field(default_factory=dict)  # points our analyzers compute
     rules: RuleSet | None = None
+    coverage: FleetCoverage | None = None  # safety functions per station: armed, waived or unarmed
     notify: Any = None  # alarms.notify.service.NotifierService when on-call notification is configured
     latest_cache_s: float = 1.0
     auth: AuthConfig = field(default_factory=AuthConfig)

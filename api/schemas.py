@@ -28,6 +28,38 @@ class LocationPublic(BaseModel):
     lon: float
 
 
+class CoverageRulePublic(BaseModel):
+    rule: str
+    armed: bool
+    points: list[str]  # the station's points it reads (for a derived point: those it is computed from)
+    via: str | None = None  # the derived point it reads (time to overflow, fails to run, …)
+    sources: list[str] = []  # comm-loss rules: the controllers whose silence it watches
+    why: str | None = None  # not armed: why
+
+
+class CoverageFunctionPublic(BaseModel):
+    function: str
+    title: str
+    pump: int | None  # per-pump functions: the pump's number (1: the first)
+    state: Literal["armed", "waived", "unarmed"]
+    rules: list[CoverageRulePublic]  # every rule that can arm it
+    why: str | None = None  # not armed (waived or unarmed): why
+    waiver_reason: str | None = None  # waived: the engineer's written reason
+
+
+class CoverageDroppedPublic(BaseModel):
+    rule: str
+    point: str | None
+    why: str
+
+
+class CoveragePublic(BaseModel):
+    """Which safety functions of its kind (rules/safety.yaml) the station has armed, and by what."""
+
+    functions: list[CoverageFunctionPublic]
+    rules_not_applied: list[CoverageDroppedPublic]  # rules of its kind not evaluated at this station
+
+
 class StationPublic(BaseModel):
     id: str
     tenant: str
@@ -42,6 +74,7 @@ class StationPublic(BaseModel):
     stale_after_s: float | None  # a value older than this is shown as stale
     values: dict[str, PointValue]
     levels: dict[str, float] | None = None  # wet-well levels (m above the floor): lwl_m … spill_m
+    coverage: CoveragePublic | None = None  # one station only (GET /stations/{id}): its safety coverage
 
 
 class StationsPublic(BaseModel):

@@ -44,7 +44,7 @@ def writable_spec(fleet: Fleet, station: str, point: str) -> PointSpec:
 
 def to_raw(spec: PointSpec, value: float) -> int:
     if spec.table == "coil":
-        return 1 if value else 0
+        return 1 if bool(value) != spec.invert else 0
     raw = (value - spec.offset) / spec.scale
     if not math.isfinite(raw):
         raise WriteError(422, "value must be a finite number")
@@ -64,7 +64,7 @@ def to_raw(spec: PointSpec, value: float) -> int:
 
 def from_raw(spec: PointSpec, raw: int) -> float:
     if spec.table == "coil":
-        return 1.0 if raw else 0.0
+        return 1.0 if bool(raw) != spec.invert else 0.0
     if spec.type == "int16" and raw >= 0x8000:
         raw -= 0x10000
     return raw * spec.scale + spec.offset
@@ -85,6 +85,9 @@ class FieldWriter:
             raise WriteError(503, f"controller {sp.controller} is not polled by this process")
         raw = to_raw(spec, value)
         unit = sp.unit_id
+        assert sp.register_map is not None  # a Modbus point
+        # the same translation as the read plan's: `address` is in the map's address_base
+        address = sp.register_map.wire_address(spec)
         try:
             if not await source._ensure_connected():
                 raise WriteError(502, f"cannot connect to {source.ctrl.host}:{source.ctrl.port}")
@@ -92,16 +95,16 @@ class FieldWriter:
                 client = source._client
                 assert client is not None
                 if spec.table == "coil":
-                    rr = await client.write_coil(spec.address, bool(raw), device_id=unit)
+                    rr = await client.write_coil(address, bool(raw), device_id=unit)
                 else:
-                    rr = await client.write_register(spec.address, raw, device_id=unit)
+                    rr = await client.write_register(address, raw, device_id=unit)
                 if rr.isError():
                     raise WriteError(502, f"the device refused the write (exception {rr.exception_code})")
                 if spec.table == "coil":
-                    back = await client.read_coils(spec.address, count=1, device_id=unit)
+                    back = await client.read_coils(address, count=1, device_id=unit)
                     got = None if back.isError() else int(back.bits[0])
                 else:
-                    back = await client.read_holding_registers(spec.address, count=1, device_id=unit)
+                    back = await client.read_holding_registers(address, count=1, device_id=unit)
                     got = None if back.isError() or len(back.registers) != 1 else back.registers[0]
         except (ModbusException, TimeoutError, OSError) as exc:
             source._close()

@@ -45,11 +45,14 @@ def words_to_u32(w0: int, w1: int, order: str) -> int:
 def _raw_reader(spec: PointSpec, order: str) -> Callable[[Sequence[int], int], tuple[int, float]]:
     """Returns f(words, offset) -> (raw unsigned word(s) for the n/a check, numeric value before scaling)."""
     t = spec.type
+    # `invert`: the device's 1 is our false (a `mains_ok` bit read as `mains_failed`); the raw word stays
+    # as read, so `not_available` compares with what is on the wire.
+    on, off = (0.0, 1.0) if spec.invert else (1.0, 0.0)
     if spec.table in BIT_TABLES:
-        return lambda words, i: (int(words[i]), 1.0 if words[i] else 0.0)
+        return lambda words, i: (int(words[i]), on if words[i] else off)
     if spec.bit is not None:
         mask = 1 << spec.bit
-        return lambda words, i: (words[i], 1.0 if words[i] & mask else 0.0)
+        return lambda words, i: (words[i], on if words[i] & mask else off)
     if t == "uint16":
         return lambda words, i: (words[i], float(words[i]))
     if t == "int16":

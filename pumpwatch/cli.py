@@ -92,15 +92,16 @@ db_option = click.option("--db", "database_url", default=None, help="sqlite:///f
 
 @main.command("check-config")
 @click.argument("fleet", type=click.Path(path_type=Path), default=Path("deploy/config/demo"))
-def check_config(fleet: Path) -> None:
-    """Validate a fleet (and its alarm rules); print a summary or every problem found."""
+@click.option("--per-station", is_flag=True, help="the coverage table of every station, not per station type")
+def check_config(fleet: Path, per_station: bool) -> None:
+    """Validate a fleet (and its alarm rules), print its safety coverage and a summary. Exit status: 0 OK,
+    1 a safety function is neither armed nor waived (or a waiver is stale), 2 invalid configuration."""
     from alarms.analyzers.build import all_analyzers
-    from alarms.rules import load_rules
+    from alarms.coverage import check_fleet, format_station, format_summary
 
     f = _load(fleet)
-    derived = {sid: {p.name for a in an for p in a.outputs} for sid, an in all_analyzers(f).items()}
     try:
-        rules = load_rules(f.alarm_rules, f, derived) if f.alarm_rules else None
+        rules, coverage = check_fleet(f, all_analyzers(f))
     except ConfigError as exc:
         click.echo(f"pumpwatch: {exc}", err=True)
         sys.exit(2)
@@ -113,9 +114,15 @@ def check_config(fleet: Path) -> None:
         except ConfigError as exc:
             click.echo(f"pumpwatch: {exc}", err=True)
             sys.exit(2)
+    if per_station:
+        lines = [line for sc in coverage.stations.values() for line in ["", *format_station(sc)]]
+    else:
+        lines = format_summary(coverage)
+    click.echo("\n".join(lines))
+    click.echo("")
     n_points = sum(len(p) for p in f.points.values())
-    n_rules = sum(len(r) for r in rules.stations.values()) if rules else 0
-    click.echo(
+    n_rules = sum(len(r) for r in rules.stations.values())
+    summary = (
         f"fleet {f.name!r}: {len(f.tenants)} tenants, {len(f.stations)} stations, "
         f"{len(f.controllers)} controllers, {len(f.register_maps)} register maps, {n_points} points, "
         f"{n_rules} station alarm rules"
@@ -124,8 +131,21 @@ def check_config(fleet: Path) -> None:
             if oncall
             else ""
         )
-        + ": OK"
     )
+    for warning in rules.warnings:
+        click.echo(f"pumpwatch: warning: {warning}", err=True)
+    failed = coverage.problems + coverage.stale_waivers
+    if failed:
+        click.echo(f"{summary}: NOT SAFE TO RUN", err=False)
+        for problem in failed:
+            click.echo(f"pumpwatch: {problem}", err=True)
+        click.echo(
+            f"pumpwatch: {len(failed)} coverage problem(s): arm each function (map the point, fix the "
+            "rule) or waive it with a reason (`waivers:` on the station or its type)",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"{summary}: OK")
 
 
 @main.command()
@@ -192,7 +212,12 @@ async def _run_system(
 
     try:
         system = await System.prepare(
-            f, database_url, clock, settings.secret_key, api_database_url=settings.api_database_url
+            f,
+            database_url,
+            clock,
+            settings.secret_key,
+            api_database_url=settings.api_database_url,
+            require_coverage=True,  # never run a station that could not raise a safety alarm
         )
     except ConfigError as exc:
         click.echo(f"pumpwatch: {exc}", err=True)

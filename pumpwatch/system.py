@@ -18,10 +18,11 @@ from sqlalchemy import Engine
 
 from alarms.analyzers import Analyzer, DerivedPoint
 from alarms.analyzers.build import all_analyzers
+from alarms.coverage import CoverageError, FleetCoverage, check_fleet
 from alarms.notify.config import load_oncall
 from alarms.notify.dispatcher import purge_pending
 from alarms.notify.service import NotifierService, tto_from_db, tto_from_live
-from alarms.rules import RuleSet, load_rules
+from alarms.rules import RuleSet
 from alarms.service import AlarmService
 from api.auth.config import AuthConfig
 from api.context import ApiContext
@@ -56,6 +57,7 @@ class System:
     catalog: dict[tuple[str, str], int]
     rules: RuleSet
     analyzers: dict[str, list[Analyzer]] = field(default_factory=dict)
+    coverage: FleetCoverage | None = None  # which safety functions each station has armed
     api_engine: Engine | None = None  # the API's own connection (app role, RLS); None: `engine`
     live: LiveSnapshot = field(default_factory=LiveSnapshot)
     writer: HistorianWriter | None = None
@@ -83,12 +85,17 @@ class System:
         secret_key: str | None = None,
         *,
         api_database_url: str | None = None,
+        require_coverage: bool = False,
     ) -> System:
-        """Validate rules and on-call, migrate the database and sync the catalog. Raises ConfigError on bad
-        rules or on-call configuration."""
+        """Validate rules, their coverage and on-call, migrate the database and sync the catalog. Raises
+        ConfigError on bad rules or on-call configuration and, with `require_coverage` (`pumpwatch run` and
+        `demo`), when a station has a safety function neither armed nor waived (alarms/coverage.py)."""
         analyzers = all_analyzers(fleet)
-        derived = {sid: {p.name for a in an for p in a.outputs} for sid, an in analyzers.items()}
-        rules = load_rules(fleet.alarm_rules, fleet, derived) if fleet.alarm_rules else RuleSet({}, [])
+        rules, coverage = check_fleet(fleet, analyzers)
+        if require_coverage and not coverage.ok:
+            raise CoverageError(coverage.problems)
+        for warning in (*rules.warnings, *coverage.stale_waivers):  # armed all the same: say so, run
+            log.warning("%s", warning)
         oncall = load_oncall(fleet.oncall, fleet) if fleet.oncall else None
         engine = make_engine(database_url)
         await asyncio.to_thread(upgrade, engine)
@@ -113,6 +120,7 @@ class System:
             catalog=catalog,
             rules=rules,
             analyzers=analyzers,
+            coverage=coverage,
             api_engine=api_engine,
             timescale=timescale,
         )
@@ -279,6 +287,7 @@ class System:
             metrics=self.metrics_text,
             derived=self.derived_points(),
             rules=self.rules,
+            coverage=self.coverage,
             notify=self.notifier,
             active_alarms=self._active_alarms,
         )

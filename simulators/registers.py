@@ -8,7 +8,8 @@ collector's decoder, so a bug cannot hide by being symmetric on both sides.
 - 32-bit word orders, with the value's big-endian bytes A B C D: ABCD → [AB, CD] (high word first),
   CDAB → [CD, AB] (low word first), BADC → [BA, DC], DCBA → [DC, BA].
 - A point with `bit` sets one bit (0 = least significant) of a 16-bit register; several such points may share
-  a register. `bool` points of the coil / discrete_input tables are single bits.
+  a register. `bool` points of the coil / discrete_input tables are single bits. `invert: true` writes the
+  opposite bit (the device reports `mains_ok` where the point is `mains_failed`).
 - A missing value (None, or NaN for an integer type) encodes as the point's `not_available` raw value when it
   has one; otherwise the point is left out.
 """
@@ -96,14 +97,14 @@ def encode_points(register_map: RegisterMap, values: Mapping[str, PointValue]) -
         addr = register_map.wire_address(spec)
         if spec.table in BIT_TABLES:
             if value is not None:
-                table[addr] = 1 if value else 0
+                table[addr] = 1 if bool(value) != spec.invert else 0
             continue
         if spec.bit is not None:
             if value is None:
                 continue
             mask = 1 << spec.bit
             word = table.get(addr, 0) & ~mask
-            table[addr] = word | mask if value else word
+            table[addr] = word | mask if bool(value) != spec.invert else word
             continue
         words = encode_point(spec, value, register_map.point_word_order(spec))
         if words is not None:

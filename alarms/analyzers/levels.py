@@ -11,7 +11,7 @@ from pumpwatch.config.models import StationConfig
 
 
 class LevelCheck:
-    outputs = (DerivedPoint("level_float_disagreement", None, "state"),)
+    outputs = (DerivedPoint("level_float_disagreement", None, "state", ("wet_well_level_m", "hwl_float")),)
 
     def __init__(self, cfg: StationConfig, *, margin_m: float = 0.3) -> None:
         assert cfg.levels is not None

@@ -130,11 +130,11 @@ HWL_FLOAT = "hwl_float"
 LWL_FLOAT = "lwl_float"
 SENSOR_FAULT = "level_sensor_fault"
 
-OUTPUTS = (
-    DerivedPoint("inflow_m3_min", "m3/min", "analog"),
-    DerivedPoint("tto_hwl_min", "min", "analog"),
-    DerivedPoint("tto_spill_min", "min", "analog"),
-    DerivedPoint("tto_spill_conservative_min", "min", "analog"),
+OUTPUTS = (  # the level is what they need; the other points refine them and may be missing
+    DerivedPoint("inflow_m3_min", "m3/min", "analog", (LEVEL,)),
+    DerivedPoint("tto_hwl_min", "min", "analog", (LEVEL,)),
+    DerivedPoint("tto_spill_min", "min", "analog", (LEVEL,)),
+    DerivedPoint("tto_spill_conservative_min", "min", "analog", (LEVEL,)),
 )
 
 

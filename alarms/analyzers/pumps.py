@@ -137,18 +137,22 @@ class PumpHealth:
         for p in self.pumps:
             for what in (_RUNNING, _CURRENT, _FAULTED, _AUTO):
                 self._route[f"pump{p.number}_{what}"] = (what, p)
+            run, cur, fault = (f"pump{p.number}_{w}" for w in (_RUNNING, _CURRENT, _FAULTED))
             outputs += [
-                DerivedPoint(f"pump{p.number}_run_min_last", "min", "analog"),
-                DerivedPoint(f"pump{p.number}_run_ratio", None, "analog"),
-                DerivedPoint(f"pump{p.number}_starts_per_hour", "1/h", "analog"),
-                DerivedPoint(f"pump{p.number}_current_ratio", None, "analog"),
-                DerivedPoint(f"pump{p.number}_fails_to_run", None, "state"),
-                DerivedPoint(f"pump{p.number}_available", None, "state"),
+                DerivedPoint(f"pump{p.number}_run_min_last", "min", "analog", (run,)),
+                DerivedPoint(f"pump{p.number}_run_ratio", None, "analog", (run,)),
+                DerivedPoint(f"pump{p.number}_starts_per_hour", "1/h", "analog", (run,)),
+                DerivedPoint(f"pump{p.number}_current_ratio", None, "analog", (run, cur)),
+                DerivedPoint(f"pump{p.number}_fails_to_run", None, "state", (run, cur)),
+                DerivedPoint(f"pump{p.number}_available", None, "state", (fault,)),
             ]
+        runs = tuple(f"pump{p.number}_{_RUNNING}" for p in self.pumps)
+        faults = tuple(f"pump{p.number}_{_FAULTED}" for p in self.pumps)
         outputs += [
-            DerivedPoint("pumps_unavailable", None, "state"),
-            DerivedPoint("station_starts_per_hour", "1/h", "analog"),
-            DerivedPoint("pumps_not_restarted", None, "state"),
+            DerivedPoint("pumps_unavailable", None, "state", faults),  # every pump's fault must be known
+            DerivedPoint("station_starts_per_hour", "1/h", "analog", runs),
+            # after mains returns: the level above start, no pump running although one is available
+            DerivedPoint("pumps_not_restarted", None, "state", (_MAINS, _LEVEL, *runs, faults)),
         ]
         self.outputs: tuple[DerivedPoint, ...] = tuple(outputs)
 

@@ -81,9 +81,12 @@ class TelemetryHealth:
         self.settle = timedelta(seconds=settle_s)
         self.max_slope_rel_se = max_slope_rel_se
         self.refit = timedelta(seconds=refit_s)  # between fits the line is extended
+        discharging = (_RTU_ON_BATTERY, _MAINS)
         self.outputs: tuple[DerivedPoint, ...] = (
-            DerivedPoint("on_battery", None, "state"),
-            DerivedPoint("battery_blind_in_min", "min", "analog"),
+            DerivedPoint("on_battery", None, "state", (discharging,)),
+            DerivedPoint(
+                "battery_blind_in_min", "min", "analog", ((_RTU_BATTERY_V, _BATTERY_V), discharging)
+            ),
         )
         self._mains_failed: bool | None = None
         self._rtu_on_battery: bool | None = None

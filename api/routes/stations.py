@@ -14,6 +14,7 @@ from alarms import store
 from api.auth import access
 from api.auth.users import User
 from api.context import ApiContext, station_samples
+from api.coverage import coverage_public
 from api.deps import Ctx, CurrentUser
 from api.schemas import (
     HistoryPointPublic,
@@ -144,7 +145,9 @@ async def _station(ctx: ApiContext, user: User, station_id: str) -> StationPubli
     modes = await asyncio.to_thread(store.station_modes, ctx.engine)
     now = ctx.clock.now()
     samples = station_samples(latest, station_id)
-    return build_station(ctx, station_id, samples, alarms.get(station_id, []), now, modes.get(station_id))
+    station = build_station(ctx, station_id, samples, alarms.get(station_id, []), now, modes.get(station_id))
+    station.coverage = coverage_public(ctx.coverage, station_id)  # one station: its safety coverage too
+    return station
 
 
 @router.get("/{station_id}/points/{point}/history", response_model=HistoryPublic)

@@ -19,6 +19,7 @@ from pumpwatch.config.models import (
     ControllerConfig,
     ControllersFile,
     FleetFile,
+    LocatedError,
     MetricMap,
     MetricSpec,
     MqttBroker,
@@ -65,6 +66,9 @@ class Fleet:
     metric_maps: dict[str, MetricMap] = field(default_factory=dict)
     mqtt: MqttBroker | None = None
     points: dict[str, dict[str, StationPoint]] = field(default_factory=dict)  # station -> name -> point
+    safety_functions: Path | None = None  # the catalogue of safety functions per station kind
+    where: dict[str, str] = field(default_factory=dict)  # station -> `file:line stations[i]`
+    waiver_where: dict[str, list[str]] = field(default_factory=dict)  # station -> where each waiver is
 
     def controllers_of(self, station: str) -> list[AnyController]:
         ids = dict.fromkeys(p.controller for p in self.points.get(station, {}).values())
@@ -105,8 +109,16 @@ def _validate(model: type[M], located: Located, base: KeyPath, problems: list[st
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(part for part in err["loc"] if part not in PROTOCOLS)  # union tags are not keys
-            problems.append(f"{located.where((*base, *loc))}: {describe(err)}")
+            problems.extend(located_problems(located, (*base, *loc), err))
         return None
+
+
+def located_problems(located: Located, loc: KeyPath, err: ErrorDetails) -> list[str]:
+    """`file:line key: why` for one pydantic error; a `LocatedError` names the keys below `loc` itself."""
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, LocatedError):
+        return [f"{located.where((*loc, *sub))}: {msg}" for sub, msg in cause.items]
+    return [f"{located.where(loc)}: {describe(err)}"]
 
 
 def _files(
@@ -178,6 +190,7 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
 
     stations: dict[str, StationConfig] = {}
     station_where: dict[str, str] = {}
+    waiver_where: dict[str, list[str]] = {}
     for path in _files(root, ff.stations, "stations", problems, fleet_path):
         loc = load_yaml(path)
         sf = _validate(StationsFile, loc, (), problems)
@@ -201,7 +214,12 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
                 broken.add(str(raw.get("id")))
                 for err in exc.errors():
                     suffix = f" (station type {type_name!r})" if type_name else ""
-                    problems.append(f"{loc.where((*base, *err['loc']))}: {describe(err)}{suffix}")
+                    eloc = tuple(err["loc"])
+                    if eloc[:1] == ("waivers",) and "waivers" not in sf.stations[i] and type_name:
+                        eloc_base: KeyPath = ("station_types", type_name)  # inherited: the type's line
+                    else:
+                        eloc_base = base
+                    problems.extend(p + suffix for p in located_problems(loc, (*eloc_base, *eloc), err))
                 continue
             if st.id in stations:
                 problems.append(
@@ -210,6 +228,8 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
                 )
             stations[st.id] = st
             station_where[st.id] = loc.where(base)
+            wbase = base if "waivers" in sf.stations[i] or not type_name else ("station_types", type_name)
+            waiver_where[st.id] = [loc.where((*wbase, "waivers", j)) for j in range(len(st.waivers))]
             if st.tenant not in tenants:
                 problems.append(f"{loc.where((*base, 'tenant'))}: unknown tenant {st.tenant!r}")
 
@@ -304,6 +324,16 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
         rules = (root / ff.alarm_rules).resolve()
         if not rules.is_file():
             problems.append(f"{fleet_path}: alarm_rules {ff.alarm_rules!r}: no such file ({rules})")
+    safety = None
+    if ff.safety_functions:
+        safety = (root / ff.safety_functions).resolve()
+        if not safety.is_file():
+            problems.append(
+                f"{top.where(('safety_functions',))}: safety_functions {ff.safety_functions!r}: "
+                f"no such file ({safety})"
+            )
+    elif rules is not None and (rules.parent / "safety.yaml").is_file():
+        safety = rules.parent / "safety.yaml"  # the documented default: beside the alarm rules
     oncall = None
     if ff.oncall:
         oncall = (root / ff.oncall).resolve()
@@ -311,8 +341,8 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
             problems.append(f"{fleet_path}: oncall {ff.oncall!r}: no such file ({oncall})")
     if not tenants and not problems:
         problems.append(f"{fleet_path}: no tenants defined")
-    if problems:
-        raise ConfigError(problems)
+    if problems:  # a station type's problem is found once per station built from it: say it once
+        raise ConfigError(list(dict.fromkeys(problems)))
     return Fleet(
         name=ff.name,
         root=root,
@@ -326,6 +356,9 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
         metric_maps=metric_maps,
         mqtt=_mqtt_paths(ff.mqtt, root),
         points=points,
+        safety_functions=safety,
+        where=station_where,
+        waiver_where=waiver_where,
     )
 
 

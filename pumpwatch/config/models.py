@@ -31,6 +31,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LocatedError(ValueError):
+    """Validation problems that know the key path (below the model raising them) they are about: pydantic
+    reports a model-level error at the model itself, the loader turns these into `file:line` of the key."""
+
+    def __init__(self, items: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(msg for _, msg in items))
+        self.items = items
+
+
 # --- tenants -------------------------------------------------------------------------------------------
 
 
@@ -61,10 +70,12 @@ class PointSpec(Strict):
 
     name: PointName
     table: Table
-    address: int = Field(ge=0, le=65535)
+    address: int = Field(ge=0)  # in the map's address_base; the map checks the range and the notation
     type: RegisterType = "uint16"
     word_order: WordOrder | None = None  # None: the map's default
     bit: int | None = Field(default=None, ge=0, le=15)  # one bit of a 16-bit register, as a state
+    # states only: the device's 1 means false here (a device's `mains_ok` bit read as `mains_failed`)
+    invert: bool = False
     scale: float = 1.0
     offset: float = 0.0
     unit: str | None = None
@@ -80,14 +91,74 @@ class PointSpec(Strict):
             raise ValueError(f"table {self.table} holds single bits: type must be bool, not {self.type}")
         if self.table not in BIT_TABLES and self.type == "bool" and self.bit is None:
             raise ValueError(f"type bool in table {self.table} needs `bit` (which bit of the register)")
-        if self.bit is not None and (
-            self.table in BIT_TABLES or self.type not in ("uint16", "int16", "bool")
-        ):
-            raise ValueError("`bit` applies only to a 16-bit register (type uint16, int16 or bool)")
+        if self.bit is not None and self.table in BIT_TABLES:
+            raise ValueError("`bit` applies only to a 16-bit register, not to a coil or discrete input")
+        if self.bit is not None and self.type != "bool":
+            raise LocatedError(
+                [
+                    (
+                        ("type",),
+                        f"`bit` makes this point one bit of the register, a state: write type: bool, "
+                        f"not {self.type}",
+                    )
+                ]
+            )
         if self.scale == 0 or not math.isfinite(self.scale):
             raise ValueError("scale must be a finite, non-zero number")
         if self.valid_min is not None and self.valid_max is not None and self.valid_min > self.valid_max:
             raise ValueError("valid_min is greater than valid_max")
+        # An option that cannot act on this type is a misunderstanding to report, never to ignore: a
+        # `scale: -1, offset: 1` meant to invert a bool would otherwise pass and do nothing.
+        given = self.model_fields_set
+        useless: list[tuple[tuple[str | int, ...], str]] = []
+        if self.type == "bool":
+            for key in ("scale", "offset", "valid_min", "valid_max"):
+                if key in given:
+                    useless.append(
+                        (
+                            (key,),
+                            f"`{key}` has no effect on a bool point (a state is true or false)"
+                            + (
+                                ": to read a bit the other way round, write `invert: true`"
+                                if key in ("scale", "offset")
+                                else ""
+                            ),
+                        )
+                    )
+        elif "invert" in given:
+            useless.append(
+                (
+                    ("invert",),
+                    f"`invert` applies to bool points only (bits, coils, discrete inputs), not "
+                    f"to {self.type}: for a number use scale and offset",
+                )
+            )
+        if "word_order" in given and REGISTER_WIDTH[self.type] == 1:
+            useless.append(
+                (
+                    ("word_order",),
+                    f"`word_order` orders the two registers of a 32-bit value; {self.type} "
+                    "is one register (byte order within a register is fixed by Modbus)",
+                )
+            )
+        if self.not_available is not None:
+            if self.table in BIT_TABLES:
+                useless.append(
+                    (
+                        ("not_available",),
+                        f"`not_available` has no meaning in a {self.table}: a bit is 0 or 1, both are values",
+                    )
+                )
+            elif REGISTER_WIDTH[self.type] == 1 and self.not_available > 0xFFFF:
+                useless.append(
+                    (
+                        ("not_available",),
+                        f"`not_available` {self.not_available:#x} does not fit one "
+                        "16-bit register, so it can never match",
+                    )
+                )
+        if useless:
+            raise LocatedError(useless)
         return self
 
     @property
@@ -104,45 +175,128 @@ class PointSpec(Strict):
         return self.kind or ("state" if self.is_state else "analog")
 
 
+# Modicon ("4xxxx") numbering: the first digit names the table and the rest counts from 1. Five digits reach
+# 9999 registers of a table, six digits all 65536. (first, last) for each table, each length.
+MODICON = {
+    "coil": ((1, 9999), (1, 65536)),  # 0xxxx: the leading 0 vanishes in a number
+    "discrete_input": ((10001, 19999), (100001, 165536)),
+    "input_register": ((30001, 39999), (300001, 365536)),
+    "holding_register": ((40001, 49999), (400001, 465536)),
+}
+MODICON_PREFIX = {"coil": "0", "discrete_input": "1", "input_register": "3", "holding_register": "4"}
+
+
+def modicon_wire(table: str, address: int) -> int | None:
+    """Wire address of a Modicon number in `table`, or None if the number is not in that table's range."""
+    for first, last in MODICON[table]:
+        if first <= address <= last:
+            return address - first
+    return None
+
+
+def modicon_table(address: int) -> str | None:
+    """The register table a Modicon-looking number belongs to (coils excepted: any small number looks so)."""
+    for table in ("discrete_input", "input_register", "holding_register"):
+        if modicon_wire(table, address) is not None:
+            return table
+    return None
+
+
 class RegisterMap(Strict):
     name: Ident
     description: str = ""
-    address_base: Literal[0, 1] = 0  # 1: addresses are documentation numbers (first register is 1)
+    # 0: wire (PDU) addresses; 1: documentation numbers, first register 1; "modicon": 40001 = holding
+    # register 0, 30001 = input register 0, 10001 = discrete input 0, 1 = coil 0 (checked against the table)
+    address_base: Literal[0, 1, "modicon"] = 0
+    # the device really uses wire addresses such as 30001 or 40001 (some vendors number literally)
+    literal_high_addresses: bool = False
     word_order: WordOrder = "ABCD"  # default for 32-bit values
     max_gap: int = Field(default=8, ge=0, le=100)  # unused registers a read may span to join two blocks
     points: list[PointSpec] = Field(min_length=1)
 
     def wire_address(self, p: PointSpec) -> int:
+        if self.address_base == "modicon":
+            wire = modicon_wire(p.table, p.address)
+            assert wire is not None, "validated"
+            return wire
         return p.address - self.address_base
+
+    def _address_problem(self, p: PointSpec) -> str | None:
+        a, base = p.address, self.address_base
+        if base == "modicon":
+            if modicon_wire(p.table, a) is not None:
+                return None
+            (f5, l5), (f6, l6) = MODICON[p.table]
+            other = modicon_table(a)
+            hint = (
+                f" ({a} is the Modicon number of {other.replace('_', ' ')} {modicon_wire(other, a)})"
+                if other
+                else ""
+            )
+            return (
+                f"address {a} is not a Modicon {p.table.replace('_', ' ')} number{hint}: under address_base "
+                f"modicon a {p.table} is {f5:05d}–{l5:05d} (or {f6:06d}–{l6:06d}): "
+                "check `table` or the number"
+            )
+        last = 65535 + base
+        looks = modicon_wire(p.table, a) is not None and p.table != "coil"
+        if looks and not (self.literal_high_addresses and a <= last):
+            first = MODICON[p.table][0 if a <= 99999 else 1][0]
+            wire = a - first
+            notation = MODICON_PREFIX[p.table] + "x" * (len(str(a)) - 1)
+            literal = (
+                f"; if the device really uses wire address {a - base}, set `literal_high_addresses: true`"
+                if a <= last
+                else f" (there is no wire address {a - base})"
+            )
+            return (
+                f"{p.table} address {a} looks like Modicon notation ({notation}), but address_base {base} "
+                f"reads it literally, at wire address {a - base}: write `address_base: modicon` for the "
+                f"whole map (then {a} is wire address {wire}), or the address in base {base} "
+                f"({wire + base}){literal}"
+            )
+        if a < base:
+            return f"address {a} is below address_base {base}"
+        if a > last:
+            return f"address {a} is beyond the last address of base {base} ({last})"
+        return None
 
     @model_validator(mode="after")
     def _no_overlaps(self) -> RegisterMap:
         seen: dict[str, int] = {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         for i, p in enumerate(self.points):
             if p.name in seen:
-                raise ValueError(
-                    f"points[{i}] name {p.name!r} is used twice (first at points[{seen[p.name]}])"
+                problems.append(
+                    (("points", i, "name"), f"{p.name!r} is used twice (first at points[{seen[p.name]}])")
                 )
-            seen[p.name] = i
-            if p.address < self.address_base:
-                raise ValueError(
-                    f"points[{i}] {p.name}: address {p.address} is below address_base {self.address_base}"
-                )
-            if self.wire_address(p) + p.width > 65536:
-                raise ValueError(f"points[{i}] {p.name}: runs past the last address 65535")
+            seen.setdefault(p.name, i)
+            why = self._address_problem(p)
+            if why is not None:
+                problems.append((("points", i, "address"), f"{p.name}: {why}"))
+            elif self.wire_address(p) + p.width > 65536:
+                problems.append((("points", i, "address"), f"{p.name}: runs past the last address 65535"))
+        if problems:
+            raise LocatedError(problems)
         # Per table, a register (or bit) belongs to one point; bit fields may share a register, not a bit.
         owners: dict[tuple[str, int], tuple[str, int | None]] = {}
-        for p in self.points:
+        for i, p in enumerate(self.points):
             for a in range(self.wire_address(p), self.wire_address(p) + p.width):
                 key = (p.table, a)
                 if key in owners:
                     other, other_bit = owners[key]
                     if p.bit is None or other_bit is None or other_bit == p.bit:
-                        raise ValueError(
-                            f"points {other!r} and {p.name!r} overlap at {p.table} address "
-                            f"{a + self.address_base}"
+                        problems.append(
+                            (
+                                ("points", i, "address"),
+                                f"points {other!r} and {p.name!r} overlap at {p.table} address "
+                                f"{p.address + a - self.wire_address(p)}",
+                            )
                         )
+                        break
                 owners[key] = (p.name, p.bit)
+        if problems:
+            raise LocatedError(problems)
         return self
 
     def point_word_order(self, p: PointSpec) -> str:
@@ -298,6 +452,29 @@ class PlantDesign(Strict):
     effluent_ss_limit_mg_l: Positive = 40.0
 
 
+class Waiver(Strict):
+    """An engineer's written decision that a station runs without one of its kind's safety functions
+    (rules/safety.yaml). Shown in check-config's coverage table, the API and the console."""
+
+    function: Ident
+    reason: str = ""
+    pump: int | None = Field(default=None, ge=1)  # per-pump functions: only this pump (1: the first)
+
+    @model_validator(mode="after")
+    def _reasoned(self) -> Waiver:
+        if len(self.reason.strip()) < 10:
+            raise LocatedError(
+                [
+                    (
+                        ("reason",),
+                        f"a waiver of {self.function!r} needs a written reason (at least a sentence): "
+                        "why may this station run without it, and who decided",
+                    )
+                ]
+            )
+        return self
+
+
 class StationConfig(Strict):
     id: Ident
     tenant: Ident
@@ -319,6 +496,8 @@ class StationConfig(Strict):
     # with the engineer role, a second confirmation, an audit record first and a read-back). Off: the
     # collector sends no Modbus write function code at all.
     write_enabled: bool = False
+    # Safety functions of its kind this station runs without, each with a written reason (rules/safety.yaml)
+    waivers: list[Waiver] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _geometry(self) -> StationConfig:
@@ -540,6 +719,8 @@ class FleetFile(Strict):
     metric_maps: list[str] = Field(default_factory=list)
     mqtt: MqttBroker | None = None  # the broker MQTT controllers publish to
     alarm_rules: str | None = None
+    # the safety functions every station kind must have armed; default: safety.yaml beside alarm_rules
+    safety_functions: str | None = None
     oncall: str | None = None  # on-call rosters, escalation and routing (alarms/notify)
     stale_factor: Annotated[float, Field(ge=1.5, le=20)] = 3.0  # value is stale after factor × poll interval
 

@@ -269,3 +269,33 @@ async def test_a_viewer_sees_alarms_but_cannot_acknowledge(browser, stack: Stack
     finally:
         await ctx.close()
         stack.sim.set_mains(["KITA-MP-06"], ok=True)
+
+
+async def test_station_view_shows_which_safety_alarms_are_armed(browser, stack: Stack) -> None:
+    """The station page lists its kind's safety functions (rules/safety.yaml) and what arms each, in the
+    user's language; the demo fleet arms them all."""
+    ctx, page = await new_page(browser, stack)
+    try:
+        await login(page, stack, "op-kita")
+        await page.goto(f"{stack.url}/#/station/KITA-MP-01")
+        await page.wait_for_selector('#sd-coverage tr[data-function="power_failure"]', timeout=10_000)
+        rows = page.locator("#sd-coverage tr[data-function]")
+        expected = len(stack.system.coverage.stations["KITA-MP-01"].functions)
+        assert await rows.count() == expected
+        assert set(await rows.evaluate_all("els => els.map(e => e.dataset.state)")) == {"armed"}
+        pf = await page.inner_text('#sd-coverage tr[data-function="power_failure"]')
+        assert "停電" in pf and "監視中" in pf and "mains_failed" in pf
+        ftr = await page.inner_text('#sd-coverage tr[data-function="fails_to_run"][data-pump="2"]')
+        assert "2号ポンプ" in ftr and "pump2_current_a" in ftr
+        await shot(page, "12-station-coverage")
+        await page.select_option("#lang", "en")
+        await page.wait_for_function(
+            "() => document.querySelector('#sd-coverage tr[data-function=\"power_failure\"]')"
+            "?.textContent.includes('armed')"
+        )
+        assert "Mains power failure" in await page.inner_text(
+            '#sd-coverage tr[data-function="power_failure"]'
+        )
+        assert not page.errors, page.errors
+    finally:
+        await ctx.close()

@@ -112,9 +112,25 @@ def test_nan_and_infinity_are_bad() -> None:
 
 
 def test_bits() -> None:
-    bitpoint = make_decoder(spec(type="uint16", bit=4), "ABCD")
+    bitpoint = make_decoder(spec(type="bool", bit=4), "ABCD")
     assert bitpoint([0x0010], 0) == (1.0, Quality.GOOD)
     assert bitpoint([0xFFEF], 0) == (0.0, Quality.GOOD)
     di = make_decoder(spec(table="discrete_input", type="bool"), "ABCD")
     assert di([False, True], 1) == (1.0, Quality.GOOD)
     assert di([False, True], 0) == (0.0, Quality.GOOD)
+
+
+def test_inverted_bits_read_the_other_way_round() -> None:
+    """`invert: true`: a device's mains_ok (1 = mains present) is our mains_failed (1 = mains lost)."""
+    bitpoint = make_decoder(spec(type="bool", bit=4, invert=True), "ABCD")
+    assert bitpoint([0x0010], 0) == (0.0, Quality.GOOD)
+    assert bitpoint([0xFFEF], 0) == (1.0, Quality.GOOD)
+    di = make_decoder(spec(table="discrete_input", type="bool", invert=True), "ABCD")
+    assert di([False, True], 1) == (0.0, Quality.GOOD)
+    assert di([False, True], 0) == (1.0, Quality.GOOD)
+    coil = make_decoder(spec(table="coil", type="bool", invert=True), "ABCD")
+    assert coil([1], 0) == (0.0, Quality.GOOD)
+    # the "no value" word is compared as it is on the wire, before inverting
+    na = make_decoder(spec(type="bool", bit=0, invert=True, not_available=0xFFFF), "ABCD")
+    assert na([0xFFFF], 0) == (None, Quality.NOT_AVAILABLE)
+    assert na([0x0000], 0) == (1.0, Quality.GOOD)

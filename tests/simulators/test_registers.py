@@ -118,7 +118,7 @@ def test_encode_points_by_table_and_bits_sharing_a_register():
             ),
             PointSpec(name="dry_run", table="input_register", address=10, type="bool", bit=4),
             PointSpec(name="high_water", table="input_register", address=10, type="bool", bit=15),
-            PointSpec(name="p1_err", table="input_register", address=10, type="uint16", bit=5),
+            PointSpec(name="p1_err", table="input_register", address=10, type="bool", bit=5),
             PointSpec(name="remote", table="coil", address=9, type="bool"),
         ],
     )

@@ -24,6 +24,7 @@ export function mount(el, arg) {
         <svg id="sd-chart" preserveAspectRatio="none"></svg><div class="legend" id="sd-legend"></div></div>
         <div class="panel"><h3>${t("station.alarms")}</h3><div id="sd-alarms"></div></div>
         <div class="panel"><h3>${t("station.assets")}</h3><div id="sd-assets"></div></div>
+        <div class="panel"><h3>${t("station.coverage")}</h3><div id="sd-coverage"></div></div>
         <div class="panel"><h3>${t("station.incidents")}</h3><div id="sd-incidents"></div></div></div></div>`;
   root.querySelector("#sd-alarms").addEventListener("click", async e => {
     const b = e.target.closest("button[data-act]");
@@ -44,6 +45,7 @@ async function load() {
   if (!root) return;
   controls();
   assets();
+  coverage();
   incidents();
   await trend();
 }
@@ -103,6 +105,36 @@ function assets() {
     ? `<table class="stack"><thead><tr><th>${t("assets.pump")}</th><th>${t("assets.installed")}</th><th>${t("assets.age")}</th>
       <th>${t("assets.run_hours")}</th><th>${t("assets.starts")}</th><th>${t("assets.rated")}</th></tr></thead><tbody>${rows}</tbody></table>`
     : `<p class="muted">–</p>`;
+}
+
+// Which safety functions of its kind the station can alarm on: armed (by which rule, reading which points),
+// waived (with the engineer's written reason) or not armed. `pumpwatch run` refuses to start with the last.
+const COVERAGE_BADGE = { armed: "normal", waived: "maintenance", unarmed: "alarm" };
+function coverage() {
+  const cov = detail.station.coverage;
+  const box = root.querySelector("#sd-coverage");
+  if (!cov) { box.innerHTML = `<p class="muted">${t("coverage.none")}</p>`; return; }
+  const name = f => {
+    const own = term("function", f.function);
+    const title = own === f.function ? f.title : own;
+    return f.pump != null ? `${esc(title)} <span class="muted">${t("coverage.pump", { n: f.pump })}</span>` : esc(title);
+  };
+  const how = f => {
+    if (f.state === "waived") return `${t("coverage.waived_because")} ${esc(f.waiver_reason)}`;
+    if (f.state === "unarmed") return esc(f.why || "");
+    return f.rules.filter(r => r.armed).map(r => `${esc(r.rule)} <span class="muted">← ${esc(
+      r.sources.length ? r.sources.join(", ") : (r.via ? `${r.via} (${r.points.join(", ")})` : r.points.join(", ")))}</span>`).join("<br>");
+  };
+  const rows = cov.functions.map(f => `<tr data-function="${esc(f.function)}" data-pump="${f.pump ?? ""}" data-state="${f.state}">
+      <td data-label="${t("coverage.function")}">${name(f)}</td>
+      <td data-label="${t("coverage.state")}"><span class="badge st-${COVERAGE_BADGE[f.state]}">${esc(t("coverage.state." + f.state))}</span></td>
+      <td data-label="${t("coverage.how")}">${how(f)}</td></tr>`).join("");
+  const dropped = cov.rules_not_applied.length
+    ? `<details><summary>${t("coverage.not_applied", { n: cov.rules_not_applied.length })}</summary><ul>${cov.rules_not_applied.map(d =>
+        `<li>${esc(d.rule)}: <span class="muted">${esc(d.why)}</span></li>`).join("")}</ul></details>`
+    : "";
+  box.innerHTML = `<table class="stack"><thead><tr><th>${t("coverage.function")}</th><th>${t("coverage.state")}</th>
+    <th>${t("coverage.how")}</th></tr></thead><tbody>${rows}</tbody></table>${dropped}`;
 }
 
 function incidents() {

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine
@@ -67,11 +68,15 @@ class AlarmService:
         self.cleared = 0
         self.events = 0
 
-    def active_by_station(self) -> dict[str, list[str]]:
-        """The alarm conditions active now, by station, as this engine holds them (suppressed ones too,
-        as the store lists them): what the API shows while the alarm store is unreachable."""
+    def active_by_station(self) -> dict[str, list[dict[str, Any]]]:
+        """The alarm conditions active now, by station, as this engine holds them, shaped like the
+        store's rows (name, active, suppressed_by): what the API shows while the store is unreachable."""
         return {
-            sid: sorted(name for name, st in ev.states.items() if st.active)
+            sid: [
+                {"name": name, "active": True, "suppressed_by": st.suppressed_by}
+                for name, st in sorted(ev.states.items())
+                if st.active
+            ]
             for sid, ev in self.evaluators.items()
         }
 

@@ -12,7 +12,7 @@ processes and still agree. States (ISA-18.2 / IEC 62682):
 
 Shelving (timed or one-shot, with a reason and a maximum), suppression by design (`suppressed_by` names
 the alarm that explains this one) and out-of-service (per station) hide an alarm from the operator's
-active list and from notification; they never stop evaluation or journaling.
+active list and from notification (the rule: alarms/hidden.py); they never stop evaluation or journaling.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, insert, or_, select, update
+from sqlalchemy import Engine, case, insert, select, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
+from alarms.hidden import hidden_clause
 from pumpwatch.audit import Audit, write_optional
 from pumpwatch.db.schema import alarm, alarm_event, notify_pending, station_mode
 from pumpwatch.db.types import to_utc
@@ -470,8 +471,7 @@ def list_alarms(
     if station_id is not None:
         stmt = stmt.where(alarm.c.station_id == station_id)
     if hidden is not None and now is not None:
-        shelved = and_(alarm.c.shelve_kind.is_not(None), alarm.c.shelved_until > to_utc(now, "now"))
-        is_hidden = or_(shelved, alarm.c.suppressed_by.is_not(None), alarm.c.out_of_service)
+        is_hidden = hidden_clause(now)  # alarms/hidden.py: the one definition, with its Python twin
         stmt = stmt.where(is_hidden if hidden else ~is_hidden)
     state_rank = case(
         {"unacked_active": 0, "unacked_rtn": 1, "acked_active": 2}, value=alarm.c.state, else_=3

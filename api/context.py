@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from alarms.analyzers import DerivedPoint
 from alarms.coverage import FleetCoverage
 from alarms.rules import RuleSet
+from alarms.status import DEFAULT_ROLES, AlarmRoles
 from api.auth.config import AuthConfig
 from api.auth.session_cache import SessionCache
 from collector.model import Quality, Sample
@@ -45,16 +46,25 @@ class ApiContext:
     write_confirmations: dict[str, Any] = field(default_factory=dict)  # pending second confirmations
     # sessions checked a moment ago, accepted from memory while the database is unreachable
     session_cache: SessionCache = field(default_factory=SessionCache)
-    # station -> its active alarm names, from an in-process alarm engine: the overview while the database
-    # (the alarm store) is unreachable; None (or a None answer): no alarm engine in this process
-    active_alarms: Callable[[], dict[str, list[str]] | None] | None = None
+    # station -> its active alarms ({name, active, suppressed_by}), from an in-process alarm engine: the
+    # overview while the database (the alarm store) is unreachable; None (or a None answer): no engine here
+    active_alarms: Callable[[], dict[str, list[dict[str, Any]]] | None] | None = None
     _points_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
     # per tenant scope: under row-level security each scope reads its own rows
     _db_latest: dict[rls.Scope, tuple[float, dict[str, dict[str, Sample]]]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _roles: dict[str, AlarmRoles] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._points_by_id = {pid: key for key, pid in self.catalog.items()}
+
+    def alarm_roles(self, station: str) -> AlarmRoles:
+        """Which of a station's alarm names mean power failure and comm loss (alarms/status.py)."""
+        roles = self._roles.get(station)
+        if roles is None:
+            roles = AlarmRoles.of(self.rules.get(station)) if self.rules is not None else DEFAULT_ROLES
+            self._roles[station] = roles
+        return roles
 
     async def latest(self) -> dict[str, dict[str, Sample]] | LiveSnapshot:
         """Latest samples by station and point: the in-process snapshot, or the table (cached briefly)."""

@@ -8,11 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
 
+from alarms.status import Status
+
 IsoTime = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str)]
 # Row ids are 32-bit integers in the database: a bigger one is a 422, not a database error.
 RowId = Annotated[int, Path(ge=1, le=2_147_483_647, description="row id")]
 QualityLabel = Literal["good", "stale", "comm_loss", "bad_value", "sensor_fault", "not_available", "no_data"]
-StationStatus = Literal["normal", "alarm", "power_failure", "comm_loss", "stale", "no_data", "maintenance"]
+StationStatus = Status  # the ladder and what each word means: alarms/status.py
 
 
 class PointValue(BaseModel):
@@ -67,10 +69,13 @@ class StationPublic(BaseModel):
     kind: str
     power_area: str | None
     location: LocationPublic | None
-    status: StationStatus
-    active_alarms: list[str]
+    status: StationStatus  # alarms/status.py: the one definition
+    active_alarms: list[str]  # active and not suppressed (shelved ones included): these set the status
+    suppressed_alarms: list[str]  # active but suppressed by design: listed apart, no say in the status
+    live: bool  # at least one measured value is current (good and younger than stale_after_s)
     out_of_service: bool
-    data_age_s: float | None  # age of the newest value
+    heard_at: IsoTime | None  # the newest reading from the station's source (comm-loss markers aside)
+    data_age_s: float | None  # its age: how old the newest data is
     stale_after_s: float | None  # a value older than this is shown as stale
     values: dict[str, PointValue]
     levels: dict[str, float] | None = None  # wet-well levels (m above the floor): lwl_m … spill_m

@@ -36,6 +36,7 @@ import orjson
 from sqlalchemy import Engine, func, select
 
 from alarms import store
+from alarms.status import LADDER
 from api.context import ApiContext, station_samples
 from api.routes.alarms import alarm_public
 from api.routes.dispatch import build_board
@@ -316,7 +317,7 @@ class StreamHub:
             (k, v.observed_at, v.value, v.quality, limit is None or v.observed_at < limit)
             for k, v in samples.items()
         )
-        alarms = tuple((a["name"], a["active"]) for a in self._open.get(sid, ()))
+        alarms = tuple((a["name"], a["active"], a["suppressed_by"]) for a in self._open.get(sid, ()))
         mode = self._modes.get(sid)
         return (vals, alarms, bool(mode and mode.get("out_of_service")))
 
@@ -353,6 +354,7 @@ class StreamHub:
                 t = sub.tenants
                 body = {
                     "at": now.isoformat(),
+                    "status_ladder": LADDER,  # the console orders its counts by it, keeps no copy
                     "stations": [s.model_dump(mode="json") for s in stations if t is None or s.tenant in t],
                     "alarms": [a.model_dump(mode="json") for a in alarms if t is None or a.tenant in t],
                     "dispatch": orjson.loads(board_json(self._board, t, now.isoformat())),
@@ -366,7 +368,7 @@ class StreamHub:
 def _station_sig(s: StationPublic) -> tuple:
     """What makes a station worth sending again (ages grow by themselves: the client counts them)."""
     vals = tuple((k, v.value, v.quality, v.observed_at) for k, v in s.values.items())
-    return (s.status, tuple(s.active_alarms), s.out_of_service, vals)
+    return (s.status, tuple(s.active_alarms), tuple(s.suppressed_alarms), s.live, s.out_of_service, vals)
 
 
 def _journal_max(engine: Engine) -> int:

@@ -292,7 +292,7 @@ class System:
             active_alarms=self._active_alarms,
         )
 
-    def _active_alarms(self) -> dict[str, list[str]] | None:
+    def _active_alarms(self) -> dict[str, list[dict]] | None:
         return self.alarms.active_by_station() if self.alarms is not None else None
 
     async def stop(self) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from alarms.hidden import is_hidden
 from alarms.notify import tokens
 from alarms.notify.config import Oncall
 from alarms.notify.messages import render
@@ -60,11 +61,6 @@ def _pg(conn: Connection) -> bool:
 
 def _lock(stmt: Any, conn: Connection, skip: bool = True) -> Any:
     return stmt.with_for_update(skip_locked=skip) if _pg(conn) else stmt
-
-
-def hidden(a: dict[str, Any], now: datetime) -> bool:
-    shelved = a["shelve_kind"] is not None and a["shelved_until"] is not None and a["shelved_until"] > now
-    return shelved or a["suppressed_by"] is not None or bool(a["out_of_service"])
 
 
 # --- 1. journal events ----------------------------------------------------------------------------------
@@ -202,7 +198,7 @@ def _handle(
         )
         if route.policy is None:
             return
-        state = "muted" if hidden(a, now) else "active"
+        state = "muted" if is_hidden(a, now) else "active"
         if esc is None:
             conn.execute(
                 insert(escalation).values(
@@ -250,7 +246,10 @@ def _handle(
             _set_esc(conn, esc["id"], now, state="muted")
             _drop_unsent(conn, a["id"])
     elif kind in UNMUTE_KINDS and (
-        esc is not None and esc["state"] == "muted" and a["state"] == "unacked_active" and not hidden(a, now)
+        esc is not None
+        and esc["state"] == "muted"
+        and a["state"] == "unacked_active"
+        and not is_hidden(a, now)
     ):
         _set_esc(conn, esc["id"], now, state="active", next_at=now)
 
@@ -277,7 +276,7 @@ def escalate(ctx: NotifyContext, now: datetime, limit: int = 500) -> int:
 def _fire(
     ctx: NotifyContext, conn: Connection, esc: dict[str, Any], a: dict[str, Any], now: datetime
 ) -> None:
-    if a["state"] not in ("unacked_active",) or hidden(a, now):
+    if a["state"] not in ("unacked_active",) or is_hidden(a, now):
         state = "muted" if a["state"] == "unacked_active" else "resolved"
         _set_esc(conn, esc["id"], now, state=state, next_at=None)  # a journal entry we act on is coming
         return

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from alarms import store
+from alarms.hidden import is_hidden, is_shelved
 from alarms.incidents import note_first_response
 from api.auth import access
 from api.auth.users import User
@@ -34,7 +35,7 @@ CONFLICT = {409: {"model": Detail, "description": "the alarm is not in a state f
 
 
 def alarm_public(r: dict[str, Any], now: datetime) -> AlarmPublic:
-    shelved = r["shelve_kind"] is not None and r["shelved_until"] is not None and r["shelved_until"] > now
+    shelved = is_shelved(r, now)
     return AlarmPublic(
         id=r["id"],
         tenant=r["tenant_id"],
@@ -45,7 +46,7 @@ def alarm_public(r: dict[str, Any], now: datetime) -> AlarmPublic:
         state=r["state"],
         active=r["active"],
         latched=r["latched"],
-        hidden=shelved or r["suppressed_by"] is not None or r["out_of_service"],
+        hidden=is_hidden(r, now),
         raised_at=r["raised_at"],
         last_raised_at=r["last_raised_at"],
         raise_count=r["raise_count"],

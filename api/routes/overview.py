@@ -5,9 +5,9 @@
 alarms and the measured values — built with plain dicts in a worker thread and encoded once with orjson;
 the bytes are cached and rebuilt in the background at most every second (or every two build times, if a
 build takes longer), so any number of clients costs one build per period, a request never waits for a
-build (but the very first), and the loop is never held by it. Status and staleness follow
-`/api/v1/stations` exactly (a value older than its station's `stale_after_s` is `stale`, never live);
-`at` says when the snapshot was taken.
+build (but the very first), and the loop is never held by it. Status, alarms, `live` and data age come
+from the same definition as `/api/v1/stations` (alarms/status.py: a value older than its station's
+`stale_after_s` is `stale`, never live); `at` says when the snapshot was taken.
 
 A snapshot that could not be rebuilt for `MAX_AGE_S` is never served (503 with the reason): its statuses
 and ages would read as live. While the database (the alarm store) is unreachable, a process with its own
@@ -27,11 +27,10 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from alarms import store
+from alarms import status, store
 from api.auth import access
 from api.context import ApiContext, station_samples
 from api.deps import Ctx, CurrentUser
-from collector.model import Quality
 from pumpwatch.db import rls
 
 router = APIRouter(prefix="/overview", tags=["stations"])
@@ -54,50 +53,35 @@ class _Cache:
 def _station(ctx: ApiContext, sid: str, samples: dict, alarms: list[dict], mode: dict | None, now) -> dict:
     fleet = ctx.fleet
     st = fleet.stations[sid]
-    stale_after = fleet.stale_after_s(sid)
-    values: dict[str, object] = {}
-    qualities: set[str] = set()
-    ages: list[float] = []
     points = fleet.points.get(sid, {})
+    oos = bool(mode and mode.get("out_of_service"))
+    state = status.assess(
+        measured=points.keys(),
+        samples=samples,
+        alarms=[status.OpenAlarm.of(a) for a in alarms],
+        out_of_service=oos,
+        now=now,
+        stale_after_s=fleet.stale_after_s(sid),
+        roles=ctx.alarm_roles(sid),
+        with_shown=False,  # the overview carries values, not their qualities
+    )
+    values: dict[str, object] = {}
     for name, sp in points.items():
         s = samples.get(name)
-        if s is None:
-            qualities.add("no_data")
-            values[name] = None
-            continue
-        age = max(0.0, (now - s.observed_at).total_seconds())
-        ages.append(age)
-        q = s.quality.label
-        if s.quality is Quality.GOOD and (stale_after is None or age > stale_after):
-            q = "stale"
-        qualities.add(q)
-        v = s.value
+        v = s.value if s is not None else None
         values[name] = (v >= 0.5) if (sp.spec.is_state and v is not None) else v
-    names = sorted({a["name"] for a in alarms if a["active"]})
-    oos = bool(mode and mode.get("out_of_service"))
-    if oos:
-        status = "maintenance"
-    elif not points or qualities == {"no_data"}:
-        status = "no_data"
-    elif "comm_loss" in qualities:
-        status = "comm_loss"
-    elif "good" not in qualities:
-        status = "stale"
-    elif "power_failure" in names:
-        status = "power_failure"
-    elif names:
-        status = "alarm"
-    else:
-        status = "normal"
     return {
         "id": sid,
         "tenant": st.tenant,
         "name": st.name,
         "kind": st.kind,
-        "status": status,
-        "active_alarms": names,
+        "status": state.status,
+        "active_alarms": state.active_alarms,
+        "suppressed_alarms": state.suppressed_alarms,
+        "live": state.live,
         "out_of_service": oos,
-        "data_age_s": round(min(ages), 3) if ages else None,
+        "heard_at": state.heard_at.isoformat() if state.heard_at is not None else None,
+        "data_age_s": state.data_age_s,
         "values": values,
     }
 
@@ -133,8 +117,7 @@ async def _refresh(ctx: ApiContext, cache: _Cache, ttl_s: float, *, force: bool 
             active = ctx.active_alarms() if ctx.active_alarms is not None else None
             if active is None:
                 raise
-            for sid, names in active.items():
-                by_station[sid] = [{"name": n, "active": True} for n in names]
+            by_station = dict(active)
             modes, alarms_from = cache.modes, "collector memory"
         now = ctx.clock.now()
         by_tenant = await asyncio.to_thread(_build, ctx, latest, by_station, modes, now)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from alarms import store
+from alarms import status, store
 from api.auth import access
 from api.auth.users import User
 from api.context import ApiContext, station_samples
@@ -25,7 +25,7 @@ from api.schemas import (
     StationPublic,
     StationsPublic,
 )
-from collector.model import Quality, Sample
+from collector.model import Sample
 from pumpwatch import historian
 
 router = APIRouter(prefix="/stations", tags=["stations"])
@@ -34,19 +34,16 @@ MAX_HISTORY = timedelta(days=400)
 
 
 def _point_value(
-    s: Sample | None, unit: str | None, is_state: bool, now: datetime, stale_after: float | None
-):
+    s: Sample | None, shown: tuple[str, float | None], unit: str | None, is_state: bool
+) -> PointValue:
+    quality, age = shown
     if s is None:
         return PointValue(value=None, unit=unit, quality="no_data", observed_at=None, age_s=None)
-    age = max(0.0, (now - s.observed_at).total_seconds())
-    quality = s.quality.label
-    # A value older than its expected interval is never shown as live, even if the collector has died.
-    if s.quality is Quality.GOOD and (stale_after is None or age > stale_after):
-        quality = "stale"
     value: float | bool | None = s.value
     if is_state and s.value is not None:
         value = s.value >= 0.5
-    return PointValue(value=value, unit=unit, quality=quality, observed_at=s.observed_at, age_s=round(age, 3))
+    age_s = round(age, 3) if age is not None else None
+    return PointValue(value=value, unit=unit, quality=quality, observed_at=s.observed_at, age_s=age_s)
 
 
 def build_station(
@@ -57,33 +54,29 @@ def build_station(
     now: datetime,
     mode: dict | None = None,
 ) -> StationPublic:
+    """One station as every view shows it: status and shown qualities from alarms/status.py."""
     fleet = ctx.fleet
     st = fleet.stations[sid]
     stale_after = fleet.stale_after_s(sid)
-    values = {}
-    for name, sp in fleet.points.get(sid, {}).items():
-        values[name] = _point_value(samples.get(name), sp.spec.unit, sp.spec.is_state, now, stale_after)
-    for dp in ctx.derived.get(sid, ()):
-        values[dp.name] = _point_value(samples.get(dp.name), dp.unit, dp.kind == "state", now, stale_after)
-    measured = [values[n] for n in fleet.points.get(sid, {})]
-    ages = [v.age_s for v in measured if v.age_s is not None]
-    qualities = {v.quality for v in measured}
-    active = [a for a in alarms if a["active"]]
-    names = {a["name"] for a in active}
-    if mode and mode.get("out_of_service"):
-        status = "maintenance"
-    elif not measured or qualities == {"no_data"}:
-        status = "no_data"
-    elif "comm_loss" in qualities:
-        status = "comm_loss"
-    elif "good" not in qualities:
-        status = "stale"
-    elif "power_failure" in names:
-        status = "power_failure"
-    elif active:
-        status = "alarm"
-    else:
-        status = "normal"
+    points = fleet.points.get(sid, {})
+    oos = bool(mode and mode.get("out_of_service"))
+    state = status.assess(
+        measured=points.keys(),
+        samples=samples,
+        alarms=[status.OpenAlarm.of(a) for a in alarms],
+        out_of_service=oos,
+        now=now,
+        stale_after_s=stale_after,
+        roles=ctx.alarm_roles(sid),
+    )
+    values = {
+        name: _point_value(samples.get(name), state.shown[name], sp.spec.unit, sp.spec.is_state)
+        for name, sp in points.items()
+    }
+    for dp in ctx.derived.get(sid, ()):  # derived values: the same age rule, no say in the status
+        s = samples.get(dp.name)
+        shown = status.shown_quality(s, now, stale_after, None)
+        values[dp.name] = _point_value(s, shown, dp.unit, dp.kind == "state")
     return StationPublic(
         id=sid,
         tenant=st.tenant,
@@ -91,10 +84,13 @@ def build_station(
         kind=st.kind,
         power_area=st.power_area,
         location=LocationPublic(lat=st.location.lat, lon=st.location.lon) if st.location else None,
-        status=status,
-        active_alarms=sorted(names),
-        out_of_service=bool(mode and mode.get("out_of_service")),
-        data_age_s=min(ages) if ages else None,
+        status=state.status,
+        active_alarms=state.active_alarms,
+        suppressed_alarms=state.suppressed_alarms,
+        live=state.live,
+        out_of_service=oos,
+        heard_at=state.heard_at,
+        data_age_s=state.data_age_s,
         stale_after_s=stale_after,
         values=values,
         levels=st.levels.model_dump(exclude_none=True) if st.levels else None,

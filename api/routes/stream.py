@@ -1,8 +1,9 @@
 """The live stream (Server-Sent Events): what the console shows, pushed as it changes.
 
 Events (`event:` name, `data:` JSON):
-- `snapshot` first, unless the client's Last-Event-ID lets it catch up by replay: `{at, stations,
-  alarms, dispatch}` (stations as in GET /stations, the open alarms including hidden ones, the board);
+- `snapshot` first, unless the client's Last-Event-ID lets it catch up by replay: `{at, status_ladder,
+  stations, alarms, dispatch}` (the station statuses in ladder order, alarms/status.py; stations as in
+  GET /stations, the open alarms including hidden ones, the board);
 - `station`: one station as in GET /stations/{id}, when a value, its quality, the status or the alarms
   change (ages are not news: the client counts them from `observed_at`);
 - `alarm`: one alarm as in GET /alarms/{id}, after any transition or operator action;

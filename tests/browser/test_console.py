@@ -9,6 +9,7 @@ connection, and gets it back. Screenshots go to test-artifacts/browser/.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -299,3 +300,70 @@ async def test_station_view_shows_which_safety_alarms_are_armed(browser, stack: 
         assert not page.errors, page.errors
     finally:
         await ctx.close()
+
+
+async def test_the_console_shows_the_servers_status(browser, stack: Stack) -> None:
+    """The status word and colour on the page are the server's (alarms/status.py), with no copy of the
+    rules in the page. A station in power failure whose telemetry then goes dead raises a comm-loss
+    alarm suppressed by the power failure: the server (and so the page) keeps `power_failure`, with the
+    suppressed alarm listed apart, while every value shows it is lost."""
+    sid = "MINAMI-MP-01"
+    ctrl = next(
+        c.id for c in stack.system.fleet.modbus_controllers() if any(u.station == sid for u in c.units)
+    )
+    tile = f'.tile[data-station="{sid}"]'
+    stack.sim.schedule(power_outage([sid], at=stack.clock.now()))
+    ctx, page = await new_page(browser, stack)
+    try:
+        await login(page, stack, "centre")
+        await page.wait_for_selector(f'{tile}[data-status="power_failure"]', timeout=15_000)
+        await stack.sim.stop_controller(ctrl)
+        async with await stack.client("centre") as client:
+            t0 = time.monotonic()
+            while True:  # the comm-loss alarm comes, suppressed by the power failure it is explained by
+                alarms = (
+                    await client.get("/api/v1/alarms", params={"station": sid, "view": "all_open"})
+                ).json()
+                cl = [a for a in alarms["data"] if a["name"] == "comm_loss" and a["active"]]
+                if cl:
+                    break
+                assert time.monotonic() - t0 < 20, alarms
+                await asyncio.sleep(0.2)
+            assert cl[0]["suppressed_by"] == "power_failure" and cl[0]["hidden"]
+            server = (await client.get(f"/api/v1/stations/{sid}")).json()
+            assert (server["status"], server["suppressed_alarms"], server["live"]) == (
+                "power_failure",
+                ["comm_loss"],
+                False,
+            )
+            # the page got the lost values, and still shows the server's word, the cause
+            await page.wait_for_function(
+                "sid => { const s = window.__pumpwatch.stations.get(sid);"
+                " return s && s.suppressed_alarms.includes('comm_loss')"
+                " && s.values.wet_well_level_m.quality === 'comm_loss'; }",
+                arg=sid,
+                timeout=10_000,
+            )
+            assert await page.get_attribute(tile, "data-status") == "power_failure"
+            assert "stale" in (await page.get_attribute(tile, "class")).split()  # nothing of it is live
+            assert await page.locator(f"{tile} .alarms .suppressed").count() == 1
+            await shot(page, "12-power-failure-then-blind")
+            # every tile says what the server says (statuses move while time runs: compare a few times)
+            for _ in range(20):
+                body = (await client.get("/api/v1/stations")).json()
+                want = {s["id"]: s["status"] for s in body["data"]}
+                got = await page.locator(".tile").evaluate_all(
+                    "els => Object.fromEntries(els.map(e => [e.dataset.station, e.dataset.status]))"
+                )
+                if got == want:
+                    break
+                await asyncio.sleep(0.3)
+            assert got == want
+            # and the summary counts follow the server's ladder, as the snapshot sent it
+            ladder = await page.evaluate("window.__pumpwatch.statusLadder")
+            assert ladder[:3] == ["maintenance", "power_failure", "comm_loss"]
+        assert not page.errors, page.errors
+    finally:
+        await ctx.close()
+        await stack.sim.start_controller(ctrl)
+        stack.sim.set_mains([sid], ok=True)

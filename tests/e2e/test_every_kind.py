@@ -18,6 +18,7 @@ from pumpwatch.config.models import PointSpec
 from pumpwatch.system import System
 from simulators.fleet import SimulatedFleet
 from tests.auth import LONG_SESSIONS, log_in
+from tests.conftest import REPO
 from tests.mqtt_broker import MosquittoBroker
 from tests.simulators import mixed_fleet_on_free_ports
 
@@ -84,6 +85,9 @@ def resolution(spec, expected: float) -> float:
 async def rig(mqtt_broker: MosquittoBroker, sqlite_url: str) -> AsyncIterator[Rig]:
     fleet = mixed_fleet_on_free_ports()
     fleet.mqtt = mqtt_broker.broker_config()
+    # the project's alarm rules, as a fleet.yaml `alarm_rules:` would name them: a station's status comes
+    # from its alarms (comm loss, power failure), not from its values alone
+    fleet.alarm_rules = REPO / "deploy" / "config" / "rules" / "alarms.yaml"
     clock = FakeClock(START)
     async with SimulatedFleet(fleet, clock, seed=5, rtu_options={"battery_hours": 0.25}) as sim:
         system = await System.prepare(fleet, sqlite_url, clock)
@@ -162,15 +166,20 @@ async def test_rtu_on_battery_then_blind(rig: Rig) -> None:
 
     await settle_until(rig, on_battery, 20, "RTU on battery visible")
 
-    # The battery lasts 15 min here: then the RTU stops answering and every unit behind it is comm loss.
+    # The battery lasts 15 min here: then the RTU stops answering and every unit behind it is comm loss,
+    # but for the station whose power failure explains it (its comm-loss alarm is suppressed by design).
+    blind_status = {"MP-A": "power_failure", "MP-B": "comm_loss", "MP-C": "comm_loss"}
+
     async def blind():
+        await rig.system.alarms.drain()
         st = await rig.stations()
-        return (
-            True
-            if all(st[s]["status"] == "comm_loss" for s in ("MP-A", "MP-B", "MP-C"))
-            else {s: st[s]["status"] for s in ("MP-A", "MP-B", "MP-C")}
-        )
+        got = {s: st[s]["status"] for s in blind_status}
+        return True if got == blind_status else got
 
     await settle_until(rig, blind, 60, "all units behind the RTU blind", step_s=60)
     st = await rig.stations()
+    for s in blind_status:  # every value of the three units is lost, whatever the status word
+        assert {st[s]["values"][n]["quality"] for n in rig.system.fleet.points[s]} == {"comm_loss"}, s
+    assert st["MP-A"]["suppressed_alarms"] == ["comm_loss"]
+    assert "comm_loss" not in st["MP-A"]["active_alarms"]
     assert st["RELAY-1"]["status"] in ("normal", "alarm")  # others unaffected

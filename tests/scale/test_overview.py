@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from alarms import store
 from api.context import ApiContext
 from api.main import create_app
 from collector.model import Quality, Sample
@@ -31,6 +32,12 @@ async def test_overview_matches_the_station_list(tmp_path: Path) -> None:
         age = timedelta(seconds=600) if i == 1 else timedelta(seconds=1)  # one station's values are old
         q = Quality.COMM_LOSS if i == 2 else Quality.GOOD
         live.accept([Sample(sid, p, 0.0 if i != 3 else 1.0, NOW - age, q) for p in fleet.points[sid]])
+    # a station's status is comm_loss by its comm-loss alarm (alarms/status.py), not by its values alone
+    st2 = fleet.stations[ids[2]]
+    store.raise_alarm(
+        engine, tenant_id=st2.tenant, station_id=ids[2], name="comm_loss", priority="high",
+        message="comm loss", value=None, at=NOW,
+    )  # fmt: skip
     ctx = ApiContext(
         fleet=fleet, engine=engine, clock=FakeClock(NOW), catalog={}, live=live, auth=LONG_SESSIONS
     )
@@ -53,6 +60,8 @@ async def test_overview_matches_the_station_list(tmp_path: Path) -> None:
         statuses.add(o["status"])
         assert o["status"] == s["status"], sid
         assert o["active_alarms"] == s["active_alarms"]
+        assert o["suppressed_alarms"] == s["suppressed_alarms"]
+        assert o["live"] == s["live"]
         assert o["data_age_s"] == s["data_age_s"]
         assert o["values"] == {k: v["value"] for k, v in s["values"].items() if k in fleet.points[sid]}
     assert {"stale", "comm_loss"} <= statuses  # old values are never shown live

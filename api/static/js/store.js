@@ -6,6 +6,7 @@ export const state = {
   stations: new Map(), // id -> station
   alarms: new Map(),   // id -> alarm (open ones, hidden included)
   dispatch: { data: [], count: 0, at: null },
+  statusLadder: [],    // station statuses in the server's ladder order (alarms/status.py), from the snapshot
   connected: false,
   lastEventAt: null,   // performance.now() of the last event from the server
   lostSince: null,
@@ -61,21 +62,27 @@ export function pointView(st, name) {
   return { ...v, age, live, quality: v.quality === "good" && tooOld ? "stale" : v.quality };
 }
 
+// How old the station's newest reading is, counted on from the server's `heard_at` between updates.
 export function stationAge(st) {
-  let newest = null;
-  for (const v of Object.values(st.values || {})) {
-    if (v.observed_at) newest = Math.max(newest ?? 0, Date.parse(v.observed_at));
-  }
-  return newest === null ? null : (serverNow() - newest) / 1000;
+  return st.heard_at ? (serverNow() - Date.parse(st.heard_at)) / 1000 : null;
 }
 
-// The status to show: the server's, unless the data has aged past its interval since (collector died).
+// The status word and colour are the server's (one definition: alarms/status.py; the stream sends a
+// station again within 5 s when its data ages into stale). The page decides one thing only: while its own
+// connection is lost nothing on it is live, whatever the last word was.
 export function stationStatus(st) {
-  const a = stationAge(st);
-  if (st.status === "maintenance") return "maintenance";
-  if (!state.connected) return "stale";
-  if (a !== null && st.stale_after_s != null && a > st.stale_after_s && st.status !== "comm_loss") return "stale";
-  return st.status;
+  return state.connected ? st.status : "stale";
+}
+
+// Anything of the station current, as the server said (its values grey themselves as they age, pointView).
+export function stationLive(st) {
+  return state.connected && st.live === true;
+}
+
+// The server's ladder (the first word that holds wins): summaries follow its order; a word not in it goes last.
+export function statusRank(status) {
+  const i = state.statusLadder.indexOf(status);
+  return i < 0 ? state.statusLadder.length : i;
 }
 
 export function applySnapshot(s) {
@@ -83,6 +90,7 @@ export function applySnapshot(s) {
   state.stations = new Map(s.stations.map(x => [x.id, x]));
   state.alarms = new Map(s.alarms.map(a => [a.id, a]));
   state.dispatch = s.dispatch;
+  if (Array.isArray(s.status_ladder)) state.statusLadder = s.status_ladder;
   changed("all");
 }
 

@@ -1,10 +1,9 @@
 // Overview: every station the user may see, by tenant and power area, its state at a glance.
 import { age, esc, minutes, num } from "../fmt.js";
 import { t, term } from "../i18n.js";
-import { pointView, serverNow, state, stationAge, stationStatus } from "../store.js";
+import { pointView, serverNow, state, stationAge, stationLive, stationStatus, statusRank } from "../store.js";
 
 let root = null;
-const STATUSES = ["alarm", "power_failure", "comm_loss", "stale", "maintenance", "no_data", "normal"];
 
 export function mount(el) {
   root = el;
@@ -44,7 +43,7 @@ function tile(st) {
   const status = stationStatus(st);
   const lv = pointView(st, "wet_well_level_m");
   const a = stationAge(st);
-  const stale = status === "stale" || !state.connected;
+  const stale = !stationLive(st);
   const entry = state.dispatch.data.find(e => e.station === st.id);
   const tto = pointView(st, "tto_spill_min");
   let ttoTxt = "";
@@ -53,6 +52,8 @@ function tile(st) {
     if (m != null) ttoTxt = `<span class="tto">${t("overview.tto")} ${minutes(Math.max(0, m))}</span>`;
   }
   const alarms = st.active_alarms.map(n => term("alarm", n)).join(", ");
+  const suppressed = (st.suppressed_alarms || []).map(n => term("alarm", n)).join(", ");
+  const supTxt = suppressed ? `<span class="suppressed">${esc(t("overview.suppressed", { names: suppressed }))}</span>` : "";
   const lvTxt = lv && lv.value != null ? `${num(lv.value, 2)} m` : "–";
   return `<a class="tile st-${status} ${stale ? "stale" : ""}" href="#/station/${encodeURIComponent(st.id)}"
       data-station="${esc(st.id)}" data-status="${status}">
@@ -60,7 +61,7 @@ function tile(st) {
     <div class="sid">${esc(st.id)}</div>
     <div class="row">${levelBar(st, lv)}<span class="val" title="${esc(lv ? term("quality", lv.quality) : "")}">${lvTxt}</span></div>
     <div class="row">${pumpChips(st)}${ttoTxt}</div>
-    <div class="alarms">${esc(alarms)}</div>
+    <div class="alarms">${esc(alarms)}${supTxt}</div>
     <div class="row"><span class="age ${stale ? "old" : ""}">${t("overview.age")} ${age(a)}${stale ? " · " + t("quality.stale") : ""}</span></div>
   </a>`;
 }
@@ -72,7 +73,8 @@ export function render() {
   for (const s of stations) { const k = stationStatus(s); counts[k] = (counts[k] || 0) + 1; }
   root.querySelector("#ov-summary").innerHTML =
     `<strong>${t("overview.stations", { n: stations.length })}</strong> ` +
-    STATUSES.filter(k => counts[k]).map(k => `<span class="badge st-${k}">${esc(term("status", k))} ${counts[k]}</span>`).join(" ");
+    Object.keys(counts).sort((a, b) => statusRank(a) - statusRank(b))
+      .map(k => `<span class="badge st-${k}">${esc(term("status", k))} ${counts[k]}</span>`).join(" ");
   const byTenant = new Map();
   for (const s of stations) {
     if (!byTenant.has(s.tenant)) byTenant.set(s.tenant, new Map());

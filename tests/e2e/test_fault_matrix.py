@@ -29,18 +29,9 @@ from tests.mqtt_broker import MosquittoBroker
 
 pytestmark = pytest.mark.integration
 
-# Station status from active *unsuppressed* alarms is another part of issue 12 (one definition of status).
-# Until it is merged, status is asserted only where today's ladder is already right; the lead sets this
-# True after the merge and the remaining `expect_status` calls assert too.
-STATUS_FROM_ALARMS = False
 
-
-async def expect_status(
-    rig: Rig, station: str, expected: str | set[str], *, after_merge: bool = False
-) -> None:
-    """The station's status in the API. `after_merge`: only once status derives from alarms."""
-    if after_merge and not STATUS_FROM_ALARMS:
-        return
+async def expect_status(rig: Rig, station: str, expected: str | set[str]) -> None:
+    """The station's status in the API (alarms/status.py: from active unsuppressed alarms)."""
     got = await rig.status(station)
     assert got in ({expected} if isinstance(expected, str) else expected), (station, got, expected)
 
@@ -116,7 +107,7 @@ async def suppressed_comm_loss(rig: Rig, station: str, bound_s: float) -> None:
     assert pf is not None and pf["active"] and pf["input_quality"] in ("stale", "comm_loss"), pf
     api_pf = next(x for x in await rig.api_alarms(station) if x["name"] == "power_failure")
     assert api_pf["input_not_good_since"] is not None  # the held alarm says why it cannot clear
-    await expect_status(rig, station, "power_failure", after_merge=True)
+    await expect_status(rig, station, "power_failure")
 
 
 # --- Modbus ----------------------------------------------------------------------------------------------

@@ -15,6 +15,10 @@ being shared):
    one worker, and the longest the event loop was held (a 1 ms loop-lag probe).
 5. trend: 30 days of 1-second data of one point (2.6 M rows): `read_history` with 500 buckets, from the
    rollups, against the same query on raw samples.
+6. timescale (`python -m bench.run --only timescale`; TimescaleDB at PUMPWATCH_BENCH_TIMESCALE, default
+   127.0.0.1:5433): ingest as in 2 on plain PostgreSQL and into the hypertable, in the same run; the 30-day
+   trend from the hourly continuous aggregate against raw samples (row store, then compressed chunks);
+   bytes per sample before and after compression for a week of one simulated reference station at 1 Hz.
 
 Results: bench/results/latest.json and bench/results/latest.md.
 """
@@ -41,6 +45,9 @@ RESULTS = HERE / "results"
 LEVELS = [int(x) for x in os.environ.get("BENCH_LEVELS", "200,2000,5000,10000,20000").split(",")]
 INTERVAL_S = 5.0
 PG_ADMIN = os.environ.get("PUMPWATCH_BENCH_PG", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
+TS_ADMIN = os.environ.get(
+    "PUMPWATCH_BENCH_TIMESCALE", "postgresql://postgres:postgres@127.0.0.1:5433/postgres"
+)
 
 
 def load() -> list[float]:
@@ -193,33 +200,37 @@ async def collector_section(tmp: Path) -> list[dict]:
 # --- PostgreSQL helpers ---------------------------------------------------------------------------------
 
 
-def create_db() -> tuple[str, str]:
+def create_db(admin: str = PG_ADMIN) -> tuple[str, str]:
     import psycopg
 
     name = f"pumpwatch_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+    with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0]
+    base = admin.rsplit("/", 1)[0]
     return name, f"{base}/{name}"
 
 
-def drop_db(name: str) -> None:
+def drop_db(name: str, admin: str = PG_ADMIN) -> None:
     import psycopg
 
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+    with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- 2. ingest ------------------------------------------------------------------------------------------
 
 
-def ingest_section(url: str) -> dict:
+def ingest_section(url: str, *, timescale: bool = False) -> dict:
     from pumpwatch import historian
     from pumpwatch.db import make_engine, upgrade
     from pumpwatch.historian_scale import Rollups, roll_up
+    from pumpwatch.timescale import ensure_timescale
 
     engine = make_engine(url)
     upgrade(engine)
+    if timescale:  # the same rows into the hypertable (with its continuous aggregates' invalidation log)
+        features = ensure_timescale(engine)
+        assert not features.missing, features.missing
     points, cycles, batch = 20_000, 20, 20_000  # 1,000 stations × 20 points, 20 polls: 400 k rows
     t0 = datetime(2026, 7, 1, tzinfo=UTC)
     rows = [
@@ -469,13 +480,7 @@ def trend_section(url: str) -> dict:
 
     la = load()
     ours = timed(lambda: historian.read_history(engine, 424242, start, end, 500))
-    saved = historian._rollup_kind.copy()
-    historian._rollup_kind[engine.url.render_as_string(hide_password=True)] = ()  # raw samples only
-    try:
-        raw = timed(lambda: historian.read_history(engine, 424242, start, end, 500))
-    finally:
-        historian._rollup_kind.clear()
-        historian._rollup_kind.update(saved)
+    raw = timed(lambda: historian.read_history(engine, 424242, start, end, 500, use_rollups=False))
     engine.dispose()
     return {
         "rows": 30 * 86400,
@@ -489,6 +494,212 @@ def trend_section(url: str) -> dict:
     }
 
 
+# --- 6. TimescaleDB ------------------------------------------------------------------------------------
+
+
+def _reference_week(engine, days: int = 7) -> tuple[int, datetime]:
+    """`days` of one simulated manhole pump station of the demo fleet at 1 Hz (its 32 points as the
+    collector stores them: booleans 0/1, registers at their map's resolution), by binary COPY into
+    `sample`, ending 8 days ago (so every chunk is old enough to compress). Returns (rows, first instant)."""
+    from pumpwatch.config import load_fleet
+    from simulators.kinds import make_station
+
+    fleet = load_fleet(HERE.parent / "deploy" / "config" / "demo")
+    sid = "KITA-MP-01"
+    points = fleet.points[sid]
+    start = (datetime.now(UTC) - timedelta(days=days + 8)).replace(hour=0, minute=0, second=0, microsecond=0)
+    station = make_station(fleet.stations[sid], 7, start)
+    quant = {}
+    for i, (name, sp) in enumerate(sorted(points.items()), start=1):
+        scale = sp.spec.scale or 1.0
+        quant[name] = (i, None if sp.spec.type == "bool" else scale)
+    n = 0
+    for h in range(days * 24):  # an hour a COPY: 115 k rows in memory at a time
+        rows = []
+        for s in range(3600):
+            t = start + timedelta(hours=h, seconds=s)
+            station.step(t)
+            for name, v in station.point_values().items():
+                pid, scale = quant[name]
+                if v is None:
+                    rows.append((pid, t, None, 0))
+                elif scale is None:
+                    rows.append((pid, t, float(bool(v)), 0))
+                else:
+                    rows.append((pid, t, round(float(v) / scale) * scale, 0))
+        with engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            with (
+                raw.cursor() as cur,
+                cur.copy(
+                    "COPY sample (point_id, observed_at, value, quality) FROM STDIN (FORMAT BINARY)"
+                ) as cp,
+            ):
+                cp.set_types(["int4", "timestamptz", "float8", "int2"])
+                for r in rows:
+                    cp.write_row(r)
+        n += len(rows)
+    return n, start
+
+
+def timescale_section() -> dict:
+    """Ingest on both databases (same rows, same run); a month's trend from the continuous aggregate;
+    compression of a week of the reference station's data."""
+    from pumpwatch import historian
+    from pumpwatch.db import make_engine, upgrade
+    from pumpwatch.timescale import ensure_timescale, job_health, run_job
+
+    out: dict = {"load_avg_start": load()}
+    for label, admin, ts in (("postgresql", PG_ADMIN, False), ("timescaledb", TS_ADMIN, True)):
+        name, url = create_db(admin)
+        try:
+            out[f"ingest_{label}"] = ingest_section(url, timescale=ts)
+        finally:
+            drop_db(name, admin)
+        print(f"timescale: ingest {label}", json.dumps(out[f"ingest_{label}"]), flush=True)
+
+    name, url = create_db(TS_ADMIN)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        features = ensure_timescale(engine)
+        assert not features.missing, features.missing
+        jobs = {(j.proc, j.relation): j.job_id for j in job_health(engine)[1]}
+
+        # a month of one point at 1 Hz, ending yesterday (inside the aggregates' refresh window)
+        end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+        start = end - timedelta(days=30)
+        t = time.perf_counter()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO sample (point_id, observed_at, value, quality) "
+                "SELECT 424242, ts, sin(extract(epoch FROM ts) / 3600.0), 0 FROM generate_series("
+                "%(a)s::timestamptz, %(b)s::timestamptz - interval '1 second', '1 second') ts",
+                {"a": start, "b": end},
+            )
+            conn.exec_driver_sql("ANALYZE sample")
+        load_s = time.perf_counter() - t
+        t = time.perf_counter()
+        run_job(engine, jobs[("policy_refresh_continuous_aggregate", "sample_1h_cagg")])
+        refresh_s = time.perf_counter() - t
+
+        def timed(fn, n: int = 7) -> list[float]:
+            res = []
+            for _ in range(n):
+                t = time.perf_counter()
+                got = fn()
+                res.append(time.perf_counter() - t)
+                assert len(got) > 400
+            return res
+
+        la = load()
+        cagg = timed(lambda: historian.read_history(engine, 424242, start, end, 500))
+        raw_row = timed(lambda: historian.read_history(engine, 424242, start, end, 500, use_rollups=False), 3)
+        t = time.perf_counter()
+        run_job(engine, jobs[("policy_compression", "sample")])
+        compress_month_s = time.perf_counter() - t
+        raw_col = timed(lambda: historian.read_history(engine, 424242, start, end, 500, use_rollups=False), 3)
+        cagg_col = timed(lambda: historian.read_history(engine, 424242, start, end, 500))
+        out["trend"] = {
+            "rows": 30 * 86400,
+            "load_avg": la,
+            "load_s": round(load_s, 1),
+            "refresh_s": round(refresh_s, 1),
+            "cagg_p50_ms": round(1000 * statistics.median(cagg), 1),
+            "cagg_max_ms": round(1000 * max(cagg), 1),
+            "cagg_compressed_p50_ms": round(1000 * statistics.median(cagg_col), 1),
+            "raw_p50_ms": round(1000 * statistics.median(raw_row), 1),
+            "raw_compressed_p50_ms": round(1000 * statistics.median(raw_col), 1),
+            "speedup": round(statistics.median(raw_row) / statistics.median(cagg), 1),
+            "compress_month_s": round(compress_month_s, 1),
+        }
+        print("timescale: trend", json.dumps(out["trend"]), flush=True)
+
+        # a week of the reference station, row store then columnstore
+        with engine.begin() as conn:
+            conn.exec_driver_sql("TRUNCATE sample")
+        t = time.perf_counter()
+        rows, _first = _reference_week(engine)
+        load_s = time.perf_counter() - t
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE sample")
+            before = conn.exec_driver_sql("SELECT hypertable_size('sample')").scalar()
+        t = time.perf_counter()
+        run_job(engine, jobs[("policy_compression", "sample")])  # every chunk is older than 7 days
+        compress_s = time.perf_counter() - t
+        with engine.begin() as conn:
+            after = conn.exec_driver_sql("SELECT hypertable_size('sample')").scalar()
+            chunks = conn.exec_driver_sql(
+                "SELECT count(*), count(*) FILTER (WHERE is_compressed) FROM timescaledb_information.chunks "
+                "WHERE hypertable_name = 'sample'"
+            ).one()
+        out["compression"] = {
+            "rows": rows,
+            "points": 32,
+            "days": 7,
+            "chunks": chunks[0],
+            "compressed_chunks": chunks[1],
+            "load_s": round(load_s, 1),
+            "compress_s": round(compress_s, 1),
+            "bytes_before": before,
+            "bytes_after": after,
+            "bytes_per_sample_before": round(before / rows, 2),
+            "bytes_per_sample_after": round(after / rows, 2),
+            "ratio": round(before / after, 1),
+        }
+        print("timescale: compression", json.dumps(out["compression"]), flush=True)
+    finally:
+        engine.dispose()
+        drop_db(name, TS_ADMIN)
+    out["load_avg_end"] = load()
+    return out
+
+
+def timescale_markdown(ts: dict) -> list[str]:
+    lines = [
+        "",
+        "## TimescaleDB 2.28.3 (PostgreSQL 15, same run)",
+        "",
+        "| ingest into | rows | bare binary COPY rows/s (floor) | pumpwatch write_samples rows/s | ratio (goal ≥ 0.8) "
+        "| load |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, key in (
+        ("plain `sample` table", "ingest_postgresql"),
+        ("`sample` hypertable", "ingest_timescaledb"),
+    ):
+        i = ts.get(key)
+        if i:
+            lines.append(
+                f"| {label} | {i['rows']:,} | {i['floor_bare_copy_rows_per_s']:,} | {i['pumpwatch_rows_per_s']:,} "
+                f"| **{i['ratio']}** | {i['load_avg'][0]} |"
+            )
+    t = ts.get("trend")
+    if t:
+        lines += [
+            "",
+            "30-day trend of one point (2.6 M rows of 1-s data), 500 buckets:",
+            "",
+            "| from the hourly continuous aggregate p50 ms (goal ≤ 200) | max ms | raw p50 ms | speed-up "
+            "| aggregate, chunks compressed p50 ms | raw, chunks compressed p50 ms | refresh of the month s |",
+            "|---|---|---|---|---|---|---|",
+            f"| **{t['cagg_p50_ms']}** | {t['cagg_max_ms']} | {t['raw_p50_ms']} | {t['speedup']}× "
+            f"| {t['cagg_compressed_p50_ms']} | {t['raw_compressed_p50_ms']} | {t['refresh_s']} |",
+        ]
+    c = ts.get("compression")
+    if c:
+        lines += [
+            "",
+            f"Compression, a week of one reference station ({c['points']} points at 1 Hz, {c['rows']:,} samples, "
+            f"{c['compressed_chunks']} of {c['chunks']} daily chunks compressed in {c['compress_s']} s):",
+            "",
+            "| bytes/sample before (row store + indexes) | after (columnstore) | ratio |",
+            "|---|---|---|",
+            f"| {c['bytes_per_sample_before']} | **{c['bytes_per_sample_after']}** | {c['ratio']}× |",
+        ]
+    return lines
+
+
 # --- report ---------------------------------------------------------------------------------------------
 
 
@@ -497,14 +708,17 @@ def markdown(res: dict) -> str:
         f"# pumpwatch bench — {res['started_at']}",
         "",
         f"Machine: {res['machine']}; load average at start {res['load_avg_start']} (shared machine). "
-        f"Command: `make bench` ({res['elapsed_s']:.0f} s).",
+        f"Command: `{res.get('command', 'make bench')}` ({res['elapsed_s']:.0f} s).",
         "",
-        "## Collector (Modbus TCP, one FC3 × 20 registers per station every 5 s, asyncio loop)",
-        "",
-        "| stations | polls/s (expected) | floor CPU µs/poll | pumpwatch CPU µs/poll | ratio (goal ≤ 1.3) "
-        "| pumpwatch % of a core | late polls (goal 0) | poll p99 ≤ ms | memory/station kB (goal ≤ 50) | load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if res.get("collector"):
+        lines += [
+            "## Collector (Modbus TCP, one FC3 × 20 registers per station every 5 s, asyncio loop)",
+            "",
+            "| stations | polls/s (expected) | floor CPU µs/poll | pumpwatch CPU µs/poll | ratio (goal ≤ 1.3) "
+            "| pumpwatch % of a core | late polls (goal 0) | poll p99 ≤ ms | memory/station kB (goal ≤ 50) | load |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
     for r in res.get("collector", []):
         f, p = r["floor"], r["pumpwatch"]
         if "error" in f or "error" in p:
@@ -566,6 +780,9 @@ def markdown(res: dict) -> str:
             f"\n`/api/v1/stations` cost: building the models {o['stations_build_models_ms']} ms, "
             f"encoding {o['stations_encode_json_ms']} ms."
         )
+    ts = res.get("timescale")
+    if ts:
+        lines += timescale_markdown(ts)
     t = res.get("trend")
     if t:
         lines += [
@@ -580,12 +797,16 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def main() -> dict:
-    only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+SECTIONS = ("collector", "ingest", "alarms", "trend", "timescale", "api")
+
+
+async def main(only: set[str] | None = None) -> dict:
+    only = only or set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     res: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {os.cpu_count()} CPU, Python {platform.python_version()}",
         "load_avg_start": load(),
+        "command": "make bench" if not only else f"python -m bench.run --only {','.join(sorted(only))}",
     }
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pumpwatch-bench-") as d:
@@ -593,7 +814,7 @@ async def main() -> dict:
         if not only or "collector" in only:
             res["collector"] = await collector_section(tmp)
             res["collector_breakdown"] = collector_breakdown(tmp)
-        name, url = create_db()
+        name, url = create_db() if not only or only & {"ingest", "alarms", "trend"} else (None, "")
         try:
             if not only or "ingest" in only:
                 res["ingest"] = await asyncio.to_thread(ingest_section, url)
@@ -605,22 +826,35 @@ async def main() -> dict:
                 res["trend"] = await asyncio.to_thread(trend_section, url)
                 print("trend:", json.dumps(res["trend"]), flush=True)
         finally:
-            drop_db(name)
+            if name is not None:
+                drop_db(name)
+        if not only or "timescale" in only:
+            res["timescale"] = await asyncio.to_thread(timescale_section)
+            print("timescale:", json.dumps(res["timescale"]), flush=True)
         if not only or "api" in only:
             res["api"] = await api_section(tmp)
             print("api:", json.dumps(res["api"]), flush=True)
     res["elapsed_s"] = round(time.monotonic() - t0, 1)
     res["load_avg_end"] = load()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(res, indent=2) + "\n")
-    (RESULTS / "latest.md").write_text(markdown(res))
+    stem = "latest" if not only else "latest-" + "-".join(sorted(only))  # a partial run keeps the full one
+    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown(res))
     print(markdown(res))
     return res
 
 
 if __name__ == "__main__":
+    import argparse
     import logging
 
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--only", default="", help=f"comma-separated sections of {', '.join(SECTIONS)} (default: all)"
+    )
+    only = set(filter(None, ap.parse_args().only.split(",")))
+    if only - set(SECTIONS):
+        ap.error(f"unknown section(s): {', '.join(sorted(only - set(SECTIONS)))}")
     logging.basicConfig(level="WARNING")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    asyncio.run(main())
+    asyncio.run(main(only))

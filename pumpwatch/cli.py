@@ -160,6 +160,14 @@ def migrate(database_url: str | None) -> None:
     engine = make_engine(database_url or settings.database_url)
     upgrade(engine)
     click.echo("database is at the latest schema")
+    from pumpwatch.system import historian_setup
+
+    features = historian_setup(engine)  # TimescaleDB where the server offers it (every start does it too)
+    if features.shape == "timescaledb":
+        click.echo(f"TimescaleDB {features.version}: {', '.join(features.present)}")
+    for line in features.problems:
+        click.echo(line, err=True)
+    engine.dispose()
 
 
 @main.command()

@@ -39,6 +39,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from pumpwatch.db.schema import latest_value, point, sample, station, tenant
 from pumpwatch.db.types import UTCDateTime, require_aware, to_utc
+from pumpwatch.timescale import PLAN
 
 if TYPE_CHECKING:
     from pumpwatch.config.loader import Fleet
@@ -374,29 +375,34 @@ def _bucket_stmt(dialect: str) -> Any:
 # Rollups (plain PostgreSQL tables or TimescaleDB continuous aggregates) re-bucketed to the asked width.
 _ROLLUP_BUCKETS_SQL = """
 SELECT (CAST(extract(epoch FROM bucket_at) * 1000000 AS bigint) - :start_us) / :width_us AS bucket,
-       sum(sum), min(min), max(max), sum(n), sum(good), max(bucket_at)
+       sum(sum), min(min), max(max), sum(n), sum(good), max(bucket_at), min(bucket_at)
 FROM {table}
 WHERE point_id = :point_id AND bucket_at >= :start AND bucket_at < :end
 GROUP BY 1
 ORDER BY 1
 """
 _ROLLUPS_PLAIN = ((timedelta(hours=1), "sample_1h"), (timedelta(minutes=1), "sample_1m"))
-_ROLLUPS_TIMESCALE = ((timedelta(hours=1), "sample_1h_cagg"),)
-_rollup_kind: dict[str, tuple[tuple[timedelta, str], ...]] = {}
+_ROLLUPS_CAGG = ((timedelta(hours=1), "sample_1h_cagg"),)
+_CAGG_PLAN = PLAN
+_HOUR_US = 3_600_000_000
+# What this role can read now (resolved through its search_path: the app role gets `scoped.*`). Asked per
+# read, not cached: only an object that exists is ever read, whatever set-up did or failed to do.
+_READABLE = text(
+    "SELECT has_table_privilege(to_regclass('sample_1h_cagg'), 'SELECT'), "
+    "has_table_privilege(to_regclass('sample_1h'), 'SELECT'), "
+    "has_table_privilege(to_regclass('sample_1m'), 'SELECT')"
+)
 
 
 def _rollups_for(conn: Connection) -> tuple[tuple[timedelta, str], ...]:
-    """Which rollups this database has, by width (largest first); looked up once per database URL."""
+    """The rollups to read, by width (largest first): TimescaleDB's hourly continuous aggregate where it
+    exists (then the plain tables are not kept), else the plain rollup tables; none on SQLite."""
     if conn.dialect.name != "postgresql":
         return ()
-    key = conn.engine.url.render_as_string(hide_password=True)
-    kind = _rollup_kind.get(key)
-    if kind is None:
-        from pumpwatch.historian_scale import timescale_active
-
-        kind = _ROLLUPS_TIMESCALE if timescale_active(conn.engine) else _ROLLUPS_PLAIN
-        _rollup_kind[key] = kind
-    return kind
+    cagg, hour, minute = conn.execute(_READABLE).one()
+    if cagg:
+        return _ROLLUPS_CAGG
+    return tuple(r for r, ok in zip(_ROLLUPS_PLAIN, (hour, minute), strict=True) if ok)
 
 
 def _floor(t: datetime, width: timedelta) -> datetime:
@@ -404,7 +410,13 @@ def _floor(t: datetime, width: timedelta) -> datetime:
 
 
 def read_history(
-    engine: Engine, point_id: int, start: datetime, end: datetime, max_points: int = 500
+    engine: Engine,
+    point_id: int,
+    start: datetime,
+    end: datetime,
+    max_points: int = 500,
+    *,
+    use_rollups: bool = True,
 ) -> list[HistoryPoint]:
     """Samples of one point in `[start, end)`, oldest first, at most `max_points` of them.
 
@@ -414,31 +426,42 @@ def read_history(
     rollup wide (a minute or an hour), the whole rollup periods inside the range come from the rollup
     (`sample_1m`/`sample_1h`, or TimescaleDB's hourly continuous aggregate) and only the edges — and any
     tail not rolled up yet — from `sample`; a rollup period then counts in the bucket holding its start.
+    A range reaching back past the raw samples' retention (400 days) is always bucketed, at least an hour
+    wide, since only the aggregates reach back that far. `use_rollups=False` reads raw samples only (the
+    benchmark's floor).
     """
     if max_points < 1:
         raise ValueError("max_points must be at least 1")
     start_u, end_u = to_utc(start, "start"), to_utc(end, "end")
     if end_u <= start_u:
         return []
+    # Raw samples older than the retention may be gone (dropped chunks) while the aggregates stay:
+    # such a range is always bucketed, at least an hour wide, so it is read from them.
+    kept_from = _CAGG_PLAN.raw_retained_from(datetime.now(UTC))
+    past_raw = use_rollups and kept_from is not None and start_u < kept_from
     with engine.connect() as conn:
-        raw = conn.execute(
-            select(sample.c.observed_at, sample.c.value, sample.c.quality)
-            .where(
-                sample.c.point_id == point_id,
-                sample.c.observed_at >= start_u,
-                sample.c.observed_at < end_u,
-            )
-            .order_by(sample.c.observed_at)
-            .limit(max_points + 1)
-        ).all()
-        if len(raw) <= max_points:
-            return [HistoryPoint(t, v, v, v, 1, 1 if q == GOOD else 0) for t, v, q in raw]
+        past_raw = past_raw and conn.dialect.name == "postgresql"
+        if not past_raw:
+            raw = conn.execute(
+                select(sample.c.observed_at, sample.c.value, sample.c.quality)
+                .where(
+                    sample.c.point_id == point_id,
+                    sample.c.observed_at >= start_u,
+                    sample.c.observed_at < end_u,
+                )
+                .order_by(sample.c.observed_at)
+                .limit(max_points + 1)
+            ).all()
+            if len(raw) <= max_points:
+                return [HistoryPoint(t, v, v, v, 1, 1 if q == GOOD else 0) for t, v, q in raw]
         span_us = (end_u - start_u) // _US
         width_us = -(-span_us // max_points)  # ceil: max_points buckets cover the whole range
+        if past_raw:
+            width_us = max(width_us, _HOUR_US)
         params = {"start_us": (start_u - _EPOCH) // _US, "width_us": width_us, "point_id": point_id}
         acc: dict[int, list] = {}
         raw_ranges = [(start_u, end_u)]
-        for width, table in _rollups_for(conn):
+        for width, table in _rollups_for(conn) if use_rollups else ():
             if width_us < width // _US:
                 continue
             a, b = _floor(start_u + width - _US, width), _floor(end_u, width)  # whole periods inside
@@ -452,10 +475,13 @@ def read_history(
             ).all()
             if not rows:
                 continue
-            rolled_to = max(to_utc(r[6]) for r in rows) + width  # past it the rollup may lag: read raw
+            # Past the newest period the rollup may lag, and before its oldest one it may never have
+            # been computed (a job started later than the history): both are read raw.
+            rolled_from = min(to_utc(r[7]) for r in rows)
+            rolled_to = max(to_utc(r[6]) for r in rows) + width
             for r in rows:
                 _merge(acc, r[:6])
-            raw_ranges = [(start_u, a), (rolled_to, end_u)]
+            raw_ranges = [(start_u, rolled_from), (rolled_to, end_u)]
             break
         for lo, hi in raw_ranges:
             if lo >= hi:

@@ -1,4 +1,4 @@
-"""The historian at scale on PostgreSQL: rollups for long trends, retention, and TimescaleDB when present.
+"""The historian at scale on plain PostgreSQL: rollups for long trends and retention.
 
 Two shapes, one API (`pumpwatch.historian.read_history` picks the source):
 
@@ -8,11 +8,8 @@ Two shapes, one API (`pumpwatch.historian.read_history` picks the source):
   collector) recomputes those minutes from `sample` and then their hours from `sample_1m`. Recomputing
   (replace, not add) makes it idempotent: a replayed spool, late data or a crash mid-job only means a
   minute is computed again. `apply_retention` deletes raw samples older than the retention in batches.
-- **TimescaleDB** (when `CREATE EXTENSION timescaledb` is possible): `ensure_timescale` turns `sample` into a
-  hypertable (1-day chunks), compresses chunks older than 7 days (segment by point), drops raw chunks past
-  the retention, and creates continuous aggregates `sample_1h_cagg` (hourly) and `sample_1d_cagg` (daily,
-  days starting at midnight Asia/Tokyo via `time_bucket(..., 'Asia/Tokyo')`), real-time
-  (`materialized_only = false`) so the newest hour is never missing. The rollup job is then not run.
+- **TimescaleDB** (`pumpwatch.timescale`): a hypertable with compression, retention and continuous
+  aggregates. The rollup job runs there too when the hourly aggregate could not be made.
 """
 
 from __future__ import annotations
@@ -148,87 +145,3 @@ def apply_retention(engine: Engine, keep_days: float, *, batch: int = 50_000) ->
         total += n
         if n < batch:
             return total
-
-
-# --- TimescaleDB -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TimescalePlan:
-    chunk: str = "1 day"
-    compress_after: str = "7 days"
-    retain: str | None = "400 days"  # raw samples; the aggregates stay
-    day_timezone: str = "Asia/Tokyo"
-
-
-_AGG_COLUMNS = (
-    "point_id, {bucket} AS bucket_at, count(*) AS n, count(*) FILTER (WHERE quality = 0) AS good, "
-    "sum(value) FILTER (WHERE quality = 0) AS sum, min(value) FILTER (WHERE quality = 0) AS min, "
-    "max(value) FILTER (WHERE quality = 0) AS max"
-)
-
-
-def timescale_statements(plan: TimescalePlan = TimescalePlan()) -> list[str]:
-    """The SQL that makes `sample` a compressed, retained hypertable with hourly and daily continuous
-    aggregates. Each statement is idempotent (`if_not_exists`), to run one by one outside a transaction."""
-    tz = plan.day_timezone.replace("'", "''")
-    hourly = _AGG_COLUMNS.format(bucket="time_bucket(INTERVAL '1 hour', observed_at)")
-    daily = _AGG_COLUMNS.format(bucket=f"time_bucket(INTERVAL '1 day', observed_at, '{tz}')")
-    out = [
-        "CREATE EXTENSION IF NOT EXISTS timescaledb",
-        f"SELECT create_hypertable('sample', by_range('observed_at', INTERVAL '{plan.chunk}'), "
-        "if_not_exists => true, migrate_data => true)",
-        "ALTER TABLE sample SET (timescaledb.compress, timescaledb.compress_segmentby = 'point_id', "
-        "timescaledb.compress_orderby = 'observed_at')",
-        f"SELECT add_compression_policy('sample', INTERVAL '{plan.compress_after}', if_not_exists => true)",
-    ]
-    if plan.retain:
-        out.append(f"SELECT add_retention_policy('sample', INTERVAL '{plan.retain}', if_not_exists => true)")
-    for name, cols, start, end, every in (
-        ("sample_1h_cagg", hourly, "3 days", "1 hour", "15 minutes"),
-        ("sample_1d_cagg", daily, "7 days", "1 day", "1 hour"),
-    ):
-        out += [
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name} WITH (timescaledb.continuous, "
-            f"timescaledb.materialized_only = false) AS SELECT {cols} FROM sample "
-            "GROUP BY point_id, bucket_at WITH NO DATA",
-            f"SELECT add_continuous_aggregate_policy('{name}', start_offset => INTERVAL '{start}', "
-            f"end_offset => INTERVAL '{end}', schedule_interval => INTERVAL '{every}', "
-            "if_not_exists => true)",
-        ]
-    return out
-
-
-def timescale_available(engine: Engine) -> bool:
-    """The extension is installed on the server (it may still need `CREATE EXTENSION`)."""
-    if engine.dialect.name != "postgresql":
-        return False
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).scalar()
-        )
-
-
-def timescale_active(engine: Engine) -> bool:
-    """`sample` is a hypertable (so reads use the continuous aggregates and no rollup job runs)."""
-    if engine.dialect.name != "postgresql":
-        return False
-    with engine.connect() as conn:
-        if not conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar():
-            return False
-        return bool(
-            conn.execute(
-                text("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'sample'")
-            ).scalar()
-        )
-
-
-def ensure_timescale(engine: Engine, plan: TimescalePlan = TimescalePlan()) -> bool:
-    """Set up the TimescaleDB shape if the extension is available; False (nothing done) otherwise."""
-    if not timescale_available(engine):
-        return False
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for stmt in timescale_statements(plan):
-            conn.exec_driver_sql(stmt)
-    log.info("TimescaleDB: sample is a hypertable with compression, retention and continuous aggregates")
-    return True

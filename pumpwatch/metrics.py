@@ -97,6 +97,28 @@ class SystemCollector(Collector):
                 )
                 h.add_metric([], buckets, total)
                 yield h
+        f = s.historian_features
+        if f is not None and f.shape == "timescaledb":
+            feat = GaugeMetricFamily(
+                "pumpwatch_historian_feature",
+                "1 if a TimescaleDB feature of the historian is set up, 0 if it is missing",
+                labels=["feature"],
+            )
+            for name in f.present:
+                feat.add_metric([name], 1)
+            for name in f.missing:
+                feat.add_metric([name], 0)
+            yield feat
+        jw = s.timescale_jobs
+        if jw is not None and jw.jobs:
+            failing = GaugeMetricFamily(
+                "pumpwatch_timescale_job_failing",
+                "1 while TimescaleDB's background scheduler fails a historian job (pumpwatch then runs it)",
+                labels=["job", "proc", "relation"],
+            )
+            for j in jw.jobs:
+                failing.add_metric([str(j.job_id), j.proc, j.relation], int(j.job_id in jw.failing_ids))
+            yield failing
         hb = s.heartbeat
         if hb is not None:
             up = GaugeMetricFamily(

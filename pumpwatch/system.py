@@ -39,11 +39,12 @@ from pumpwatch.config import Fleet
 from pumpwatch.db import rls
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
-from pumpwatch.historian_scale import Rollups, ensure_timescale, timescale_active
+from pumpwatch.historian_scale import Rollups
 from pumpwatch.live import LiveSnapshot
 from pumpwatch.settings import Settings
 from pumpwatch.sharding import Shard, ShardHeartbeat, claim_stations, stations_of
 from pumpwatch.spool import Spool
+from pumpwatch.timescale import HistorianFeatures, JobWatch, ensure_timescale, plain_features
 from pumpwatch.writer import HistorianWriter
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,9 @@ class System:
     shard: Shard | None = None  # this process polls only its shard's stations
     heartbeat: ShardHeartbeat | None = None
     heartbeat_interval_s: float = 5.0
-    timescale: bool = False
+    # what the historian's database offers (TimescaleDB features present / missing and why); set at start
+    historian_features: HistorianFeatures | None = None
+    timescale_jobs: JobWatch | None = None  # a collector on TimescaleDB watches (and stands in for) its jobs
     _registry: object = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _notify_task: asyncio.Task | None = None
@@ -106,13 +109,7 @@ class System:
         api_engine = None
         if api_database_url:
             api_engine = await asyncio.to_thread(rls.app_engine, api_database_url)
-        timescale = False
-        if engine.dialect.name == "postgresql":
-            try:
-                timescale = await asyncio.to_thread(ensure_timescale, engine)
-            except Exception:
-                log.exception("TimescaleDB is available but could not be set up; using plain PostgreSQL")
-            timescale = timescale or await asyncio.to_thread(timescale_active, engine)
+        features = await asyncio.to_thread(historian_setup, engine)
         system = cls(
             fleet=fleet,
             engine=engine,
@@ -122,7 +119,7 @@ class System:
             analyzers=analyzers,
             coverage=coverage,
             api_engine=api_engine,
-            timescale=timescale,
+            historian_features=features,
         )
         if oncall is not None:
             system.notifier = NotifierService(
@@ -172,7 +169,8 @@ class System:
             alarm_spool = Spool(self.spool_dir / "alarms", capacity_bytes=64 * 1024**2)
             self.spools = [sample_spool, alarm_spool]
         rollups = None
-        if self.engine.dialect.name == "postgresql" and not self.timescale:
+        features = self.historian_features or plain_features(self.engine)
+        if features.rollup_job:  # no continuous aggregate serves long trends: keep the plain rollups
             ids = None if only is None else [pid for (sid, _), pid in self.catalog.items() if sid in only]
             rollups = Rollups(point_ids=ids)
         self.writer = HistorianWriter(self.engine, self.catalog, spool=sample_spool, rollups=rollups)
@@ -188,6 +186,11 @@ class System:
             asyncio.create_task(self.writer.run(), name="historian.writer"),
             asyncio.create_task(self.alarms.run(), name="alarms.service"),
         ]
+        if features.shape == "timescaledb" and "hypertable" in features.present:
+            self.timescale_jobs = JobWatch(self.engine)
+            self._tasks.append(
+                asyncio.create_task(self.timescale_jobs.run(), name="historian.timescale_jobs")
+            )
         if self.fleet.oncall is None:  # nobody will act on the pending journal entries: keep the table small
             self._tasks.append(asyncio.create_task(self._purge_pending(), name="notify.purge"))
         if self.shard is not None:
@@ -220,6 +223,12 @@ class System:
             except Exception:
                 log.exception("cannot purge notify_pending; will retry")
             await self.clock.sleep(every_s)
+
+    def historian_feature_problems(self) -> list[str]:
+        """What the historian lacks or cannot keep up, one line each (for the centre's system alarm): the
+        TimescaleDB features missing since start and the jobs its scheduler fails."""
+        out = list(self.historian_features.problems) if self.historian_features is not None else []
+        return out + (self.timescale_jobs.problems() if self.timescale_jobs is not None else [])
 
     def readiness(self) -> dict[str, bool]:
         tasks = self._tasks + ([self._notify_task] if self._notify_task else [])
@@ -261,6 +270,10 @@ class System:
     def status(self) -> dict:
         """What an operator needs to know about this process's storage path (API, /readyz, /metrics)."""
         out: dict = {}
+        if self.historian_features is not None:
+            out["historian_features"] = self.historian_features.as_dict()
+        if self.timescale_jobs is not None:
+            out["timescale_jobs"] = self.timescale_jobs.status()
         if self.writer is not None:
             out["historian"] = self.writer.status()
         if self.alarms is not None:
@@ -321,6 +334,31 @@ class System:
         self.engine.dispose()
         if self.api_engine is not None:
             self.api_engine.dispose()
+
+
+def historian_setup(engine: Engine) -> HistorianFeatures:
+    """TimescaleDB's features where the server offers them (`pumpwatch.timescale`), logged: what is
+    missing at ERROR with the reason, once per start. A set-up that cannot even be attempted (the database
+    went away meanwhile) counts as every feature missing, never as plain PostgreSQL."""
+    try:
+        features = ensure_timescale(engine)
+    except Exception as exc:
+        log.exception("historian: TimescaleDB set-up failed")
+        why = f"set-up failed: {type(exc).__name__}: {exc}".split("\n")[0]
+        features = HistorianFeatures("postgresql", present=["rollups"], missing={"timescaledb": why})
+    if features.missing:
+        for line in features.problems:
+            log.error("%s", line)
+        log.error(
+            "historian: TimescaleDB is only partly set up (present: %s); long trends read %s",
+            ", ".join(features.present) or "nothing",
+            "the plain rollups" if features.rollup_job else features.trend_source,
+        )
+    elif features.shape == "timescaledb":
+        log.info("historian: TimescaleDB %s: %s", features.version, ", ".join(features.present))
+    elif features.note:
+        log.warning("historian: %s", features.note)
+    return features
 
 
 async def _cancel(task: asyncio.Task, limit_s: float = 10.0) -> None:

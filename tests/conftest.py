@@ -49,3 +49,49 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         drop_database(name)
+
+
+# --- the historian's statements on both PostgreSQL shapes -------------------------------------------------
+# The historian, outage, rollup, RLS, alarm-flood and shard tests take these instead of `pg_url` / `db_url`,
+# so every statement pumpwatch sends to the historian runs on plain PostgreSQL and on TimescaleDB (where
+# `sample` is a compressed, retained hypertable with continuous aggregates). Databases are copies of this
+# run's migrated templates (tests.services): `upgrade()` on them is a no-op.
+
+
+def _migrated(kind: str) -> Iterator[str]:
+    name, url = create_database(kind, migrated=True)
+    try:
+        yield url
+    finally:
+        drop_database(name, kind)
+
+
+@pytest.fixture(params=["postgres", "timescale"])
+def pg_both_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated database on plain PostgreSQL, then on TimescaleDB."""
+    yield from _migrated(request.param)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "timescale"])
+def db_all_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite (a new file, not migrated), then migrated PostgreSQL and TimescaleDB databases."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'pumpwatch.db'}"
+        return
+    yield from _migrated(request.param)
+
+
+@pytest.fixture
+def ts_url() -> Iterator[str]:
+    """A migrated TimescaleDB database (hypertable, compression, retention, continuous aggregates)."""
+    yield from _migrated("timescale")
+
+
+@pytest.fixture
+def ts_apache_url() -> Iterator[str]:
+    """A fresh, empty database on a TimescaleDB server restricted to the Apache licence."""
+    name, url = create_database("timescale_apache")
+    try:
+        yield url
+    finally:
+        drop_database(name, "timescale_apache")

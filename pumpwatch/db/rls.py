@@ -7,8 +7,16 @@ PostgreSQL (installed by migration 0004):
   that admits only rows of the tenants listed in the transaction-local setting `pumpwatch.tenants`
   (`'kita,minami'`; empty or unset: no rows), and a policy for the owner (the role that ran the migration)
   that admits everything: FORCE keeps the owner under RLS, so the system path needs it explicitly.
-- `sample` and `latest_value` have no tenant column: their policy looks the point up
-  (`point_id IN (SELECT … point JOIN station …)`), which PostgreSQL runs once per query as a hashed subplan.
+- `latest_value` has no tenant column: its policy looks the point up (`point_id IN (SELECT … point JOIN
+  station …)`), which PostgreSQL runs once per query as a hashed subplan.
+- `sample` (a TimescaleDB hypertable where the extension exists) has **no** RLS: TimescaleDB's compression
+  refuses a table with row security. The app role has no privilege on it, nor on the rollups
+  (`sample_1m`, `sample_1h`) or the continuous aggregates. It reads them only through security-barrier
+  views of the same names in the schema `scoped` (`SCOPED_VIEWS`; migration 0008, and
+  `historian_scale.ensure_timescale` for the aggregates), owned by the owner, each filtering rows by the
+  same point condition as `latest_value`'s policy. The app engine puts `scoped` first in `search_path` at
+  the start of every transaction, so the historian's queries are the same text for both roles; without
+  it, `sample` resolves to the table and the app role is refused (fails closed).
 - The auth tables (`app_user`, `user_session`, `login_failure`) are not tenant data: the API must read them
   to authenticate anyone. `user_grant` rows are visible for the tenants in scope and for the user in
   `pumpwatch.user_id` (so a login can read its own grants).
@@ -40,7 +48,6 @@ TENANT_TABLES: dict[str, str] = {
     "tenant": f"id = ANY({_T})",
     "station": f"tenant_id = ANY({_T})",
     "point": f"station_id IN {_STATIONS}",
-    "sample": f"point_id IN {_POINTS}",
     "latest_value": f"point_id IN {_POINTS}",
     "alarm": f"tenant_id = ANY({_T})",
     "alarm_event": f"alarm_id IN (SELECT a.id FROM alarm a WHERE a.tenant_id = ANY({_T}))",
@@ -61,6 +68,11 @@ TENANT_TABLES: dict[str, str] = {
 }
 AUTH_TABLES = ("app_user", "user_session", "login_failure")
 
+# Tables the app role reads only through a security-barrier view `scoped.<name>` (see the docstring).
+SCOPED_SCHEMA = "scoped"
+POINT_SCOPE = f"point_id IN {_POINTS}"
+SCOPED_BASES = ("sample", "sample_1m", "sample_1h")  # the continuous aggregates: historian_scale
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -79,6 +91,9 @@ def set_scope(tenants: Iterable[str], user_id: int | None = None) -> contextvars
     return scope.set(Scope(frozenset(tenants), user_id))
 
 
+SCOPED_SEARCH_PATH = f"{SCOPED_SCHEMA}, public"
+
+
 def scoped_engine(engine: Engine) -> Engine:
     """Make every transaction of `engine` carry the current request's scope (PostgreSQL; no-op else)."""
     if engine.dialect.name != "postgresql" or getattr(engine, "_pumpwatch_scoped", False):
@@ -89,8 +104,8 @@ def scoped_engine(engine: Engine) -> Engine:
         s = scope.get()
         conn.exec_driver_sql(
             "SELECT set_config('pumpwatch.tenants', %(t)s, true), "
-            "set_config('pumpwatch.user_id', %(u)s, true)",
-            {"t": s.setting(), "u": "" if s.user_id is None else str(s.user_id)},
+            "set_config('pumpwatch.user_id', %(u)s, true), set_config('search_path', %(p)s, true)",
+            {"t": s.setting(), "u": "" if s.user_id is None else str(s.user_id), "p": SCOPED_SEARCH_PATH},
         )
 
     engine._pumpwatch_scoped = True  # type: ignore[attr-defined]
@@ -194,7 +209,7 @@ def uninstall(conn: Connection) -> None:
     if conn.dialect.name != "postgresql":
         return
     x = conn.exec_driver_sql
-    for table in TENANT_TABLES:
+    for table in (*TENANT_TABLES, "sample"):  # sample: the policy 0008's downgrade puts back
         for policy in ("tenant_scope", "tenant_insert", "system_all"):
             x(f"DROP POLICY IF EXISTS {policy} ON {table}")
         x(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
@@ -208,6 +223,56 @@ def uninstall(conn: Connection) -> None:
     x("DROP FUNCTION IF EXISTS pumpwatch_user_id()")
     x("DROP FUNCTION IF EXISTS pumpwatch_user_tenants(text)")
     # the role stays: other databases of the cluster may use it
+
+
+# --- scoped views (migration 0008; the continuous aggregates' views: historian_scale) --------------------
+
+
+def scoped_view_sql(name: str) -> list[str]:
+    """Create (or replace) `scoped.<name>`, the rows of `public.<name>` (a table or view with `point_id`)
+    that the tenants in scope may see, and make it the app role's only way to them. `security_barrier`: a
+    caller's own conditions (or functions) run only on rows the scope admits. The view runs with its
+    owner's rights, so the owner's RLS policies on point and station apply inside it (all rows) and the
+    explicit tenant condition does the scoping."""
+    return [
+        f"CREATE OR REPLACE VIEW {SCOPED_SCHEMA}.{name} WITH (security_barrier) AS "
+        f"SELECT * FROM public.{name} AS r WHERE r.{POINT_SCOPE}",
+        f"REVOKE ALL ON public.{name} FROM {APP_ROLE}",
+        f"GRANT SELECT ON {SCOPED_SCHEMA}.{name} TO {APP_ROLE}",
+    ]
+
+
+def install_scoped(conn: Connection) -> None:
+    """`sample` leaves RLS for views (see the module docstring): migration 0008."""
+    if conn.dialect.name != "postgresql":
+        return
+    x = conn.exec_driver_sql
+    x(f"CREATE SCHEMA IF NOT EXISTS {SCOPED_SCHEMA}")
+    x(f"REVOKE ALL ON SCHEMA {SCOPED_SCHEMA} FROM PUBLIC")
+    x(f"GRANT USAGE ON SCHEMA {SCOPED_SCHEMA} TO {APP_ROLE}")
+    for policy in ("tenant_scope", "system_all"):
+        x(f"DROP POLICY IF EXISTS {policy} ON sample")
+    # only if set: TimescaleDB refuses any RLS change on a hypertable with its columnstore on
+    on: Any = x("SELECT relrowsecurity OR relforcerowsecurity FROM pg_class WHERE oid = 'sample'::regclass")
+    if on.scalar():
+        x("ALTER TABLE sample NO FORCE ROW LEVEL SECURITY")
+        x("ALTER TABLE sample DISABLE ROW LEVEL SECURITY")
+    for name in SCOPED_BASES:
+        for sql in scoped_view_sql(name):
+            x(sql)
+
+
+def uninstall_scoped(conn: Connection) -> None:
+    """Back to 0004's shape: RLS on `sample`, app role privileges on it, no views."""
+    if conn.dialect.name != "postgresql":
+        return
+    x = conn.exec_driver_sql
+    x(f"DROP SCHEMA IF EXISTS {SCOPED_SCHEMA} CASCADE")
+    x(f"GRANT SELECT, INSERT, UPDATE, DELETE ON sample TO {APP_ROLE}")
+    x("ALTER TABLE sample ENABLE ROW LEVEL SECURITY")
+    x("ALTER TABLE sample FORCE ROW LEVEL SECURITY")
+    x(f"CREATE POLICY tenant_scope ON sample TO PUBLIC USING ({POINT_SCOPE}) WITH CHECK ({POINT_SCOPE})")
+    x("CREATE POLICY system_all ON sample TO CURRENT_USER USING (true) WITH CHECK (true)")
 
 
 def is_owner_or_bypass(conn: Connection) -> bool:

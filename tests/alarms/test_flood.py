@@ -22,9 +22,9 @@ from tests.alarms.test_lifecycle_api import RULES
 CITY = Path(__file__).resolve().parents[2] / "deploy" / "config" / "city"
 
 
-async def test_a_flood_of_alarms_loses_none(db_url: str) -> None:
+async def test_a_flood_of_alarms_loses_none(db_all_url: str) -> None:
     fleet = load_fleet(CITY)
-    engine = make_engine(db_url)
+    engine = make_engine(db_all_url)
     upgrade(engine)
     historian.sync_catalog(engine, fleet)
     clock = FakeClock(datetime(2026, 9, 1, tzinfo=UTC))

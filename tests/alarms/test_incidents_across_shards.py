@@ -27,9 +27,9 @@ RULES = [IncidentRule(name="area_power_outage", alarm="power_failure", min_stati
 
 
 @pytest.fixture
-def world(db_url: str) -> Iterator[tuple[Fleet, Engine]]:
+def world(db_all_url: str) -> Iterator[tuple[Fleet, Engine]]:
     fleet = load_fleet(DEMO_FLEET)
-    engine = make_engine(db_url)
+    engine = make_engine(db_all_url)
     upgrade(engine)
     yield fleet, engine
     engine.dispose()

@@ -1,4 +1,4 @@
-"""The historian against SQLite and a fresh PostgreSQL database per test (`db_url`)."""
+"""The historian against SQLite, plain PostgreSQL and TimescaleDB (`db_all_url`: a database per test)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ DEMO_FLEET = Path(__file__).resolve().parents[2] / "deploy" / "config" / "demo"
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
+def engine(db_all_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_all_url)
     upgrade(eng)
     try:
         yield eng
@@ -181,10 +181,10 @@ def test_replay_is_idempotent(engine: Engine) -> None:
     assert read_latest(engine, [1])[1] == (T0 + timedelta(seconds=499), 499.0, 0)
 
 
-def test_failed_batch_writes_nothing_and_next_batch_works(db_url: str) -> None:
+def test_failed_batch_writes_nothing_and_next_batch_works(db_all_url: str) -> None:
     # one pooled connection, so the second batch runs on the connection whose first transaction failed
     # (on PostgreSQL that transaction had created the session's staging table, and rolled it back)
-    eng = make_engine(db_url, pool_size=1, max_overflow=0)
+    eng = make_engine(db_all_url, pool_size=1, max_overflow=0)
     try:
         upgrade(eng)
         bad = [(1, T0, 1.0, 0), (1, T0 + timedelta(seconds=1), "not a number", 0)]

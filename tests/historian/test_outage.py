@@ -33,12 +33,12 @@ START = datetime(2026, 7, 1, 1, 0, tzinfo=UTC)
 OUTAGE_S = int(os.environ.get("PUMPWATCH_SOAK_OUTAGE_S", "60"))  # `make soak`: much longer
 
 
-async def test_sixty_seconds_without_the_database_lose_nothing(pg_url: str, tmp_path: Path) -> None:
+async def test_sixty_seconds_without_the_database_lose_nothing(pg_both_url: str, tmp_path: Path) -> None:
     fleet = demo_fleet_on_free_ports()
     fleet.controllers = {
         cid: c.model_copy(update={"poll_interval_s": 1}) for cid, c in fleet.controllers.items()
     }
-    url = make_url(pg_url)
+    url = make_url(pg_both_url)
     clock = FakeClock(START)
     read: list[Sample] = []
     writes: list[list[tuple]] = []
@@ -82,7 +82,7 @@ async def test_sixty_seconds_without_the_database_lose_nothing(pg_url: str, tmp_
         async with httpx.AsyncClient(transport=transport, base_url="http://pumpwatch.test") as client:
             # the user is made straight in the database: the proxy runs on this event loop, so a blocking
             # call through it from here would wait on itself
-            direct = make_engine(pg_url)
+            direct = make_engine(pg_both_url)
             try:
                 add_user(direct, "tanaka", [(t, "admin") for t in fleet.tenants])
             finally:
@@ -152,7 +152,7 @@ async def test_sixty_seconds_without_the_database_lose_nothing(pg_url: str, tmp_
                 await system.stop()
 
     # Every sample the collector read, exactly once, with its value and quality.
-    engine = make_engine(pg_url)
+    engine = make_engine(pg_both_url)
     try:
         with engine.connect() as conn:
             ids = {

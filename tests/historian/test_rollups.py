@@ -1,4 +1,5 @@
-"""Long trends from rollups on plain PostgreSQL agree with the raw samples; TimescaleDB SQL is well formed."""
+"""Long trends agree with the raw samples on both PostgreSQL shapes: from the plain rollups (kept by the
+rollup job) and from TimescaleDB's hourly continuous aggregate (refreshed by its policy's job)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import pytest
 
 from pumpwatch import historian
 from pumpwatch.db import make_engine, upgrade
-from pumpwatch.historian_scale import Rollups, TimescalePlan, timescale_active, timescale_statements
+from pumpwatch.historian_scale import Rollups
+from pumpwatch.timescale import job_health, run_job, timescale_active
 
 pytestmark = pytest.mark.postgres
 
-T0 = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
+# a month ago: inside the window TimescaleDB's refresh policies keep (a fixed date would age out of it)
+T0 = (datetime.now(UTC) - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _rows(pid: int, start: datetime, seconds: int, seed: int) -> list[tuple]:
@@ -51,17 +54,28 @@ def _same(got: dict, want: dict) -> None:
         assert (gv is None and v is None) or abs(gv - v) < 1e-9, b
 
 
-def test_trend_from_rollups_equals_raw_and_reads_the_unrolled_tail(pg_url: str) -> None:
-    engine = make_engine(pg_url)
+def refresh_caggs(engine) -> int:
+    """Run the continuous aggregates' refresh policies now (what the background scheduler does)."""
+    jobs = [j for j in job_health(engine)[1] if j.proc == "policy_refresh_continuous_aggregate"]
+    for j in jobs:
+        run_job(engine, j.job_id)
+    return len(jobs)
+
+
+def test_trend_from_rollups_equals_raw_and_reads_the_unrolled_tail(pg_both_url: str) -> None:
+    engine = make_engine(pg_both_url)
     try:
         upgrade(engine)
-        assert not timescale_active(engine)  # Debian's PostgreSQL: the plain shape
+        timescale = timescale_active(engine)
         rows = _rows(7, T0, 3 * 3600, seed=1)
         other = _rows(8, T0, 3 * 3600, seed=2)  # another point: must not leak into point 7's trend
         historian.write_samples(engine, rows + other)
         roll = Rollups()
         roll.note(rows + other)
-        assert roll.run(engine, everything=True) == 2 * 180
+        if timescale:  # the aggregates, and not the plain rollups, serve long trends
+            assert refresh_caggs(engine) == 2  # hourly and daily (one tenant time zone)
+        else:
+            assert roll.run(engine, everything=True) == 2 * 180
         # 2 h 50 min later more data arrives that no rollup has seen yet
         late = _rows(7, T0 + timedelta(hours=3), 600, seed=3)
         historian.write_samples(engine, late)
@@ -80,7 +94,10 @@ def test_trend_from_rollups_equals_raw_and_reads_the_unrolled_tail(pg_url: str) 
         # Replaying a batch (a spool drained twice) and rolling up again changes nothing.
         historian.write_samples(engine, rows[:500])
         roll.note(rows[:500])
-        roll.run(engine, everything=True)
+        if timescale:
+            refresh_caggs(engine)
+        else:
+            roll.run(engine, everything=True)
         got = historian.read_history(engine, 7, T0, end, max_points=48)
         _same(_got(got), _expected(rows + late, T0, timedelta(minutes=5)))
     finally:
@@ -95,18 +112,3 @@ def test_newest_minute_waits_until_the_writer_is_past_it() -> None:
     first = (T0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(minutes=1)
     assert roll.due() == [first]
     assert roll.due(everything=True) == [first + 1]
-
-
-def test_timescale_statements() -> None:
-    sql = timescale_statements(TimescalePlan(retain="90 days", day_timezone="Asia/Tokyo"))
-    joined = "\n".join(sql)
-    assert sql[0] == "CREATE EXTENSION IF NOT EXISTS timescaledb"
-    assert "create_hypertable('sample', by_range('observed_at', INTERVAL '1 day')" in joined
-    assert "timescaledb.compress_segmentby = 'point_id'" in joined
-    assert "add_retention_policy('sample', INTERVAL '90 days'" in joined
-    assert "time_bucket(INTERVAL '1 hour', observed_at)" in joined
-    # day boundaries at midnight in Tokyo, not UTC
-    assert "time_bucket(INTERVAL '1 day', observed_at, 'Asia/Tokyo')" in joined
-    assert joined.count("timescaledb.continuous") == 2
-    assert all("if_not_exists" in s or "IF NOT EXISTS" in s or s.startswith("ALTER") for s in sql)
-    assert "add_retention_policy" not in "\n".join(timescale_statements(TimescalePlan(retain=None)))

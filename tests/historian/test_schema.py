@@ -24,8 +24,27 @@ from pumpwatch.db import (
 )
 from pumpwatch.db.schema import include_object_for, station
 from pumpwatch.db.types import UTCDateTime
+from pumpwatch.timescale import ensure_timescale, timescale_active
+from tests.services import create_database, drop_database
 
 JST = timezone(timedelta(hours=9))
+
+
+KIND: dict[str, str] = {}  # URL → which server
+
+
+@pytest.fixture(params=["sqlite", "postgres", "timescale"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database: SQLite, plain PostgreSQL, and PostgreSQL with TimescaleDB available."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'pumpwatch.db'}"
+        return
+    name, url = create_database(request.param)
+    KIND[url] = request.param
+    try:
+        yield url
+    finally:
+        drop_database(name, request.param)
 
 
 @pytest.fixture
@@ -44,7 +63,11 @@ def test_upgrade_is_idempotent_and_matches_metadata(db_url: str) -> None:
         assert current_revision(eng) is None
         upgrade(db_url)  # from a URL ...
         upgrade(eng)  # ... and again from an engine: a no-op
-        assert current_revision(eng) == head_revision() == "0007_alarm_input_quality"
+        assert current_revision(eng) == head_revision() == "0008_sample_scoped_views"
+        timescale = KIND.get(db_url) == "timescale"
+        if timescale:  # the TimescaleDB server: its set-up must leave the schema as declared
+            features = ensure_timescale(eng)
+            assert features.missing == {} and timescale_active(eng)
         with eng.connect() as conn:
             ctx = MigrationContext.configure(
                 conn,
@@ -64,6 +87,14 @@ def test_upgrade_is_idempotent_and_matches_metadata(db_url: str) -> None:
                 # every batch rewrites one latest_value row per point: room on the page for HOT updates
                 opts = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'latest_value'"))
                 assert opts.scalar() == ["fillfactor=50"]
+                # sample: no row-level security (TimescaleDB compression refuses it), read through views
+                rls_on = conn.execute(text("SELECT relrowsecurity FROM pg_class WHERE relname = 'sample'"))
+                assert rls_on.scalar() is False
+                views = conn.execute(
+                    text("SELECT table_name FROM information_schema.views WHERE table_schema = 'scoped'")
+                ).scalars()
+                want = {"sample", "sample_1m", "sample_1h"}
+                assert set(views) == want | ({"sample_1h_cagg", "sample_1d"} if timescale else set())
             else:
                 assert sample_ix == set()  # nothing beyond the primary key on SQLite
                 ddl = dict(conn.execute(text("SELECT name, sql FROM sqlite_master")).all())

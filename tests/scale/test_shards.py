@@ -61,11 +61,11 @@ def _start_shard(i: int, fleet_dir: Path, db: str, tmp: Path, env: dict) -> subp
 
 
 async def test_three_collector_processes_share_the_fleet_and_a_dead_one_is_noticed(
-    pg_url: str, tmp_path: Path
+    pg_both_url: str, tmp_path: Path
 ) -> None:
     fleet_dir = demo_fleet_dir_on_free_ports(tmp_path)
     fleet = load_fleet(fleet_dir)
-    engine = make_engine(pg_url)
+    engine = make_engine(pg_both_url)
     upgrade(engine)
     env = {
         **os.environ,
@@ -75,7 +75,7 @@ async def test_three_collector_processes_share_the_fleet_and_a_dead_one_is_notic
     procs: list[subprocess.Popen] = []
     async with SimulatedFleet(fleet, SystemClock(), seed=3) as sim:
         try:
-            procs += [_start_shard(i, fleet_dir, pg_url, tmp_path, env) for i in range(3)]
+            procs += [_start_shard(i, fleet_dir, pg_both_url, tmp_path, env) for i in range(3)]
 
             def stations_sampled() -> int:
                 with engine.connect() as conn:

@@ -1,6 +1,9 @@
-"""Row-level security on PostgreSQL (goal 10, database side): the app role is not the owner, RLS is forced,
-raw SQL as the app role with tenant A set returns none of tenant B's rows (and nothing with no tenant
-set), it cannot write B's rows, and it cannot UPDATE or DELETE the audit log. The API works through it."""
+"""Tenant isolation in PostgreSQL (goal 10, database side), on plain PostgreSQL and on TimescaleDB: the app
+role is not the owner, RLS is forced on every tenant table, and raw SQL as the app role with tenant A set
+returns none of tenant B's rows (and nothing with no tenant set) from them and from the samples, rollups
+and continuous aggregates, which it can read only through the `scoped` views (no RLS on the hypertable:
+TimescaleDB's compression refuses it). It cannot write B's rows, nor any sample, and it cannot UPDATE or
+DELETE the audit log. The API works through it, long trends included."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from api.context import ApiContext
 from api.main import create_app
 from pumpwatch import historian
 from pumpwatch.db import rls
+from pumpwatch.historian_scale import roll_up
+from pumpwatch.timescale import daily_name, timescale_active
 from tests.auth import bearer, token
 from tests.security.conftest import T0, fill, make_api
 
@@ -28,7 +33,6 @@ OWNER_COLUMN = {
     "tenant": "id",
     "station": "id",
     "point": "station_id",
-    "sample": "(SELECT station_id FROM point WHERE point.id = point_id)",
     "latest_value": "(SELECT station_id FROM point WHERE point.id = point_id)",
     "alarm": "station_id",
     "alarm_event": "(SELECT station_id FROM alarm WHERE alarm.id = alarm_id)",
@@ -47,25 +51,42 @@ OWNER_COLUMN = {
 }
 
 
+# what the app role reads through `scoped` (the same condition, in a security-barrier view of the same name)
+BY_POINT = "(SELECT station_id FROM point WHERE point.id = point_id)"
+SCOPED = ["sample", "sample_1m", "sample_1h"]
+SCOPED_TIMESCALE = ["sample_1h_cagg", "sample_1d"]
+
+
 def b_values(v: str | None) -> bool:
     return v is not None and v.lower().startswith("minami")
 
 
 @pytest.fixture
-def filled(pg_url: str) -> Iterator[tuple[str, Engine]]:
+def filled(pg_both_url: str) -> Iterator[tuple[str, Engine]]:
     import asyncio
 
-    api, ctx = asyncio.run(make_api(pg_url))
+    api, ctx = asyncio.run(make_api(pg_both_url))
     fill(api.engine, ctx.catalog)
-    yield pg_url, api.engine
+    roll_up(api.engine, range(_minute(T0), _minute(T0) + 2))  # the plain rollups hold both tenants too
+    yield pg_both_url, api.engine
     api.engine.dispose()
 
 
+def _minute(t) -> int:
+    return int(t.timestamp()) // 60
+
+
+def scoped_relations(engine: Engine) -> list[str]:
+    return SCOPED + (SCOPED_TIMESCALE if timescale_active(engine) else [])
+
+
 def app_rows(engine: Engine, tenants: str, table: str) -> list:
+    column = OWNER_COLUMN.get(table, BY_POINT)
+    relation = table if table in OWNER_COLUMN else f"{rls.SCOPED_SCHEMA}.{table}"
     with engine.begin() as conn:
         conn.execute(text(f"SET LOCAL ROLE {rls.APP_ROLE}"))
         conn.execute(text("SELECT set_config('pumpwatch.tenants', :t, true)"), {"t": tenants})
-        return conn.execute(text(f"SELECT {OWNER_COLUMN[table]} FROM {table}")).scalars().all()
+        return conn.execute(text(f"SELECT {column} FROM {relation}")).scalars().all()
 
 
 def test_app_role_sees_only_its_tenants_rows(filled) -> None:
@@ -81,17 +102,41 @@ def test_app_role_sees_only_its_tenants_rows(filled) -> None:
                 {"t": table},
             ).one()
             assert forced and enabled and owner != rls.APP_ROLE, table
+        # no RLS on sample (compression refuses it); the app role holds nothing on the scoped relations
+        assert (
+            conn.execute(text("SELECT relrowsecurity FROM pg_class WHERE relname = 'sample'")).scalar()
+            is False
+        )
+        relations = scoped_relations(engine)
+        for table in relations:
+            assert not conn.execute(
+                text(
+                    "SELECT has_table_privilege(:r, CAST(:t AS regclass), 'SELECT, INSERT, UPDATE, DELETE')"
+                ),
+                {"r": rls.APP_ROLE, "t": f"public.{table}"},
+            ).scalar(), table
         # everything there, as the owner sees it
-        for table in rls.TENANT_TABLES:
-            owner_rows = conn.execute(text(f"SELECT {OWNER_COLUMN[table]} FROM {table}")).scalars().all()
+        for table in [*rls.TENANT_TABLES, *relations]:
+            column = OWNER_COLUMN.get(table, BY_POINT)
+            owner_rows = conn.execute(text(f"SELECT {column} FROM public.{table}")).scalars().all()
             assert any(b_values(v) for v in owner_rows), f"{table} has no row of B to hide"
-    for table in rls.TENANT_TABLES:
+    for table in [*rls.TENANT_TABLES, *relations]:
         a_rows = app_rows(engine, "kita", table)
         assert a_rows, f"{table}: tenant A sees none of its own rows"
         assert not [v for v in a_rows if b_values(v)], f"{table}: tenant A sees B's rows"
         assert app_rows(engine, "", table) == [], f"{table}: no tenant set, yet rows"
         both = app_rows(engine, "kita,minami", table)
         assert any(b_values(v) for v in both) and len(both) > len(a_rows)
+    # past the views, the app role reaches nothing: not the tables, not TimescaleDB's own aggregates
+    hidden = [*(f"public.{t}" for t in relations), "sample"]  # `sample` without the scoped search_path
+    if timescale_active(engine):
+        hidden.append(daily_name("Asia/Tokyo"))
+    for relation in hidden:
+        with pytest.raises(DBAPIError, match="permission denied") as e, engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL ROLE {rls.APP_ROLE}"))
+            conn.execute(text("SELECT set_config('pumpwatch.tenants', 'kita,minami', true)"))
+            conn.execute(text(f"SELECT count(*) FROM {relation}"))
+        assert isinstance(e.value.orig, pg_errors.InsufficientPrivilege), relation
 
 
 def test_app_role_cannot_write_b_or_edit_the_audit_log(filled) -> None:
@@ -110,6 +155,13 @@ def test_app_role_cannot_write_b_or_edit_the_audit_log(filled) -> None:
         )
     assert isinstance(e.value.orig, pg_errors.InsufficientPrivilege)  # new row violates the policy
     as_app("UPDATE alarm SET message = 'hacked' WHERE tenant_id = 'minami'")  # matches nothing
+    for sql in (
+        "INSERT INTO sample (point_id, observed_at, value, quality) VALUES (1, now(), 1, 0)",
+        "INSERT INTO scoped.sample (point_id, observed_at, value, quality) VALUES (1, now(), 1, 0)",
+        "DELETE FROM scoped.sample",
+    ):
+        with pytest.raises(DBAPIError, match="permission denied"):
+            as_app(sql)  # samples come from the collector only
     with engine.connect() as conn:
         assert "hacked" not in conn.execute(text("SELECT message FROM alarm")).scalars().all()
     for sql in ("UPDATE audit_log SET result = 'ok'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
@@ -119,8 +171,8 @@ def test_app_role_cannot_write_b_or_edit_the_audit_log(filled) -> None:
     as_app("INSERT INTO audit_log (at, action, result) VALUES (now(), 'login', 'ok')")  # appending is fine
 
 
-def app_url(pg_url: str) -> str:
-    return pg_url + "?options=-c%20role%3D" + rls.APP_ROLE
+def app_url(url: str) -> str:
+    return url + "?options=-c%20role%3D" + rls.APP_ROLE
 
 
 def test_the_api_runs_through_the_app_role(filled) -> None:
@@ -156,6 +208,18 @@ def test_the_api_runs_through_the_app_role(filled) -> None:
                 headers=h,
             )
             assert len(hist.json()["data"]) == 5
+            # a month's trend in 2 buckets: from the scoped rollups or aggregates, as the app role
+            month = await c.get(
+                "/api/v1/stations/KITA-MP-01/points/wet_well_level_m/history",
+                params={
+                    "start": (T0 - timedelta(days=29)).isoformat(),
+                    "end": (T0 + timedelta(days=1)).isoformat(),
+                    "max_points": 2,
+                },
+                headers=h,
+            )
+            assert month.status_code == 200, month.text
+            assert sum(p["count"] for p in month.json()["data"]) == 5
             (inc,) = (await c.get("/api/v1/incidents", headers=h)).json()["data"]
             assert inc["tenant"] == "kita"
             # RLS hides centre's minami grant from a kita admin's transaction, yet the admin is told

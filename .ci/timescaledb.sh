@@ -19,7 +19,7 @@ if [ ! -f "/usr/share/postgresql/$pg/extension/timescaledb--$ver.sql" ] || \
    [ ! -f "/usr/lib/postgresql/$pg/lib/timescaledb-$ver.so" ]; then
   vendor=${PUMPWATCH_VENDOR_DIR:-}
   if [ -z "$vendor" ]; then
-    for d in ../shared/vendor ../../shared/vendor ../../../shared/vendor; do
+    for d in ../shared/vendor ../../shared/vendor ../../../shared/vendor /work/shared/vendor; do
       [ -x "$d/install-timescaledb.sh" ] && vendor=$d && break
     done
   fi

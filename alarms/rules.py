@@ -1,9 +1,13 @@
-"""Alarm rule files: templates per station kind, overridable per station; compiled per station at start."""
+"""Alarm rule files: templates per station kind, overridable per station; compiled per station at start.
+
+The `system:` section holds the system alarms of the monitoring centre (alarms/system_monitor.py): limit or
+state rules over the points the system monitor measures (`SYSTEM_POINTS`), on top of the packaged defaults
+(alarms/system_rules.yaml), which a file changes by rule name and never drops by omission."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,6 +22,16 @@ log = logging.getLogger(__name__)
 
 Priority = Literal["critical", "high", "medium", "low"]
 LEVEL_NAMES = frozenset(Levels.model_fields)
+SYSTEM_RULES_FILE = Path(__file__).resolve().parent / "system_rules.yaml"
+# What the system monitor measures; a system rule names one of these.
+SYSTEM_POINTS = {
+    "historian_setup_problems": "features of the historian that could not be set up",
+    "historian_queue_age_s": "seconds rows have waited for the database (memory or spool)",
+    "spool_fill_pct": "fill of the disk spool, % of its capacity",
+    "shard_missed_beats": "heartbeats a collector shard has missed",
+    "notifier_silent_s": "seconds since a notifier replica completed a pass",
+    "rejected_per_min": "rejected inputs in the last minute",
+}
 
 
 class RuleConfig(Strict):
@@ -73,6 +87,7 @@ class RulesFile(Strict):
     overrides: dict[Ident, dict[Ident, dict]] = Field(default_factory=dict)  # station -> rule -> changes
     incidents: list[IncidentRule] = Field(default_factory=list)
     max_shelve_h: Annotated[float, Field(gt=0, le=168)] = 8.0  # operators may not shelve for longer
+    system: list[dict] = Field(default_factory=list)  # system alarms: changes to the defaults by name, or new
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +110,22 @@ class StationRule:
     enabled_by: tuple[str, ...] = ()
 
 
+def default_system_rules() -> list[StationRule]:
+    """The packaged system alarms, as a file without a `system:` section gets them."""
+    located = load_yaml(SYSTEM_RULES_FILE)
+    problems: list[str] = []
+    rules = _system_rules(located, [], problems)
+    if problems:  # a broken packaged file is a bug of ours: fail loudly at start
+        raise ConfigError(problems)
+    return rules
+
+
 @dataclass(frozen=True)
 class RuleSet:
     stations: dict[str, list[StationRule]]
     incidents: list[IncidentRule]
     max_shelve_h: float = 8.0
+    system: list[StationRule] = field(default_factory=default_system_rules)  # the centre's system alarms
 
     def get(self, station: str, default: list[StationRule] | None = None) -> list[StationRule]:
         return self.stations.get(station, default or [])
@@ -195,6 +221,68 @@ def load_rules(path: Path, fleet: Fleet, derived: dict[str, set[str]] | None = N
                         f"{located.where(('templates', st.kind))}: rule {r.name} names unknown rule {ref!r}"
                     )
         out[sid] = resolved
+    system = _system_rules(load_yaml(SYSTEM_RULES_FILE), rf.system, problems, located)
     if problems:
         raise ConfigError(sorted(set(problems), key=problems.index))
-    return RuleSet(out, rf.incidents, rf.max_shelve_h)
+    return RuleSet(out, rf.incidents, rf.max_shelve_h, system)
+
+
+def _system_rules(defaults, changes: list[dict], problems: list[str], located=None) -> list[StationRule]:
+    """The defaults file's `system:` rules with `changes` (a rules file's `system:` entries) applied by name:
+    an entry for a default rule changes only the keys it gives; an entry with a new name is a whole rule."""
+    merged: dict[str, tuple[dict, object]] = {}
+    for i, raw in enumerate((defaults.data or {}).get("system", [])):
+        merged[raw["name"]] = (dict(raw), (defaults, ("system", i)))
+    for i, raw in enumerate(changes):
+        where = (located, ("system", i))
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            problems.append(f"{located.where(('system', i))}: a system rule needs a `name`")
+            continue
+        base = merged.get(raw["name"], ({}, None))[0]
+        merged[raw["name"]] = ({**base, **raw}, where)
+    out: list[StationRule] = []
+    for name, (raw, (src, kp)) in merged.items():
+        try:
+            r = RuleConfig.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                problems.append(f"{src.where((*kp, *err['loc']))}: {describe(err)}")
+            continue
+        if r.type == "comm_loss" or r.point not in SYSTEM_POINTS:
+            problems.append(
+                f"{src.where((*kp, 'point'))}: system rule {name} must watch one of "
+                f"{', '.join(SYSTEM_POINTS)} (got {r.point!r})"
+            )
+            continue
+        ref = r.above if r.above is not None else r.below
+        if isinstance(ref, str):
+            problems.append(
+                f"{src.where((*kp, 'above' if r.above is not None else 'below'))}: "
+                f"a system rule's threshold is a number, not the station level {ref!r}"
+            )
+            continue
+        for dep in (*r.suppressed_by, *r.enabled_by):
+            if dep not in merged:
+                problems.append(f"{src.where(kp)}: system rule {name} names unknown system rule {dep!r}")
+        if not r.enabled:
+            log.warning("system alarm %s is disabled (enabled: false in %s)", name, src.path)
+            continue
+        out.append(
+            StationRule(
+                name=r.name,
+                type=r.type,
+                point=r.point,
+                when=r.when,
+                limit=None if ref is None else float(ref),
+                above=r.above is not None,
+                deadband=r.deadband,
+                on_delay_s=r.on_delay_s,
+                off_delay_s=r.off_delay_s,
+                priority=r.priority,
+                message=r.message or r.name.replace("_", " "),
+                latch=r.latch,
+                suppressed_by=tuple(r.suppressed_by),
+                enabled_by=tuple(r.enabled_by),
+            )
+        )
+    return out

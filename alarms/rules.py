@@ -1,4 +1,8 @@
-"""Alarm rule files: templates per station kind, overridable per station; compiled per station at start."""
+"""Alarm rule files: templates per station kind, overridable per station; compiled per station at start.
+
+The `system:` section holds the system alarms of the monitoring centre (alarms/system_monitor.py): limit or
+state rules over the points the system monitor measures (`SYSTEM_POINTS`), on top of the packaged defaults
+(alarms/system_rules.yaml), which a file changes by rule name and never drops by omission."""
 
 from __future__ import annotations
 
@@ -34,6 +38,18 @@ def reference_value(st: StationConfig, name: str) -> float | None:
     if name == "design_flow_m3_h":
         return st.plant.design_flow_m3_d / 24 if st.plant else None
     return None
+
+
+SYSTEM_RULES_FILE = Path(__file__).resolve().parent / "system_rules.yaml"
+# What the system monitor measures; a system rule names one of these.
+SYSTEM_POINTS = {
+    "historian_setup_problems": "features of the historian that could not be set up",
+    "historian_queue_age_s": "seconds rows have waited for the database (memory or spool)",
+    "spool_fill_pct": "fill of the disk spool, % of its capacity",
+    "shard_missed_beats": "heartbeats a collector shard has missed",
+    "notifier_silent_s": "seconds since a notifier replica completed a pass",
+    "rejected_per_min": "rejected inputs in the last minute",
+}
 
 
 class RuleConfig(Strict):
@@ -94,6 +110,7 @@ class RulesFile(Strict):
     overrides: dict[Ident, dict[Ident, dict]] = Field(default_factory=dict)  # station -> rule -> changes
     incidents: list[IncidentRule] = Field(default_factory=list)
     max_shelve_h: Annotated[float, Field(gt=0, le=168)] = 8.0  # operators may not shelve for longer
+    system: list[dict] = Field(default_factory=list)  # system alarms: changes to the defaults by name, or new
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +143,16 @@ class DroppedRule:
     where: str  # `file:line key` of the rule (or of the override that changed it)
 
 
+def default_system_rules() -> list[StationRule]:
+    """The packaged system alarms, as a file without a `system:` section gets them."""
+    located = load_yaml(SYSTEM_RULES_FILE)
+    problems: list[str] = []
+    rules = _system_rules(located, [], problems)
+    if problems:  # a broken packaged file is a bug of ours: fail loudly at start
+        raise ConfigError(problems)
+    return rules
+
+
 @dataclass(frozen=True)
 class RuleSet:
     stations: dict[str, list[StationRule]]
@@ -135,6 +162,7 @@ class RuleSet:
     kinds: dict[str, list[str]] = field(default_factory=dict)  # station kind -> its template rule names
     warnings: list[str] = field(default_factory=list)  # template rules no station of the fleet can apply
     source: Path | None = None  # the rules file
+    system: list[StationRule] = field(default_factory=default_system_rules)  # the centre's system alarms
 
     def get(self, station: str, default: list[StationRule] | None = None) -> list[StationRule]:
         return self.stations.get(station, default or [])
@@ -302,11 +330,19 @@ def load_rules(
         out[sid] = resolved
         if gone:
             dropped[sid] = gone
+    system = _system_rules(load_yaml(SYSTEM_RULES_FILE), rf.system, problems, located)
     if problems:
         raise ConfigError(sorted(set(problems), key=problems.index))
     kinds_rules = {kind: [r.name for r in rules] for kind, rules in rf.templates.items()}
     return RuleSet(
-        out, rf.incidents, rf.max_shelve_h, dropped=dropped, kinds=kinds_rules, warnings=warnings, source=path
+        out,
+        rf.incidents,
+        rf.max_shelve_h,
+        dropped=dropped,
+        kinds=kinds_rules,
+        warnings=warnings,
+        source=path,
+        system=system,
     )
 
 
@@ -326,3 +362,64 @@ def _close(name: str | None, known: Iterable[str]) -> str:
         return ""
     match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _system_rules(defaults, changes: list[dict], problems: list[str], located=None) -> list[StationRule]:
+    """The defaults file's `system:` rules with `changes` (a rules file's `system:` entries) applied by name:
+    an entry for a default rule changes only the keys it gives; an entry with a new name is a whole rule."""
+    merged: dict[str, tuple[dict, object]] = {}
+    for i, raw in enumerate((defaults.data or {}).get("system", [])):
+        merged[raw["name"]] = (dict(raw), (defaults, ("system", i)))
+    for i, raw in enumerate(changes):
+        where = (located, ("system", i))
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            problems.append(f"{located.where(('system', i))}: a system rule needs a `name`")
+            continue
+        base = merged.get(raw["name"], ({}, None))[0]
+        merged[raw["name"]] = ({**base, **raw}, where)
+    out: list[StationRule] = []
+    for name, (raw, (src, kp)) in merged.items():
+        try:
+            r = RuleConfig.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                problems.append(f"{src.where((*kp, *err['loc']))}: {describe(err)}")
+            continue
+        if r.type == "comm_loss" or r.point not in SYSTEM_POINTS:
+            problems.append(
+                f"{src.where((*kp, 'point'))}: system rule {name} must watch one of "
+                f"{', '.join(SYSTEM_POINTS)} (got {r.point!r})"
+            )
+            continue
+        ref = r.above if r.above is not None else r.below
+        if isinstance(ref, str):
+            problems.append(
+                f"{src.where((*kp, 'above' if r.above is not None else 'below'))}: "
+                f"a system rule's threshold is a number, not the station level {ref!r}"
+            )
+            continue
+        for dep in (*r.suppressed_by, *r.enabled_by):
+            if dep not in merged:
+                problems.append(f"{src.where(kp)}: system rule {name} names unknown system rule {dep!r}")
+        if not r.enabled:
+            log.warning("system alarm %s is disabled (enabled: false in %s)", name, src.path)
+            continue
+        out.append(
+            StationRule(
+                name=r.name,
+                type=r.type,
+                point=r.point,
+                when=r.when,
+                limit=None if ref is None else float(ref),
+                above=r.above is not None,
+                deadband=r.deadband,
+                on_delay_s=r.on_delay_s,
+                off_delay_s=r.off_delay_s,
+                priority=r.priority,
+                message=r.message or r.name.replace("_", " "),
+                latch=r.latch,
+                suppressed_by=tuple(r.suppressed_by),
+                enabled_by=tuple(r.enabled_by),
+            )
+        )
+    return out

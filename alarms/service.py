@@ -118,6 +118,11 @@ class AlarmService:
                 for event in ev.evaluate(batch, now, extra):
                     self._queue.put_nowait(event)
 
+    def submit(self, events: Iterable[AlarmEvent]) -> None:
+        """Events decided elsewhere (the system monitor's), stored on the same path, in order."""
+        for event in events:
+            self._queue.put_nowait(event)
+
     def tick(self) -> None:
         now = self.clock.now()
         for ev in self.evaluators.values():

@@ -482,6 +482,16 @@ def list_alarms(
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
+def active_system_alarms(engine: Engine, tenant_id: str | None) -> list[dict[str, Any]]:
+    """The centre's system alarms whose condition is active now (pseudo-stations `system:…`), as stored."""
+    stmt = select(alarm).where(alarm.c.open, alarm.c.active, alarm.c.station_id.like("system:%"))
+    if tenant_id is not None:
+        stmt = stmt.where(alarm.c.tenant_id == tenant_id)
+    stmt = stmt.order_by(alarm.c.station_id, alarm.c.name).limit(1000)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
 def get_alarm(engine: Engine, alarm_id: int) -> dict[str, Any] | None:
     with engine.connect() as conn:
         return _row(conn, alarm_id)

@@ -49,6 +49,9 @@ class ApiContext:
     # station -> its active alarms ({name, active, suppressed_by}), from an in-process alarm engine: the
     # overview while the database (the alarm store) is unreachable; None (or a None answer): no engine here
     active_alarms: Callable[[], dict[str, list[dict[str, Any]]] | None] | None = None
+    # the system alarms active in this process's system monitor (None, or a None answer: no monitor here)
+    system_alarms: Callable[[], list[dict] | None] | None = None
+    rejections: Any = None  # pumpwatch.rejections.RejectionLog of an in-process collector
     _points_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
     # per tenant scope: under row-level security each scope reads its own rows
     _db_latest: dict[rls.Scope, tuple[float, dict[str, dict[str, Sample]]]] = field(default_factory=dict)

@@ -424,3 +424,59 @@ class WriteResultPublic(BaseModel):
     written: float
     read_back: float
     at: IsoTime
+
+
+# --- the system (the monitoring centre's) -------------------------------------------------------------
+
+SystemPart = Literal["history", "collection", "notification", "input", "other"]
+
+
+class SystemAlarmPublic(BaseModel):
+    id: int | None  # None: held by this process's monitor, not (yet) in the journal
+    station: str  # a pseudo-station: system:historian, system:collector, system:shard-2, system:notifier
+    name: (
+        str  # historian_setup_incomplete | historian_lagging | spool_high | shard_dead | notifier_stopped | …
+    )
+    part: SystemPart
+    priority: str
+    message: str
+    since: IsoTime | str | None
+    state: str | None = None
+
+
+class SystemBannerPublic(BaseModel):
+    """What the console's banner says. The centre's staff get the alarms; anyone else only which parts of
+    the system are degraded (no detail that could belong to another municipality)."""
+
+    degraded: bool
+    centre: bool  # the caller is staff of the monitoring centre
+    parts: list[SystemPart]
+    alarms: list[SystemAlarmPublic]
+
+
+class RejectionCountPublic(BaseModel):
+    source: str
+    reason: str
+    count: int  # every rejection ever
+    dropped: int  # of them, dead letters not kept (the bound, or lost while the database was away)
+    first_at: IsoTime
+    last_at: IsoTime
+
+
+class DeadLetterPublic(BaseModel):
+    id: int
+    source: str
+    topic: str
+    reason: str
+    detail: str
+    payload_excerpt: str  # bounded; values of secret-named keys replaced by ***
+    payload_bytes: int
+    at: IsoTime
+
+
+class DeadLettersPublic(BaseModel):
+    data: list[DeadLetterPublic]
+    count: int
+    next_before_id: int | None  # pass as before_id for the next (older) page
+    keep_per_source: int | None  # the bound (None: no collector in this process to say)
+    totals: list[RejectionCountPublic]

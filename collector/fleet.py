@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from collector.registers import ReadPlan, build_read_plan
-from collector.sources import Emit
+from collector.sources import Emit, Reject
 from collector.sources.modbus import ModbusSource, UnitPlan
 from collector.sources.mqtt import MqttIngest
 from pumpwatch.clock import Clock
@@ -14,7 +14,12 @@ from pumpwatch.config import Fleet
 
 
 def build_modbus_sources(
-    fleet: Fleet, clock: Clock, emit: Emit, *, stations: Collection[str] | None = None
+    fleet: Fleet,
+    clock: Clock,
+    emit: Emit,
+    *,
+    stations: Collection[str] | None = None,
+    reject: Reject | None = None,
 ) -> list[ModbusSource]:
     """Sources for every controller (or only those serving `stations`)."""
     plans: dict[tuple[str, int | None], ReadPlan] = {}
@@ -32,12 +37,17 @@ def build_modbus_sources(
                 )
             units.append(UnitPlan(u.unit_id, u.station, plan, u.timeout_s))
         if units:
-            sources.append(ModbusSource(ctrl, units, clock, emit))
+            sources.append(ModbusSource(ctrl, units, clock, emit, reject=reject))
     return sources
 
 
 def build_mqtt_ingest(
-    fleet: Fleet, clock: Clock, emit: Emit, *, stations: Collection[str] | None = None
+    fleet: Fleet,
+    clock: Clock,
+    emit: Emit,
+    *,
+    stations: Collection[str] | None = None,
+    reject: Reject | None = None,
 ) -> MqttIngest | None:
     """One MQTT ingest for every MQTT controller (or those serving `stations`); None if there are none."""
     ctrls = [
@@ -47,4 +57,4 @@ def build_mqtt_ingest(
     ]
     if not ctrls or fleet.mqtt is None:
         return None
-    return MqttIngest(fleet.mqtt, ctrls, fleet.metric_maps, clock, emit)
+    return MqttIngest(fleet.mqtt, ctrls, fleet.metric_maps, clock, emit, reject=reject)

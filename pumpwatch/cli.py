@@ -132,6 +132,7 @@ def check_config(fleet: Path, per_station: bool) -> None:
             else ""
         )
     )
+    click.echo(_system_alarms_line(f, rules, oncall))
     for warning in rules.warnings:
         click.echo(f"pumpwatch: warning: {warning}", err=True)
     failed = coverage.problems + coverage.stale_waivers
@@ -146,6 +147,28 @@ def check_config(fleet: Path, per_station: bool) -> None:
         )
         sys.exit(1)
     click.echo(f"{summary}: OK")
+
+
+def _system_alarms_line(f: Fleet, rules, oncall) -> str:
+    """Where the centre's system alarms go (a fleet with on-call and no route for them is refused before)."""
+    from alarms.rules import default_system_rules
+    from alarms.system_monitor import HISTORIAN, SYSTEM_KIND
+
+    system = rules.system if rules is not None else default_system_rules()
+    names = ", ".join(r.name for r in system)
+    if f.centre is None:
+        return (
+            f"system alarms ({len(system)}: {names}): no tenant is the monitoring centre (`centre: true` in "
+            "tenants.yaml): they are logged and shown in /readyz only, never journaled or notified"
+        )
+    if oncall is None:
+        return (
+            f"system alarms ({len(system)}: {names}) of centre {f.centre!r}: journaled; no on-call file, "
+            "so no alarm (station or system) reaches a phone"
+        )
+    routes = [oncall.route(f.centre, SYSTEM_KIND, HISTORIAN, r.priority, r.name).policy for r in system]
+    policies = ", ".join(sorted({p.id if p is not None else "muted" for p in routes}))
+    return f"system alarms ({len(system)}: {names}) of centre {f.centre!r}: routed to {policies}: OK"
 
 
 @main.command()
@@ -236,6 +259,7 @@ async def _run_system(
             spool_dir = spool_dir / f"shard-{system.shard.index}"
     system.spool_dir = spool_dir
     system.heartbeat_interval_s = settings.heartbeat_interval_s
+    system.dead_letter_keep = settings.dead_letter_keep
     system.spool_capacity_bytes = spool_capacity_mb * 1024**2
     try:
         if demo:

@@ -119,6 +119,39 @@ class SystemCollector(Collector):
             for j in jw.jobs:
                 failing.add_metric([str(j.job_id), j.proc, j.relation], int(j.job_id in jw.failing_ids))
             yield failing
+        rj = s.rejections
+        if rj is not None:
+            rejected = CounterMetricFamily(
+                "pumpwatch_rejected_messages",
+                "Inputs rejected, by source (controller) and reason; each kept as a dead letter",
+                labels=["source", "reason"],
+            )
+            for (source, reason), n in sorted(rj.counts.items()):
+                rejected.add_metric([source, reason], n)
+            yield rejected
+            yield GaugeMetricFamily(
+                "pumpwatch_dead_letters_queued", "Dead letters waiting to be stored", value=rj.queued
+            )
+            yield CounterMetricFamily(
+                "pumpwatch_dead_letters_lost",
+                "Dead letters dropped from memory before they could be stored (counted in the totals)",
+                value=rj.lost,
+            )
+            yield CounterMetricFamily(
+                "pumpwatch_dead_letters_pruned",
+                "Dead letters deleted by the bound (newest N per source kept)",
+                value=rj.pruned,
+            )
+        mon = s.monitor
+        if mon is not None:
+            active = GaugeMetricFamily(
+                "pumpwatch_system_alarm_active",
+                "1 while a system alarm of the centre is active in this process's monitor",
+                labels=["station", "alarm", "priority"],
+            )
+            for a in mon.active():
+                active.add_metric([a["station"], a["name"], a["priority"]], 1)
+            yield active
         hb = s.heartbeat
         if hb is not None:
             up = GaugeMetricFamily(

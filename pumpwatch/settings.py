@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,3 +45,4 @@ class Settings(BaseSettings):
     shard: str | None = None  # "I/N" or "ordinal/N": poll only this shard's stations
     heartbeat_interval_s: float = 5.0  # collector shards; a shard silent for 3 intervals is reported dead
     probe_port: int | None = None  # /healthz, /readyz, /metrics of a collector that serves no API
+    dead_letter_keep: int = Field(default=1000, ge=1, le=1_000_000)  # dead letters kept per source (newest)

@@ -10,7 +10,9 @@
   a heartbeat row in `collector_shard` every few seconds (with its polls, late polls and spool backlog).
   Every shard and the API read the table: a shard whose heartbeat is older than `3 × interval`, or that never
   appeared, is reported dead (log, `/readyz` detail, `/api/v1/system/status`, the `pumpwatch_shard_up`
-  metric).
+  metric) and raised as the centre's `shard_dead` system alarm (alarms/system_monitor.py).
+- Services without a shard (the notifier replicas) beat in `service_heartbeat` (`service_beat`), so a
+  collector's system monitor notices when none of them runs (`notifier_stopped`).
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from pumpwatch.config import Fleet
-from pumpwatch.db.schema import collector_shard, station_owner
+from pumpwatch.db.schema import collector_shard, service_heartbeat, station_owner
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +177,7 @@ class ShardHeartbeat:
         self.started_at = now()
         self.dead: set[int] = set()
         self.last: list[dict] = []
+        self.last_read_at: datetime | None = None  # when `last` was read (None: never; the DB was away)
 
     @property
     def max_age_s(self) -> float:
@@ -201,6 +204,7 @@ class ShardHeartbeat:
             try:
                 await asyncio.to_thread(beat, self.engine, row)
                 self.last = await asyncio.to_thread(shard_health, self.engine, self.now())
+                self.last_read_at = self.now()
                 dead = {r["shard"] for r in self.last if not r["alive"]}
                 for i in sorted(dead - self.dead):
                     log.error(
@@ -212,6 +216,36 @@ class ShardHeartbeat:
             except Exception as exc:  # the database is away: the spool covers data; try again next beat
                 log.debug("heartbeat failed: %s", exc)
             await asyncio.sleep(self.interval_s)
+
+
+def service_beat(
+    engine: Engine, kind: str, instance: str, started_at: datetime, at: datetime, interval_s: float
+) -> None:
+    """One heartbeat of a service replica (`kind`: notifier), keyed by `instance` (host:pid)."""
+    row = {
+        "kind": kind,
+        "instance": instance,
+        "started_at": started_at,
+        "heartbeat_at": at,
+        "interval_s": interval_s,
+    }
+    with engine.begin() as conn:
+        ins = _upsert(conn, service_heartbeat)
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=[service_heartbeat.c.kind, service_heartbeat.c.instance],
+                set_={"heartbeat_at": ins.excluded.heartbeat_at, "interval_s": ins.excluded.interval_s},
+            ),
+            [row],
+        )
+
+
+def newest_service_beat(engine: Engine, kind: str) -> datetime | None:
+    """The newest heartbeat of any replica of `kind` (None: none ever beat)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.max(service_heartbeat.c.heartbeat_at)).where(service_heartbeat.c.kind == kind)
+        ).scalar()
 
 
 def heartbeat_age_limit(interval_s: float) -> timedelta:

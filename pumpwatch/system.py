@@ -2,6 +2,11 @@
 
 Start order matters: migrate, sync the catalog, restore active alarms, and only then start polling, so
 the first samples already find their points and alarms that were active before a restart can clear.
+
+A collector process also runs the system monitor (alarms/system_monitor.py): its own writer, spool and
+rejected input, the other shards' heartbeats, the notifier's and the historian's set-up become system alarms
+of the centre, stored through the same alarm service as the stations'. Rejected input from every source is
+counted and kept by one `RejectionLog` (pumpwatch/rejections.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy import Engine
 
+from alarms import store
 from alarms.analyzers import Analyzer, DerivedPoint
 from alarms.analyzers.build import all_analyzers
 from alarms.coverage import CoverageError, FleetCoverage, check_fleet
@@ -24,6 +30,7 @@ from alarms.notify.dispatcher import purge_pending
 from alarms.notify.service import NotifierService, tto_from_db, tto_from_live
 from alarms.rules import RuleSet
 from alarms.service import AlarmService
+from alarms.system_monitor import HISTORIAN, NOTIFIER, Reading, SystemMonitor, is_system, process_station
 from api.auth.config import AuthConfig
 from api.context import ApiContext
 from api.main import create_app
@@ -41,8 +48,9 @@ from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
 from pumpwatch.historian_scale import Rollups
 from pumpwatch.live import LiveSnapshot
+from pumpwatch.rejections import RejectionLog
 from pumpwatch.settings import Settings
-from pumpwatch.sharding import Shard, ShardHeartbeat, claim_stations, stations_of
+from pumpwatch.sharding import Shard, ShardHeartbeat, claim_stations, newest_service_beat, stations_of
 from pumpwatch.spool import Spool
 from pumpwatch.timescale import HistorianFeatures, JobWatch, ensure_timescale, plain_features
 from pumpwatch.writer import HistorianWriter
@@ -75,6 +83,15 @@ class System:
     # what the historian's database offers (TimescaleDB features present / missing and why); set at start
     historian_features: HistorianFeatures | None = None
     timescale_jobs: JobWatch | None = None  # a collector on TimescaleDB watches (and stands in for) its jobs
+    # What of the historian could not be set up ("feature: reason"; empty when all is well): the
+    # `historian_setup_incomplete` system alarm with the jobs TimescaleDB fails (JobWatch). Filled at start
+    # from `historian_features`.
+    historian_problems: list[str] = field(default_factory=list)
+    rejections: RejectionLog | None = None  # rejected input of this process's sources, counted and kept
+    dead_letter_keep: int = 1000  # dead letters kept per source (the newest)
+    monitor: SystemMonitor | None = None  # system alarms of the centre, in a collector process
+    _notifier_seen: tuple[float, datetime | None] | None = None  # (read at, newest notifier heartbeat)
+    _monitor_since: datetime | None = None
     _registry: object = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _notify_task: asyncio.Task | None = None
@@ -120,6 +137,7 @@ class System:
             coverage=coverage,
             api_engine=api_engine,
             historian_features=features,
+            historian_problems=list(features.problems),
         )
         if oncall is not None:
             system.notifier = NotifierService(
@@ -173,18 +191,44 @@ class System:
         if features.rollup_job:  # no continuous aggregate serves long trends: keep the plain rollups
             ids = None if only is None else [pid for (sid, _), pid in self.catalog.items() if sid in only]
             rollups = Rollups(point_ids=ids)
-        self.writer = HistorianWriter(self.engine, self.catalog, spool=sample_spool, rollups=rollups)
+        self.writer = HistorianWriter(
+            self.engine, self.catalog, spool=sample_spool, rollups=rollups, clock=self.clock
+        )
         self.alarms = AlarmService(
             self.fleet, self.rules, self.engine, self.clock, self.analyzers, spool=alarm_spool, stations=only
         )
         await self.alarms.restore()
-        self.sources = build_modbus_sources(self.fleet, self.clock, self.emit, stations=only)
-        self.mqtt = build_mqtt_ingest(self.fleet, self.clock, self.emit, stations=only)
+        self.rejections = RejectionLog(
+            self.engine, self.clock, tenant_id=self.fleet.centre, keep_per_source=self.dead_letter_keep
+        )
+        reject = self.rejections.record
+        self.sources = build_modbus_sources(self.fleet, self.clock, self.emit, stations=only, reject=reject)
+        self.mqtt = build_mqtt_ingest(self.fleet, self.clock, self.emit, stations=only, reject=reject)
+        owned = [s.ctrl.id for s in self.sources]
+        if self.mqtt is not None:
+            owned += [h.ctrl.id for h in (*self.mqtt.json.values(), *self.mqtt.spb.values())]
+        await self.rejections.restore(owned)
+        self.monitor = SystemMonitor(
+            self.fleet.centre, self.rules.system, self.clock, self._system_readings, self.alarms.submit
+        )
+        self._monitor_since = self.clock.now()
+        if self.fleet.centre is not None:
+            rows = await asyncio.to_thread(
+                store.list_alarms, self.engine, open_=True, active=True, tenant_ids=[self.fleet.centre]
+            )
+            self.monitor.restore(r for r in rows if is_system(r["station_id"]))
+        else:
+            log.warning(
+                "no tenant is the monitoring centre (`centre: true` in tenants.yaml): system alarms are "
+                "logged and shown in /readyz only, not journaled or notified"
+            )
         runnables: list = [*self.sources, *([self.mqtt] if self.mqtt else [])]
         self._tasks = [
             asyncio.create_task(run_sources(runnables), name="collector.sources"),
             asyncio.create_task(self.writer.run(), name="historian.writer"),
             asyncio.create_task(self.alarms.run(), name="alarms.service"),
+            asyncio.create_task(self.rejections.run(), name="rejections.writer"),
+            asyncio.create_task(self.monitor.run(), name="system.monitor"),
         ]
         if features.shape == "timescaledb" and "hypertable" in features.present:
             self.timescale_jobs = JobWatch(self.engine)
@@ -216,6 +260,76 @@ class System:
             len(self.fleet.stations),
         )
 
+    # -- the system monitor's readings -------------------------------------------------------------------
+    async def _system_readings(self) -> list[Reading]:
+        """What the system monitor measures this round (alarms.rules.SYSTEM_POINTS)."""
+        problems = self.historian_feature_problems()
+        out = [Reading(HISTORIAN, "historian_setup_problems", float(len(problems)), "; ".join(problems))]
+        me = process_station(self.shard.index if self.shard is not None else None)
+        w = self.writer
+        if w is not None:
+            out.append(Reading(me, "historian_queue_age_s", w.queue_age_s(), w.last_error or ""))
+            if w.spool is not None:
+                st = w.spool.status()
+                detail = (
+                    f"{st.pending_rows} rows, {st.bytes / 2**20:.0f} of {st.capacity_bytes / 2**20:.0f} MiB"
+                )
+                out.append(Reading(me, "spool_fill_pct", st.fill_pct, detail))
+        if self.rejections is not None:
+            out.append(Reading(me, "rejected_per_min", self.rejections.rate_per_min()))
+        out += self._shard_readings()
+        if self.fleet.oncall is not None:
+            out.append(await self._notifier_reading())
+        return out
+
+    def _shard_readings(self) -> list[Reading]:
+        hb = self.heartbeat
+        if hb is None:
+            return []
+        now = hb.now()
+        # the others' heartbeats as last read; not read lately (the database is away): hold, not "dead"
+        fresh = hb.last_read_at is not None and (now - hb.last_read_at).total_seconds() <= 3 * hb.interval_s
+        out = []
+        for r in hb.last:
+            i = int(r["shard"])
+            if i == hb.shard.index:
+                continue
+            sid = process_station(i)
+            if not fresh:
+                out.append(Reading(sid, "shard_missed_beats", None))
+                continue
+            interval = float(r.get("interval_s") or hb.interval_s)
+            age = r.get("age_s")
+            if age is None:  # never reported (since this shard started)
+                age = (now - hb.started_at).total_seconds()
+                where = "never reported"
+            else:
+                where = f"on {r.get('host')} (pid {r.get('pid')})"
+            out.append(
+                Reading(
+                    sid,
+                    "shard_missed_beats",
+                    age / interval,
+                    f"shard {i}/{r['shard_count']} {where}, last heartbeat {age:.0f} s ago",
+                )
+            )
+        return out
+
+    async def _notifier_reading(self, every_s: float = 5.0) -> Reading:
+        """Seconds since any notifier replica completed a pass (its heartbeat in the database)."""
+        mono = self.clock.monotonic()
+        if self._notifier_seen is None or mono - self._notifier_seen[0] >= every_s:
+            try:
+                last = await asyncio.to_thread(newest_service_beat, self.engine, "notifier")
+            except Exception:  # the database is away: nothing to say about the notifier, hold
+                return Reading(NOTIFIER, "notifier_silent_s", None)
+            self._notifier_seen = (mono, last)
+        last = self._notifier_seen[1]
+        since = last or self._monitor_since or self.clock.now()
+        silent = max(0.0, (self.clock.now() - since).total_seconds())
+        detail = "no notifier replica has run" if last is None else f"last pass at {last.isoformat()}"
+        return Reading(NOTIFIER, "notifier_silent_s", silent, detail)
+
     async def _purge_pending(self, every_s: float = 600) -> None:
         while True:
             try:
@@ -227,8 +341,8 @@ class System:
     def historian_feature_problems(self) -> list[str]:
         """What the historian lacks or cannot keep up, one line each (for the centre's system alarm): the
         TimescaleDB features missing since start and the jobs its scheduler fails."""
-        out = list(self.historian_features.problems) if self.historian_features is not None else []
-        return out + (self.timescale_jobs.problems() if self.timescale_jobs is not None else [])
+        jobs = self.timescale_jobs.problems() if self.timescale_jobs is not None else []
+        return self.historian_problems + jobs
 
     def readiness(self) -> dict[str, bool]:
         tasks = self._tasks + ([self._notify_task] if self._notify_task else [])
@@ -241,6 +355,10 @@ class System:
         if self.alarms is not None:
             checks["alarm_journal_current"] = not self.alarms.delayed
         return checks
+
+    def system_alarms(self) -> list[dict] | None:
+        """The system alarms active now in this process's monitor (None: no monitor here)."""
+        return self.monitor.active() if self.monitor is not None else None
 
     def metrics_text(self) -> bytes:
         from pumpwatch.metrics import registry_for, render
@@ -274,6 +392,11 @@ class System:
             out["historian_features"] = self.historian_features.as_dict()
         if self.timescale_jobs is not None:
             out["timescale_jobs"] = self.timescale_jobs.status()
+        out["historian_problems"] = self.historian_feature_problems()
+        if self.monitor is not None:
+            out["system_alarms"] = self.monitor.active()
+        if self.rejections is not None:
+            out["rejections"] = self.rejections.status()  # no source names: /readyz is public
         if self.writer is not None:
             out["historian"] = self.writer.status()
         if self.alarms is not None:
@@ -303,6 +426,8 @@ class System:
             coverage=self.coverage,
             notify=self.notifier,
             active_alarms=self._active_alarms,
+            system_alarms=self.system_alarms,
+            rejections=self.rejections,
         )
 
     def _active_alarms(self) -> dict[str, list[dict]] | None:
@@ -322,6 +447,11 @@ class System:
                 await self.writer.flush()
             except Exception:
                 log.exception("final historian flush failed; %d rows not written", self.writer.pending)
+        if self.rejections is not None:
+            try:
+                await self.rejections.flush()
+            except Exception:
+                log.exception("final dead-letter flush failed; %d not stored", self.rejections.queued)
         for t in self._tasks[1:]:
             await _cancel(t)
         self._tasks = []

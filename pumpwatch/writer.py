@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from collector.model import Sample
 from pumpwatch import historian
+from pumpwatch.clock import Clock
 from pumpwatch.historian_scale import Rollups
 from pumpwatch.spool import Spool
 
@@ -88,7 +89,11 @@ class HistorianWriter:
         write: Callable[[Engine, Sequence[Row]], object] = historian.write_samples,
         rollups: Rollups | None = None,
         rollup_interval_s: float = 30.0,
+        clock: Clock | None = None,
     ) -> None:
+        # how long rows have waited (the `historian_lagging` system alarm), on the injected clock
+        self._mono = clock.monotonic if clock is not None else time.monotonic
+        self._waiting_since: float | None = None  # rows have waited since then, without a break
         self.rollups = rollups
         self.rollup_interval_s = rollup_interval_s
         self._next_rollup = time.monotonic() + rollup_interval_s
@@ -123,12 +128,21 @@ class HistorianWriter:
                 self._pending.popleft()  # full: the oldest goes first, and is counted
                 self.dropped += 1
             self._pending.append((pid, s.observed_at, s.value, int(s.quality)))
+        if self._pending and self._waiting_since is None:
+            self._waiting_since = self._mono()
         if len(self._pending) >= self.batch_rows:
             self._wake.set()
 
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def queue_age_s(self) -> float:
+        """Seconds rows have been waiting for the database without a break (0: nothing waits): since the
+        first row that is still in memory or in the spool arrived."""
+        if self._waiting_since is None:
+            return 0.0
+        return max(0.0, self._mono() - self._waiting_since)
 
     @property
     def delayed(self) -> bool:
@@ -240,6 +254,8 @@ class HistorianWriter:
             if self.rollups is not None:
                 self.rollups.note(batch)
         self._ok()
+        if not self._pending and (self.spool is None or self.spool.empty):
+            self._waiting_since = None  # everything that arrived is stored
 
     async def _drain_spool(self) -> None:
         spool = self.spool
@@ -267,6 +283,7 @@ class HistorianWriter:
             "written_rows": self.written,
             "dropped_rows": self.dropped + (sp.dropped_rows if sp else 0),
             "last_error": self.last_error,
+            "queue_age_s": round(self.queue_age_s(), 1),
             "down_for_s": None if self.down_since is None else round(time.monotonic() - self.down_since, 1),
             "spool": None
             if sp is None

@@ -5,6 +5,11 @@ Validated at start like the fleet (`file:line key: why`). The rule that matters 
 3 a.m.: every route of a tenant ends at an accountable person of that municipality. A policy whose first
 step reaches only a contractor, or whose final fallback is not a municipal person, is refused (the Kani City
 underpass: the pump panel called only the maintenance company, and the city never heard).
+
+The system alarms (a degraded historian, spool, shard, notifier; rejected input) belong to the monitoring
+centre, a tenant with `centre: true`: a fleet with on-call but no centre is refused, and, like every
+tenant, the centre must be routed to its own staff. Their routes match `station_kind: [system]` and
+`station: [system:…]` (alarms/system_monitor.py).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from alarms.system_monitor import is_system
 from pumpwatch.config import Fleet
 from pumpwatch.config.loader import describe
 from pumpwatch.config.yamlsrc import ConfigError, KeyPath, Located, load_yaml
@@ -440,6 +446,8 @@ def load_oncall(path: str | Path, fleet: Fleet) -> Oncall:
             )
         for s_i, sid in enumerate(r.match.station or []):
             st = fleet.stations.get(sid)
+            if is_system(sid) and tenant == fleet.centre:
+                continue
             if st is None or st.tenant != tenant:
                 problems.append(
                     f"{w((*kp, 'match', 'station', s_i))}: no station {sid!r} in tenant {tenant!r}"
@@ -469,7 +477,13 @@ def load_oncall(path: str | Path, fleet: Fleet) -> Oncall:
             check_route((*base, "routes", ci), child, tr.tenant, tr.policy)
     for tid in fleet.tenants:
         if tid not in routing:
-            problems.append(f"{w(('routing',))}: tenant {tid!r} has no route: its alarms would reach nobody")
+            what = "the system alarms" if tid == fleet.centre else "its alarms"
+            problems.append(f"{w(('routing',))}: tenant {tid!r} has no route: {what} would reach nobody")
+    if fleet.centre is None:
+        problems.append(
+            f"{w(('routing',))}: no tenant is the monitoring centre (`centre: true` in tenants.yaml): the "
+            "system alarms (historian, spool, collector shards, notifier, rejected input) would reach nobody"
+        )
     if problems:
         raise ConfigError(problems)
     return Oncall(

@@ -28,6 +28,7 @@ from alarms.hidden import is_hidden
 from alarms.notify import tokens
 from alarms.notify.config import Oncall
 from alarms.notify.messages import render
+from alarms.system_monitor import SYSTEM_KIND, is_system
 from pumpwatch.config import Fleet
 from pumpwatch.db.schema import (
     alarm,
@@ -146,6 +147,14 @@ def _told(conn: Connection, alarm_id: int) -> list[str]:
     return sorted(r.person for r in rows)
 
 
+def _kind(ctx: NotifyContext, station_id: str) -> str:
+    """The station kind a route matches: the station's, or `system` for the centre's system alarms."""
+    st = ctx.fleet.stations.get(station_id)
+    if st is not None:
+        return st.kind
+    return SYSTEM_KIND if is_system(station_id) else ""
+
+
 def _queue(
     conn: Connection,
     now: datetime,
@@ -192,9 +201,8 @@ def _handle(
     if kind == "raise":
         if a["state"] != "unacked_active" or not a["active"]:
             return  # acknowledged or cleared since: nothing to start
-        st = ctx.fleet.stations.get(a["station_id"])
         route = ctx.oncall.route(
-            a["tenant_id"], st.kind if st else "", a["station_id"], a["priority"], a["name"]
+            a["tenant_id"], _kind(ctx, a["station_id"]), a["station_id"], a["priority"], a["name"]
         )
         if route.policy is None:
             return
@@ -282,9 +290,8 @@ def _fire(
         return
     policy = ctx.oncall.policies.get(esc["policy"])
     if policy is None:  # the configuration changed under a running escalation: take the route's now
-        st = ctx.fleet.stations.get(a["station_id"])
         route = ctx.oncall.route(
-            a["tenant_id"], st.kind if st else "", a["station_id"], a["priority"], a["name"]
+            a["tenant_id"], _kind(ctx, a["station_id"]), a["station_id"], a["priority"], a["name"]
         )
         if route.policy is None:
             _set_esc(conn, esc["id"], now, state="resolved", next_at=None)

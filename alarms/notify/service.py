@@ -3,13 +3,16 @@
 Runs inside `pumpwatch run`/`demo` (System) or alone as `pumpwatch notify run`: all its state is in the
 database, so replicas may come and go. The heartbeat (a dead-man's switch such as healthchecks.io) is sent
 only while both loops have completed a pass recently, so a wedged notifier goes quiet and is noticed
-outside it.
+outside it. On the same condition each replica beats in the database (`service_heartbeat`, every
+`DB_BEAT_S`), so the collectors' system monitor raises `notifier_stopped` when no replica runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
@@ -31,10 +34,12 @@ from pumpwatch.clock import Clock
 from pumpwatch.config import Fleet
 from pumpwatch.db.schema import alarm, notification, notification_alarm
 from pumpwatch.live import LiveSnapshot
+from pumpwatch.sharding import service_beat
 
 log = logging.getLogger(__name__)
 TTO_POINT = "tto_spill_min"
 TTO_MAX_AGE = timedelta(minutes=15)  # an older forecast is not shown
+DB_BEAT_S = 10.0  # a replica's heartbeat in the database, at most this often
 
 
 def tto_from_live(live: LiveSnapshot, clock: Clock) -> TtoLookup:
@@ -81,6 +86,9 @@ class NotifierService:
         self.last_dispatch: float | None = None
         self.last_send: float | None = None
         self.heartbeats = 0
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.started_at = clock.now()
+        self._db_beat_at: float | None = None
 
     async def dispatch_once(self) -> None:
         now = self.clock.now()
@@ -88,11 +96,29 @@ class NotifierService:
         await asyncio.to_thread(escalate, self.ctx, now)
         await asyncio.to_thread(flush, self.ctx, now)
         self.last_dispatch = self.clock.monotonic()
+        await self._db_beat()
 
     async def send_once(self) -> int:
         n = await self.sender.run_once()
         self.last_send = self.clock.monotonic()
+        await self._db_beat()
         return n
+
+    async def _db_beat(self) -> None:
+        """This replica runs: say so in the database (both loops passed recently), at most every DB_BEAT_S."""
+        t = self.clock.monotonic()
+        if not self.healthy() or (self._db_beat_at is not None and t - self._db_beat_at < DB_BEAT_S):
+            return
+        await asyncio.to_thread(
+            service_beat,
+            self.ctx.engine,
+            "notifier",
+            self.instance,
+            self.started_at,
+            self.clock.now(),
+            DB_BEAT_S,
+        )
+        self._db_beat_at = t
 
     async def step(self) -> None:
         """One pass of everything (tests drive this under a FakeClock)."""

@@ -1,5 +1,9 @@
 """Tenant checks for handlers: an object of a tenant the user has no grant for does not exist (404);
-a visible object with too low a role is forbidden (403)."""
+a visible object with too low a role is forbidden (403).
+
+The system's own state (system status, system alarms, rejected input and its payloads) belongs to the
+monitoring centre: the tenant with `centre: true`. A user is of the centre with a grant on that tenant;
+in a fleet that declares no centre, only a user holding every tenant is."""
 
 from __future__ import annotations
 
@@ -51,3 +55,22 @@ def audit_for(request: Request, user: User | None, action: str, **kw) -> Audit:
         source_ip=client_ip(request),
         **kw,
     )
+
+
+def of_centre(ctx, user: User, role: str = "viewer") -> bool:
+    """The user is staff of the monitoring centre with at least `role`."""
+    centre = ctx.fleet.centre
+    if centre is not None:
+        return user.can(role, centre)
+    return bool(ctx.fleet.tenants) and all(user.can(role, t) for t in ctx.fleet.tenants)
+
+
+def require_centre(ctx, user: User, role: str = "viewer") -> None:
+    if not of_centre(ctx, user, role):
+        centre = ctx.fleet.centre
+        who = (
+            f"the {role} role in the monitoring centre ({centre})"
+            if centre
+            else f"the {role} role in every tenant"
+        )
+        raise HTTPException(403, f"this is the monitoring centre's: needs {who}")

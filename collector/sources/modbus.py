@@ -11,7 +11,9 @@ Failure handling, per unit:
   the problem is logged once;
 - an answer that does not fit (exception response, wrong length, unparseable frame): BAD_VALUE samples for
   the points of that block, logged once until it recovers; an unparseable frame also drops the connection
-  so the next poll starts on a clean stream;
+  so the next poll starts on a clean stream. Each such answer is also handed to `reject` (counted by
+  controller and reason, kept as a dead letter with the frame received: `exception response`, `malformed
+  frame`, `wrong function code`, `wrong length`);
 - reconnects back off with jitter up to `reconnect_max_s` (seconds, not pymodbus's 300 s default).
 """
 
@@ -29,7 +31,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 
 from collector.model import Quality, Sample
 from collector.registers import Block, ReadPlan
-from collector.sources import Emit
+from collector.sources import Emit, Reject
 from pumpwatch.clock import Clock
 from pumpwatch.config.models import ControllerConfig
 from pumpwatch.metrics import POLL_BUCKETS, Histogram
@@ -80,6 +82,13 @@ class _NoAnswer(Exception):
 
 
 ClientFactory = Callable[..., AsyncModbusTcpClient]
+# problem text (from _read_block) → the reason a rejected answer is counted under
+_REASONS = (
+    ("exception response", "exception response"),
+    ("malformed response frame", "malformed frame"),
+    ("answer has function code", "wrong function code"),
+    ("answer has", "wrong length"),
+)
 
 
 class ModbusSource:
@@ -92,8 +101,10 @@ class ModbusSource:
         *,
         rng: random.Random | None = None,
         client_factory: ClientFactory = AsyncModbusTcpClient,
+        reject: Reject | None = None,
     ) -> None:
         self.ctrl = ctrl
+        self.reject = reject
         self.units = list(units)
         self.clock = clock
         self.emit = emit
@@ -106,6 +117,7 @@ class ModbusSource:
         self._connect_failures = 0
         self._retry_at = 0.0  # real monotonic time before which no reconnect is tried
         self._rx_count = 0  # frames received: tells "garbled answer" from "no answer"
+        self._last_rx = b""  # the last bytes received (kept with a rejected answer)
         self._requests_this_cycle = 0
         # One request at a time on the link: polls and the (rare, engineer-confirmed) field write.
         self.io_lock = asyncio.Lock()
@@ -141,6 +153,7 @@ class ModbusSource:
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if not sending:
             self._rx_count += 1
+            self._last_rx = bytes(data[:300])
         return data
 
     async def _ensure_connected(self) -> bool:
@@ -213,6 +226,7 @@ class ModbusSource:
             at = self.clock.now()
             if problem is not None:
                 self.stats.bad_blocks += 1
+                self._rejected(unit, block, problem)
                 if st.problems.get(key) != problem:
                     log.warning(
                         "%s unit %d (%s) %s %d×%d: %s; its points are BAD_VALUE until it recovers",
@@ -288,6 +302,16 @@ class ModbusSource:
         if len(words) != expected:
             return None, f"answer has {len(words)} values, asked {block.count}"
         return words, None
+
+    def _rejected(self, unit: UnitPlan, block: Block, problem: str) -> None:
+        if self.reject is None:
+            return
+        reason = next((r for prefix, r in _REASONS if problem.startswith(prefix)), "bad answer")
+        where = f"unit {unit.unit_id} ({unit.station}) {block.table} {block.start}+{block.count}"
+        try:
+            self.reject(self.ctrl.id, where, reason, problem, self._last_rx)
+        except Exception:  # keeping it must never stop polling
+            log.exception("%s: cannot keep a rejected answer", self.name)
 
     # -- liveness --------------------------------------------------------------------------------------
     def _missed(self, unit: UnitPlan, why: str) -> None:

@@ -3,9 +3,11 @@
 Subscribes with QoS 1 on a persistent session (clean_session false, fixed client id), so messages
 published while we reconnect wait at the broker. Reconnects with a jittered backoff capped at
 `reconnect_max_s`. Every message is routed to its controller's handler (plain JSON or Sparkplug B);
-a message that does not fit is counted by reason, kept in a bounded dead-letter list and logged once per
-reason and controller; the messages around it are stored. Sparkplug data that arrives before its birth
-(a host that joined late) is ignored and counted apart, not rejected: a rebirth brings it. A 1 s
+a message that does not fit is counted by controller and reason, handed to `reject` (which stores it as a
+dead letter, `pumpwatch.rejections`), kept in a bounded in-memory list and logged once per reason and
+controller; the messages around it are stored. Input under no configured controller counts as source
+`unconfigured` (a bounded label set: the topic is in the dead letter). Sparkplug data that arrives before
+its birth (a host that joined late) is ignored and counted apart, not rejected: a rebirth brings it. A 1 s
 watchdog (on the clock, running also while the broker is unreachable) turns dead stations (will, NDEATH,
 DDEATH) and silent ones (nothing usable for 2 × `expected_interval_s`, e.g. because this host lost its
 broker) to COMM_LOSS, and runs the Sparkplug reorder timeout.
@@ -26,7 +28,7 @@ import aiomqtt
 import orjson
 
 from collector.model import Sample
-from collector.sources import Emit
+from collector.sources import Emit, Reject
 from collector.sources.mqtt_common import Ignored, Rejected, StationFeed
 from collector.sources.mqtt_json import JsonHandler
 from collector.sources.sparkplug import SparkplugHandler
@@ -37,6 +39,7 @@ from pumpwatch.config.models import MetricMap, MqttBroker, MqttJsonController, S
 log = logging.getLogger(__name__)
 
 SILENCE_FACTOR = 2.0  # silent for this many expected intervals → comm loss (a heartbeat timeout)
+UNCONFIGURED = "unconfigured"  # the source of a message no configured controller owns
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +62,12 @@ class MqttIngest:
         *,
         client_id: str | None = None,
         rng: random.Random | None = None,
+        reject: Reject | None = None,
     ) -> None:
         self.broker = broker
         self.clock = clock
         self.emit = emit
+        self.reject = reject
         self.name = "collector.mqtt"
         self.client_id = client_id or broker.client_id
         self._rng = rng or random.Random()
@@ -84,7 +89,8 @@ class MqttIngest:
         }
         self.received = 0
         self.accepted = 0
-        self.rejected: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()  # by reason
+        self.rejected_by: Counter[tuple[str, str]] = Counter()  # by (controller id, reason)
         self.ignored: Counter[str] = Counter()  # usable later, by protocol (data before birth): not faults
         self.dead_letters: deque[DeadLetter] = deque(maxlen=1000)
         self.connects = 0
@@ -190,7 +196,7 @@ class MqttIngest:
         self.received += 1
         now = self.clock.now()
         data = payload if isinstance(payload, bytes | bytearray) else str(payload or "").encode()
-        source = topic
+        source = UNCONFIGURED
 
         def reject(reason: str, detail: str) -> None:
             self._reject(source, topic, reason, detail, bytes(data), now)
@@ -235,8 +241,14 @@ class MqttIngest:
 
     def _reject(self, source: str, topic: str, reason: str, detail: str, data: bytes, now: datetime) -> None:
         self.rejected[reason] += 1
+        self.rejected_by[(source, reason)] += 1
         self.dead_letters.append(DeadLetter(now, topic, reason, detail, data[:512]))
         self._log_once(source, reason, f"{topic}: {detail}", "rejected")
+        if self.reject is not None:
+            try:
+                self.reject(source, topic, reason, detail, data)
+            except Exception:  # keeping it must never cost the messages around it
+                log.exception("%s: cannot keep a rejected message of %s", self.name, source)
 
     def _log_once(self, source: str, reason: str, what: str, verb: str) -> None:
         key = (source, reason)

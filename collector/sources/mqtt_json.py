@@ -6,18 +6,22 @@
 - `{prefix}/{station}/{metric}` → `{"v": <value>, "ts": ..., "q": "<quality>"}` (`ts`, `q` optional)
 - `{prefix}/{station}/status` → `online` | `offline` (retained; the device's MQTT will is `offline`)
 
-A value must fit its metric's type (bool: true/false or 0/1; int; float), be finite, and name a point of
-the station's metric map. A bad value in a batch is rejected alone; the others are stored.
+A value must fit its metric's type (bool: JSON true/false, nothing else; int; float), be finite, and name a
+point of the station's metric map. A bad value in a batch is rejected alone; the others are stored.
+Reasons (the dead letter's and the counter's label): `empty`, `too large`, `malformed JSON`, `not finite`
+(NaN, Infinity, or a number beyond a double: refused by JSON itself, so they are told apart from a broken
+payload), `wrong type`, `unknown point`, `unknown station`, `bad timestamp`, `bad quality`, `bad status`.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import orjson
 
 from collector.model import Quality, Sample
-from collector.sources.mqtt_common import Rejected, StationFeed
+from collector.sources.mqtt_common import Ignored, Rejected, StationFeed
 from pumpwatch.config.models import MetricMap, MetricSpec, MqttJsonController
 
 MAX_PAYLOAD = 256 * 1024
@@ -54,23 +58,36 @@ def coerce(spec: MetricSpec, v: object) -> float | None:
     """The value as a float (states 1.0/0.0), or raise Rejected saying why it does not fit."""
     if v is None:
         return None
-    if spec.type == "bool":
+    if spec.type == "bool":  # 1 is not true: a device that sends numbers for a state is misconfigured
         if isinstance(v, bool):
             return 1.0 if v else 0.0
-        if isinstance(v, int) and v in (0, 1):
-            return float(v)
-        raise Rejected("wrong type", f"{spec.name}: expected bool, got {v!r:.40}")
+        raise Rejected(
+            "wrong type", f"{spec.name}: expected bool (true/false), got {type(v).__name__} {v!r:.40}"
+        )
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise Rejected("wrong type", f"{spec.name}: expected {spec.type}, got {type(v).__name__} {v!r:.40}")
-    if spec.type == "int" and isinstance(v, float) and not v.is_integer():
-        raise Rejected("wrong type", f"{spec.name}: expected int, got {v!r}")
-    x = float(v)
-    if x != x or x in (
-        float("inf"),
-        float("-inf"),
-    ):  # orjson refuses NaN literals; big ints can still overflow
+    try:
+        x = float(v)
+    except OverflowError:  # an integer beyond any double
+        raise Rejected("not finite", f"{spec.name}: an integer of {len(str(abs(v)))} digits") from None
+    if x != x or x in (float("inf"), float("-inf")):
         raise Rejected("not finite", f"{spec.name}: {v!r:.40}")
+    if spec.type == "int" and not x.is_integer():
+        raise Rejected("wrong type", f"{spec.name}: expected int, got {v!r}")
     return x
+
+
+def loads(payload: bytes) -> object:
+    """The JSON document. orjson refuses NaN, Infinity and numbers beyond a double as malformed; Python's
+    parser reads them (as floats), so `coerce` can reject just that value as `not finite` and keep the
+    rest of a batch. Anything else that does not parse is `malformed JSON`."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(payload)  # only on a payload orjson refused: rare, so its cost does not matter
+        except (ValueError, RecursionError):
+            raise Rejected("malformed JSON", str(exc)[:120]) from None
 
 
 def quality_of(spec: MetricSpec, value: float | None, declared: Quality) -> Quality:
@@ -102,7 +119,11 @@ class JsonHandler:
         if feed is None:
             raise Rejected("unknown station", f"no station {station!r} under {self.prefix}")
         if len(payload) > MAX_PAYLOAD:
-            raise Rejected("oversize", f"{len(payload)} bytes > {MAX_PAYLOAD}")
+            raise Rejected("too large", f"{len(payload)} bytes > {MAX_PAYLOAD}")
+        if not payload.strip():
+            if point == "status":  # an empty retained message is how a retained status is cleared
+                raise Ignored("status cleared", f"{self.prefix}/{rest}: retained status removed")
+            raise Rejected("empty", f"{len(payload)} bytes, no JSON document")
         if point == "status":
             text = payload.decode("utf-8", "replace").strip().strip('"').lower()
             if text == "offline":
@@ -111,17 +132,14 @@ class JsonHandler:
                 feed.heard()
                 return []
             raise Rejected("bad status", f"status must be online or offline, got {text[:40]!r}")
-        try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise Rejected("malformed JSON", str(exc)[:120]) from None
+        body = loads(payload)
         if not isinstance(body, dict):
             raise Rejected("malformed JSON", f"expected an object, got {type(body).__name__}")
         specs = self.specs[station]
         if point:
             spec = specs.get(point)
             if spec is None:
-                raise Rejected("unknown metric", f"station {station} has no point {point!r}")
+                raise Rejected("unknown point", f"station {station} has no point {point!r}")
             unknown = set(body) - {"v", "ts", "q"}
             if "v" not in body or unknown:
                 raise Rejected("malformed JSON", f"expected keys v, ts, q; got {sorted(body)[:8]}")
@@ -143,7 +161,7 @@ class JsonHandler:
         for name, raw in values.items():
             spec = specs.get(name)
             if spec is None:
-                reject("unknown metric", f"station {station} has no point {name!r}")
+                reject("unknown point", f"station {station} has no point {name!r:.80}")
                 continue
             try:
                 value = coerce(spec, raw)

@@ -78,6 +78,8 @@ class SparkplugHandler:
         kind = topic.message_type
         if kind in ("NCMD", "DCMD", "STATE"):
             return []  # our own commands echo back to us; not data
+        if not data and kind not in ("NDEATH", "DDEATH"):  # a death needs no payload to mean death
+            raise Rejected("empty", f"{topic}: {kind} with no payload")
         try:
             payload = spb.decode(data)
         except spb.SparkplugError as exc:
@@ -148,7 +150,7 @@ class SparkplugHandler:
             if not name and m.alias is not None:
                 name = dev.aliases.get(m.alias)
             if not name:
-                reject("unknown metric", f"{dev.station}: alias {m.alias} was not in the birth")
+                reject("unknown point", f"{dev.station}: alias {m.alias} was not in the birth")
                 continue
             if birth:
                 dev.datatypes[name] = m.datatype
@@ -162,7 +164,7 @@ class SparkplugHandler:
                 continue
             spec = dev.by_wire.get(name)
             if spec is None:
-                reject("unknown metric", f"{dev.station}: metric {name!r} is not in its map")
+                reject("unknown point", f"{dev.station}: metric {name!r:.80} is not in its map")
                 continue
             try:
                 value = None if m.is_null else coerce(spec, m.value)

@@ -70,6 +70,11 @@ class Fleet:
     where: dict[str, str] = field(default_factory=dict)  # station -> `file:line stations[i]`
     waiver_where: dict[str, list[str]] = field(default_factory=dict)  # station -> where each waiver is
 
+    @property
+    def centre(self) -> str | None:
+        """The monitoring centre's tenant id (`centre: true` in tenants.yaml), None if none is declared."""
+        return next((t.id for t in self.tenants.values() if t.centre), None)
+
     def controllers_of(self, station: str) -> list[AnyController]:
         ids = dict.fromkeys(p.controller for p in self.points.get(station, {}).values())
         return [self.controllers[c] for c in ids]
@@ -161,6 +166,12 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
         for i, t in enumerate(tf.tenants if tf else []):
             if t.id in tenants:
                 problems.append(f"{loc.where(('tenants', i, 'id'))}: tenant {t.id!r} is defined twice")
+            centre = next((o.id for o in tenants.values() if o.centre and o.id != t.id), None)
+            if t.centre and centre is not None:
+                problems.append(
+                    f"{loc.where(('tenants', i, 'centre'))}: tenant {centre!r} is already the centre; "
+                    "a fleet has one monitoring centre"
+                )
             tenants[t.id] = t
 
     # Names of maps and stations whose own definition is invalid: references to them are not reported

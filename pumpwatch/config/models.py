@@ -47,6 +47,9 @@ class TenantConfig(Strict):
     id: Ident
     name: str
     timezone: str = "Asia/Tokyo"
+    # The monitoring centre: owns the system alarms (historian, spool, shards, notifier, rejected input),
+    # the dead letters, and the staff they are routed to. At most one tenant of a fleet.
+    centre: bool = False
 
     @field_validator("timezone")
     @classmethod

@@ -67,6 +67,13 @@ TENANT_TABLES: dict[str, str] = {
     "audit_log": f"tenant_id = ANY({_T})",
 }
 AUTH_TABLES = ("app_user", "user_session", "login_failure")
+# The centre's own tables (migration 0007): their rows carry the centre's tenant id, so the same policy holds
+# the app role to users of the centre. Installed apart from TENANT_TABLES: they came later than 0004.
+CENTRE_TABLES: dict[str, str] = {
+    "dead_letter": f"tenant_id = ANY({_T})",
+    "rejection_count": f"tenant_id = ANY({_T})",
+}
+READ_ONLY_TABLES = ("service_heartbeat",)  # no tenant data; the API shows them
 
 # Tables the app role reads only through a security-barrier view `scoped.<name>` (see the docstring).
 SCOPED_SCHEMA = "scoped"
@@ -199,6 +206,37 @@ def install(conn: Connection) -> None:
         else:
             x(f"CREATE POLICY tenant_scope ON {table} TO PUBLIC USING ({cond}) WITH CHECK ({cond})")
         x(f"CREATE POLICY system_all ON {table} TO CURRENT_USER USING (true) WITH CHECK (true)")
+
+
+def install_centre_tables(conn: Connection) -> None:
+    """Row-level security of the centre's tables (migration 0007); PostgreSQL only."""
+    if conn.dialect.name != "postgresql":
+        return
+    x = conn.exec_driver_sql
+    for table, cond in CENTRE_TABLES.items():
+        x(f"GRANT SELECT ON {table} TO {APP_ROLE}")  # the API reads; the collector (owner) writes
+        x(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+        x(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+        x(f"DROP POLICY IF EXISTS tenant_scope ON {table}")
+        x(f"DROP POLICY IF EXISTS system_all ON {table}")
+        x(f"CREATE POLICY tenant_scope ON {table} FOR SELECT TO PUBLIC USING ({cond})")
+        x(f"CREATE POLICY system_all ON {table} TO CURRENT_USER USING (true) WITH CHECK (true)")
+    for table in READ_ONLY_TABLES:
+        x(f"GRANT SELECT ON {table} TO {APP_ROLE}")
+
+
+def uninstall_centre_tables(conn: Connection) -> None:
+    if conn.dialect.name != "postgresql":
+        return
+    x = conn.exec_driver_sql
+    for table in CENTRE_TABLES:
+        for policy in ("tenant_scope", "system_all"):
+            x(f"DROP POLICY IF EXISTS {policy} ON {table}")
+        x(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+        x(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+        x(f"REVOKE ALL ON {table} FROM {APP_ROLE}")
+    for table in READ_ONLY_TABLES:
+        x(f"REVOKE ALL ON {table} FROM {APP_ROLE}")
 
 
 def uninstall(conn: Connection) -> None:

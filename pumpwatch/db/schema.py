@@ -18,6 +18,10 @@ Tables are singular snake_case; every timestamp ends in `_at` and is a `UTCDateT
   reads 720 rows, not 2.6 million. (With TimescaleDB, continuous aggregates take their place.)
 - `collector_shard` (one row per collector shard, its heartbeat) and `station_owner` (which shard polls a
   station): a dead shard is noticed by the others and the API; a station claimed twice is visible.
+- `dead_letter` (rejected inputs, the newest N per source) and `rejection_count` (every rejection ever, by
+  source and reason, and how many dead letters the bound dropped): the centre's data (`tenant_id` is the
+  centre), written by `pumpwatch.rejections`. `service_heartbeat`: the notifier replicas' heartbeats, so
+  any collector's system monitor notices a stopped notifier.
 
 Objects that exist on one dialect only use `ddl_if(dialect=...)`; `include_object_for(dialect)` makes
 Alembic's autogenerate and `compare_metadata` honour that (Alembic itself ignores `ddl_if`).
@@ -362,6 +366,45 @@ station_owner = Table(
     Column("shard", Integer, nullable=False),
     Column("shard_count", Integer, nullable=False),
     Column("claimed_at", UTCDateTime, nullable=False),
+)
+
+# --- rejected input and service heartbeats (pumpwatch.rejections, alarms.system_monitor) -----------------
+
+dead_letter = Table(
+    "dead_letter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Text, nullable=True),  # the centre (row-level security); None: no centre declared
+    Column("source", Text, nullable=False),  # the controller id (or "unconfigured")
+    Column("topic", Text, nullable=False),  # MQTT topic, or "unit 3 holding_register 100+20" for Modbus
+    Column("reason", Text, nullable=False),  # not finite | empty | wrong type | unknown point | ...
+    Column("detail", Text, nullable=False),
+    Column("payload_excerpt", Text, nullable=False),  # bounded, secrets redacted (pumpwatch.rejections)
+    Column("payload_bytes", Integer, nullable=False),  # the whole payload's size
+    Column("at", UTCDateTime, nullable=False),  # when it was received
+    Index("ix_dead_letter_source_id", "source", "id"),
+)
+
+rejection_count = Table(
+    "rejection_count",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("reason", Text, primary_key=True),
+    Column("tenant_id", Text, nullable=True),
+    Column("count", BigInteger, nullable=False),  # every rejection of this source and reason
+    Column("dropped", BigInteger, nullable=False),  # of them, dead letters not kept (bound, outage)
+    Column("first_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+)
+
+service_heartbeat = Table(
+    "service_heartbeat",
+    metadata,
+    Column("kind", Text, primary_key=True),  # notifier
+    Column("instance", Text, primary_key=True),  # host:pid
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("interval_s", Double, nullable=False),
 )
 
 

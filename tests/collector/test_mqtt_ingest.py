@@ -121,10 +121,12 @@ async def test_json_values_death_and_bad_payloads(mqtt_broker: MosquittoBroker) 
             await pub.publish_raw(topic, payload, station="PS-1")
             await pub.publish_raw("scada/v1/PS-2/wet_well_level_m", b'{"v": 3.0}', station="PS-2")
         await eventually(lambda: sum(ingest.rejected.values()) >= 5, 5, "five rejections")
-        assert ingest.rejected["malformed JSON"] == 2
+        assert ingest.rejected["malformed JSON"] == 1
+        assert ingest.rejected["not finite"] == 1  # NaN: not JSON, yet told apart from a broken payload
         assert ingest.rejected["wrong type"] == 1
-        assert ingest.rejected["unknown metric"] == 1
-        assert ingest.rejected["oversize"] == 1
+        assert ingest.rejected["unknown point"] == 1
+        assert ingest.rejected["too large"] == 1
+        assert {src for src, _ in ingest.rejected_by} == {"lte"}  # counted by the controller it came from
         assert len(ingest.dead_letters) == 5
         await eventually(
             lambda: len([s for s in rec.samples[before:] if s.station == "PS-2" and s.value == 3.0]) == 5,

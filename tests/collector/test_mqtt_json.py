@@ -56,7 +56,7 @@ def test_batch_and_single_values() -> None:
         ("pump1_starts", 12.0, Quality.GOOD),
     }
     assert all(s.observed_at == T0 + timedelta(seconds=1) for s in got)
-    (one,) = r.send("S1/pump1_running", {"v": 0, "ts": 1782864002000})
+    (one,) = r.send("S1/pump1_running", {"v": False, "ts": 1782864002000})
     assert (one.value, one.quality, one.observed_at) == (
         0.0,
         Quality.GOOD,
@@ -75,23 +75,30 @@ def test_batch_and_single_values() -> None:
     ("rest", "payload", "reason"),
     [
         ("S1", "{not json", "malformed JSON"),
-        ("S1", '{"values": {"wet_well_level_m": NaN}}', "malformed JSON"),  # NaN is not JSON
         ("S1", "[1, 2]", "malformed JSON"),
         ("S1", '{"values": 3}', "malformed JSON"),
         ("S1", b"\xff\xfe\x00garbage", "malformed JSON"),
         ("S1", {"ts": "yesterday", "values": {"pump1_running": True}}, "bad timestamp"),
         ("S1", {"ts": "2026-07-01T09:00:00", "values": {"pump1_running": True}}, "bad timestamp"),
         ("S1", {"ts": 99e99, "values": {"pump1_running": True}}, "bad timestamp"),
-        ("S1/nosuch_point", {"v": 1}, "unknown metric"),
+        ("S1/nosuch_point", {"v": 1}, "unknown point"),
         ("S9", {"values": {}}, "unknown station"),
         ("S1/wet_well_level_m", {"v": "1.2"}, "wrong type"),
         ("S1/wet_well_level_m", {"v": True}, "wrong type"),
         ("S1/pump1_running", {"v": 2}, "wrong type"),
+        ("S1/pump1_running", {"v": 1}, "wrong type"),  # 1 is not true: README says a wrong type is rejected
+        ("S1/pump1_running", {"v": 0}, "wrong type"),
+        ("S1/wet_well_level_m", '{"v": NaN}', "not finite"),  # not JSON, but told apart from garbage
+        ("S1/wet_well_level_m", '{"v": -Infinity}', "not finite"),
+        ("S1/wet_well_level_m", b"", "empty"),
+        ("S1", b"  \n", "empty"),
         ("S1/pump1_starts", {"v": 1.5}, "wrong type"),
         ("S1/wet_well_level_m", {"v": 1.0, "q": "great"}, "bad quality"),
         ("S1/wet_well_level_m", {"value": 1.0}, "malformed JSON"),
-        ("S1/wet_well_level_m", {"v": 1e400}, "malformed JSON"),  # overflows to inf: orjson refuses it
-        ("S1", b"{" + b" " * (256 * 1024) + b"}", "oversize"),
+        ("S1/wet_well_level_m", '{"v": 1e400}', "not finite"),  # beyond a double: orjson refuses it
+        ("S1/wet_well_level_m", '{"v": ' + "9" * 400 + "}", "not finite"),  # an int beyond any double
+        ("S1", '{"values": {"wet_well_level_m": 1.0', "malformed JSON"),
+        ("S1", b"{" + b" " * (256 * 1024) + b"}", "too large"),
         ("S1/status", "sleeping", "bad status"),
     ],
 )
@@ -108,7 +115,22 @@ def test_a_bad_value_in_a_batch_is_rejected_alone() -> None:
         "S1", {"values": {"wet_well_level_m": 1.1, "pump1_running": "yes", "ghost_m": 1, "pump1_starts": 3}}
     )
     assert {s.point for s in got} == {"wet_well_level_m", "pump1_starts"}
-    assert sorted(reason for reason, _ in r.rejected) == ["unknown metric", "wrong type"]
+    assert sorted(reason for reason, _ in r.rejected) == ["unknown point", "wrong type"]
+
+
+def test_a_non_finite_value_in_a_batch_is_rejected_alone() -> None:
+    r = Rig()
+    got = r.send("S1", b'{"values": {"wet_well_level_m": NaN, "pump1_starts": 4, "pump1_running": Infinity}}')
+    assert {(s.point, s.value) for s in got} == {("pump1_starts", 4.0)}
+    assert sorted(reason for reason, _ in r.rejected) == ["not finite", "wrong type"]  # Infinity is no bool
+
+
+def test_a_cleared_retained_status_is_ignored_not_rejected() -> None:
+    from collector.sources.mqtt_common import Ignored
+
+    r = Rig()
+    with pytest.raises(Ignored):
+        r.send("S1/status", b"")
 
 
 def test_offline_status_turns_every_value_stale_with_its_last_value() -> None:

@@ -41,7 +41,8 @@ def problems_of(fleet_dir: Path) -> list[str]:
 def test_demo_fleet_is_valid() -> None:
     fleet = load_fleet(DEMO_FLEET)
     assert len(fleet.stations) == 12
-    assert set(fleet.tenants) == {"kita", "minami"}
+    assert set(fleet.tenants) == {"kita", "minami", "centre"}
+    assert fleet.centre == "centre"  # the shared monitoring centre: owns the system alarms
     # station types fill in geometry; per-station values override them
     assert fleet.stations["KITA-MP-02"].catchment.population == 520
     assert fleet.stations["KITA-MP-01"].catchment.population == 375

@@ -37,7 +37,7 @@ def test_city_fleet_is_the_plan() -> None:
     assert sum(p.rated_flow_m3_min for p in storm.pumps) == 192 and {p.drive for p in storm.pumps} == {
         "engine"
     }
-    assert set(fleet.tenants) == {"hanamizu", "yamabe"}
+    assert set(fleet.tenants) == {"hanamizu", "yamabe", "centre"} and fleet.centre == "centre"
     assert len({s.power_area for s in fleet.stations.values()}) >= 8
     protocols = Counter(getattr(c, "protocol", "modbus_tcp") for c in fleet.controllers.values())
     assert set(protocols) == {"modbus_tcp", "mqtt_json", "sparkplug_b"}

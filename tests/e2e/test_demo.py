@@ -69,7 +69,7 @@ def test_demo_serves_live_changing_levels_and_stops_cleanly(tmp_path: Path) -> N
         assert "/api/v1/stations/{station_id}/points/{point}/history" in spec["paths"]
         # the on-call notifier runs in the demo too (to a local file, no outside service)
         oncall = httpx.get(f"http://127.0.0.1:{port}/api/v1/notify/oncall", timeout=2, headers=auth).json()
-        assert [t["tenant"] for t in oncall["tenants"]] == ["kita", "minami"]
+        assert [t["tenant"] for t in oncall["tenants"]] == ["centre", "kita", "minami"]
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()
         assert "notify.service" in str(ready)
     finally:

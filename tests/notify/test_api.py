@@ -21,6 +21,7 @@ async def test_on_call_now_per_tenant(world: World) -> None:
     r = await world.client.get("/api/v1/notify/oncall")
     assert r.status_code == 200
     assert r.json()["tenants"] == [
+        {"tenant": "centre", "rotations": []},
         {"tenant": "kita", "rotations": [{"rotation": "kita-duty", "person": "duty1", "name": "Duty One"}]},
         {"tenant": "minami", "rotations": []},
     ]

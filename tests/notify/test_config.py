@@ -22,6 +22,7 @@ people:
   - {id: chief, name: Chief, tenant: kita, contacts: [{channel: mail, to: chief@kita.example.jp}]}
   - {id: vendor, name: Vendor, tenant: kita, kind: contractor, contacts: [{channel: mail, to: v@vendor.jp}]}
   - {id: m1, name: Minami One, tenant: minami, contacts: [{channel: mail, to: m1@minami.example.jp}]}
+  - {id: c1, name: Centre One, tenant: centre, contacts: [{channel: mail, to: c1@centre.example.jp}]}
 rotations:
   - id: kita-duty
     tenant: kita
@@ -37,11 +38,13 @@ policies:
       - {notify: [{rotation: kita-duty}], wait_min: 5}
     final: chief
   - {id: minami-std, tenant: minami, steps: [{notify: [{person: m1}]}], final: m1}
+  - {id: centre-std, tenant: centre, steps: [{notify: [{person: c1}]}], final: c1}
 """
 ROUTING = """\
 routing:
   - {tenant: kita, policy: kita-std}
   - {tenant: minami, policy: minami-std}
+  - {tenant: centre, policy: centre-std}
 """
 
 
@@ -95,12 +98,12 @@ def test_a_vendor_only_route_is_refused(tmp_path: Path, fleet: Fleet) -> None:
         "      - {notify: [{person: vendor}], wait_min: 5}",
     )
     [p] = problems(tmp_path, fleet, text + ROUTING)
-    assert "oncall.yaml:21 policies[0].steps[0].notify" in p and "no accountable person of 'kita'" in p
+    assert "oncall.yaml:22 policies[0].steps[0].notify" in p and "no accountable person of 'kita'" in p
 
 
 def test_a_contractor_as_final_fallback_is_refused(tmp_path: Path, fleet: Fleet) -> None:
     [p] = problems(tmp_path, fleet, BASE.replace("    final: chief", "    final: vendor") + ROUTING)
-    assert "oncall.yaml:22 policies[0].final" in p and "contractor" in p
+    assert "oncall.yaml:23 policies[0].final" in p and "contractor" in p
 
 
 def test_a_rotation_with_a_contractor_is_not_accountable_alone(tmp_path: Path, fleet: Fleet) -> None:

@@ -28,12 +28,15 @@ channels:
 people:
   - {{id: duty1, name: Duty One, tenant: kita, contacts: [{{channel: hook, to: duty1}}]}}
   - {{id: m1, name: Minami One, tenant: minami, contacts: [{{channel: hook, to: m1}}]}}
+  - {{id: c1, name: Centre One, tenant: centre, contacts: [{{channel: hook, to: c1}}]}}
 policies:
   - {{id: kita-std, tenant: kita, steps: [{{notify: [{{person: duty1}}], wait_min: 30}}], final: duty1}}
   - {{id: minami-std, tenant: minami, steps: [{{notify: [{{person: m1}}], wait_min: 30}}], final: m1}}
+  - {{id: centre-std, tenant: centre, steps: [{{notify: [{{person: c1}}], wait_min: 30}}], final: c1}}
 routing:
   - {{tenant: kita, policy: kita-std}}
   - {{tenant: minami, policy: minami-std}}
+  - {{tenant: centre, policy: centre-std}}
 """
 
 

@@ -49,6 +49,7 @@ people:
   - {{id: hchief, name: H Chief, tenant: hanamizu, contacts: [{{channel: mail, to: chief@hanamizu.jp}}]}}
   - {{id: y1, name: Yamabe One, tenant: yamabe, contacts: [{{channel: mail, to: y1@yamabe.jp}}]}}
   - {{id: y2, name: Yamabe Two, tenant: yamabe, contacts: [{{channel: mail, to: y2@yamabe.jp}}]}}
+  - {{id: c1, name: Centre One, tenant: centre, contacts: [{{channel: mail, to: c1@centre.jp}}]}}
 rotations:
   - {{id: h-duty, tenant: hanamizu, members: [h1, h2], start: 2026-08-31}}
 policies:
@@ -60,9 +61,11 @@ policies:
     tenant: yamabe
     steps: [{{notify: [{{person: y1}}], wait_min: 5}}, {{notify: [{{person: y2}}]}}]
     final: y2
+  - {{id: c-std, tenant: centre, steps: [{{notify: [{{person: c1}}]}}], final: c1}}
 routing:
   - {{tenant: hanamizu, policy: h-std}}
   - {{tenant: yamabe, policy: y-std}}
+  - {{tenant: centre, policy: c-std}}
 """
 
 

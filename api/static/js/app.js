@@ -1,17 +1,18 @@
-// pumpwatch console: boot, sign-in, header, routing between the four views.
+// pumpwatch console: boot, sign-in, header, the system banner, routing between the views.
 import { api, ApiError, onUnauthorized } from "./api.js";
 import { chime, isMuted, setMuted, unlock } from "./audio.js";
 import { esc } from "./fmt.js";
-import { current, pick, setLang, t } from "./i18n.js";
+import { current, pick, setLang, t, term } from "./i18n.js";
 import * as stream from "./stream.js";
 import { changed, onChange, state, topRole } from "./store.js";
 import * as alarmsView from "./views/alarms.js";
 import * as dispatchView from "./views/dispatch.js";
 import * as overviewView from "./views/overview.js";
 import * as stationView from "./views/station.js";
+import * as systemView from "./views/system.js";
 
 const $ = s => document.querySelector(s);
-const views = { overview: overviewView, alarms: alarmsView, dispatch: dispatchView, station: stationView };
+const views = { overview: overviewView, alarms: alarmsView, dispatch: dispatchView, station: stationView, system: systemView };
 let active = null; // {name, view, arg}
 
 function route() {
@@ -51,8 +52,40 @@ function renderHeader() {
   $("#mute").setAttribute("aria-pressed", String(isMuted()));
 }
 
+// A degraded part of pumpwatch itself (the centre's system alarms): the centre's staff read what, anyone
+// else which parts (their values may lag, a phone may not ring). Asked every 10 s while signed in.
+let banner = null;
+let bannerTimer = null;
+
+function renderSysBanner() {
+  const el = $("#sysbanner");
+  const b = banner;
+  $("#nav-system").hidden = !(b && b.centre);
+  const n = b && b.centre ? b.alarms.length : 0;
+  $("#nav-system-count").hidden = n === 0; $("#nav-system-count").textContent = n;
+  if (!b || !b.degraded) { el.hidden = true; el.innerHTML = ""; return; }
+  el.hidden = false;
+  el.className = "banner sys" + (b.centre ? " centre" : "");
+  const parts = b.parts.map(p => term("part", p)).join(", ");
+  if (b.centre) {
+    el.innerHTML = `<a href="#/system">${esc(t("sys.degraded_centre", { n: b.alarms.length, parts }))}</a>
+      <ul>${b.alarms.map(a => `<li data-alarm="${esc(a.name)}" data-station="${esc(a.station)}">${esc(term("alarm", a.name))}: ${esc(a.message)}</li>`).join("")}</ul>`;
+  } else {
+    el.textContent = t("sys.degraded", { parts });
+  }
+}
+
+async function pollBanner() {
+  try {
+    banner = await api("/system/banner");
+  } catch { /* a lost connection is told by the other banner */ }
+  renderSysBanner();
+}
+
 async function showLogin(message) {
   stream.stop();
+  if (bannerTimer) { clearInterval(bannerTimer); bannerTimer = null; }
+  banner = null; renderSysBanner();
   const dlg = $("#login-dialog");
   const err = $("#login-error");
   err.hidden = !message; err.textContent = message || "";
@@ -91,6 +124,8 @@ async function started() {
   stream.start();
   route();
   renderHeader();
+  pollBanner();
+  if (!bannerTimer) bannerTimer = setInterval(pollBanner, 10000);
 }
 
 async function logout() {
@@ -108,6 +143,7 @@ async function boot() {
     await setLang(l, true);
     $("#lang").value = $("#login-lang").value = l;
     renderHeader();
+    renderSysBanner();
     if (state.user) route();
   };
   $("#lang").addEventListener("change", e => switchLang(e.target.value));

@@ -129,6 +129,13 @@ def main() -> None:
             "tenants": [
                 {"id": "hanamizu", "name": "Hanamizu City (花水市, pop. 40,000)", "timezone": "Asia/Tokyo"},
                 {"id": "yamabe", "name": "Yamabe Village (山辺村)", "timezone": "Asia/Tokyo"},
+                # the shared centre: owns the system alarms and the dead letters, routed to its own staff
+                {
+                    "id": "centre",
+                    "name": "Monitoring centre (監視センター)",
+                    "timezone": "Asia/Tokyo",
+                    "centre": True,
+                },
             ]
         },
     )

@@ -38,6 +38,9 @@ class TenantConfig(Strict):
     id: Ident
     name: str
     timezone: str = "Asia/Tokyo"
+    # every user with a grant here gives a second factor at sign-in, whatever the role (engineer and admin
+    # always do: PUMPWATCH_MFA_ROLES)
+    require_mfa: bool = False
 
     @field_validator("timezone")
     @classmethod

@@ -44,7 +44,7 @@ def test_upgrade_is_idempotent_and_matches_metadata(db_url: str) -> None:
         assert current_revision(eng) is None
         upgrade(db_url)  # from a URL ...
         upgrade(eng)  # ... and again from an engine: a no-op
-        assert current_revision(eng) == head_revision() == "0006_latest_value_hot"
+        assert current_revision(eng) == head_revision() == "0009_accounts"
         with eng.connect() as conn:
             ctx = MigrationContext.configure(
                 conn,

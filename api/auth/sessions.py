@@ -325,17 +325,17 @@ def session_alive(
             return False
         if now >= _expires(cfg, s.last_seen_at, s.max_expires_at):
             return False
-        if tenants is not None:
-            tok = rls.set_scope((), s.user_id)
-            try:
-                user = _user(conn, cfg, s.user_id, s.id, s.max_expires_at, s.second_factor, now)
-            finally:
-                rls.scope.reset(tok)
-            if not tenants <= user.tenants:
-                return False
         if (now - s.last_seen_at).total_seconds() >= cfg.touch_every_s:
             conn.execute(update(user_session).where(user_session.c.id == s.id).values(last_seen_at=now))
-        return True
+    if tenants is not None:
+        tok = rls.set_scope((), s.user_id)  # before the transaction: the scoped engine sets it at its start
+        try:
+            with engine.connect() as conn:
+                user = _user(conn, cfg, s.user_id, s.id, s.max_expires_at, s.second_factor, now)
+        finally:
+            rls.scope.reset(tok)
+        return tenants <= user.tenants
+    return True
 
 
 def logout(engine: Engine, session_id: int, *, now: datetime, audit: Audit | None = None) -> None:

@@ -176,7 +176,7 @@ async def mfa_status(ctx: Ctx, user: CurrentUser) -> MfaStatus:
     return MfaStatus(**st, session=MfaPublic(**user.mfa_public()))
 
 
-@router.post("/mfa/verify", response_model=MePublic, responses=ERRORS)
+@router.post("/mfa/verify", response_model=MePublic, responses=ERRORS | {409: {"model": Detail}})
 async def mfa_verify(ctx: Ctx, user: CurrentUser, request: Request, body: CodeRequest):
     """The second step of signing in: a code from the authenticator app, or an unused recovery code."""
     if user.mfa_step != "verify":

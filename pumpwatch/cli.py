@@ -65,6 +65,13 @@ def exposure_problems(settings: Settings, host: str) -> list[str]:
     return []
 
 
+def _check_auth_settings(settings: Settings) -> None:
+    try:
+        settings.auth_config()
+    except ValueError as exc:
+        raise click.ClickException(f"PUMPWATCH_MFA_ROLES: {exc}") from None
+
+
 def _refuse_unsafe_secret(settings: Settings, what: str) -> None:
     """Outside the demo a process that signs sessions or ack links never starts with a public secret."""
     problems = settings.secret_problems()
@@ -344,6 +351,7 @@ def run(
     f = _load(fleet or settings.fleet)
     if api or (notify and f.oncall is not None):
         _refuse_unsafe_secret(settings, "the API" if api else "the notifier (it signs the ack links)")
+    _check_auth_settings(settings)
     host, port = api_host or settings.api_host, api_port or settings.api_port
     probe_port = probe_port or settings.probe_port
     with contextlib.suppress(KeyboardInterrupt):

@@ -289,15 +289,23 @@ def revoke_sessions(
         return n
 
 
-def unlock(engine: Engine, username: str, *, audit: Audit | None = None) -> int:
+def unlock(
+    engine: Engine, username: str, *, audit: Audit | None = None, tenants: Iterable[str] | None = None
+) -> int:
     """Lift every sign-in backoff of the user (an admin's call after checking with them); returns how many
-    failures were forgotten."""
+    failures were forgotten. Recorded in the user's tenants (`tenants`: only those, the admin's own)."""
     from api.auth import throttle
 
     with engine.begin() as conn:
         uid = _user_id(conn, username)
         n = throttle.clear(conn, username)
-        _per_tenant(audit, conn, grants_of(conn, uid), new_value=f"{n} failures forgotten")
+        held = set(grants_of(conn, uid))
+        _per_tenant(
+            audit,
+            conn,
+            held & set(tenants) if tenants is not None else held,
+            new_value=f"{n} failures forgotten",
+        )
         return n
 
 

@@ -197,7 +197,7 @@ async def unlock_user(ctx: Ctx, user: CurrentUser, request: Request, username: s
     tenants = await _target(ctx, user, username)
     mine = sorted(tenants & _admin_tenants(user)) or [None]
     audit = access.audit_for(request, user, "user.unlock", tenant_id=mine[0], target=f"user:{username}")
-    n = await _call(accounts.unlock, ctx.engine, username, audit=audit)
+    n = await _call(accounts.unlock, ctx.engine, username, audit=audit, tenants=_admin_tenants(user))
     return Detail(detail=f"{username} may sign in again ({n} failures forgotten)")
 
 

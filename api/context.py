@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +60,10 @@ class ApiContext:
 
     def __post_init__(self) -> None:
         self._points_by_id = {pid: key for key, pid in self.catalog.items()}
+        # tenants.yaml `require_mfa: true`: every role of that tenant gives a second factor
+        strict = frozenset(t for t, cfg in self.fleet.tenants.items() if getattr(cfg, "require_mfa", False))
+        if strict - self.auth.mfa_tenants:
+            self.auth = replace(self.auth, mfa_tenants=self.auth.mfa_tenants | strict)
 
     def alarm_roles(self, station: str) -> AlarmRoles:
         """Which of a station's alarm names mean power failure and comm loss (alarms/status.py)."""

@@ -327,6 +327,8 @@ RoleName = Literal["viewer", "operator", "engineer", "admin"]
 class LoginRequest(BaseModel):
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1024)
+    # the second factor in the same request (scripts); the console sends it to /auth/mfa/verify instead
+    otp: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class GrantPublic(BaseModel):
@@ -341,14 +343,27 @@ class UserPublic(BaseModel):
     grants: list[GrantPublic]
 
 
+class MfaPublic(BaseModel):
+    """The second factor of this session. `step`: what is left to do before `withheld` grants apply:
+    "verify" (give a code), "enrol" (set one up), or null (nothing)."""
+
+    step: Literal["verify", "enrol"] | None
+    enrolled: bool
+    second_factor: Literal["totp", "recovery"] | None
+    exempt: Literal["demo"] | None = Field(description="demo users in `pumpwatch demo` need no second factor")
+    withheld: list[GrantPublic]
+
+
 class MePublic(UserPublic):
     expires_at: IsoTime | None = None  # when this session ends unless renewed by activity
+    mfa: MfaPublic | None = None
 
 
 class LoginPublic(BaseModel):
     token: str
     expires_at: IsoTime
     user: UserPublic
+    mfa: MfaPublic
 
 
 class PasswordChange(BaseModel):
@@ -363,6 +378,8 @@ class Detail(BaseModel):
 class UserAdminPublic(UserPublic):
     disabled: bool
     demo: bool
+    locked_until: IsoTime | None = Field(default=None, description="sign-in backs off until then")
+    mfa_enrolled: bool = False
 
 
 class UsersPublic(BaseModel):

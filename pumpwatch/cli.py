@@ -52,26 +52,31 @@ def _loopback_only(host: str) -> None:
         )
 
 
-def exposure_problems(settings: Settings, host: str, demo_users: list[str]) -> list[str]:
-    """Why the API must not listen on `host` (empty: it may). Loopback is always allowed."""
-    from api.auth.config import DEFAULT_SECRET
-
+def exposure_problems(settings: Settings, host: str) -> list[str]:
+    """Why the API must not listen on `host` (empty: it may): beyond loopback it needs TLS. The secret and
+    demo users are refused whatever the host (`Settings.unsafe_problems`)."""
     if _is_loopback(host):
         return []
-    problems = []
-    if settings.secret_key == DEFAULT_SECRET or len(settings.secret_key) < 32:
-        problems.append("PUMPWATCH_SECRET_KEY is the default or shorter than 32 characters")
-    if demo_users:
-        problems.append(
-            f"demo users with the public password exist ({', '.join(sorted(demo_users))}): "
-            "`pumpwatch user disable NAME` each"
-        )
     if not (settings.api_ssl_certfile and settings.api_ssl_keyfile) and not settings.api_behind_tls_proxy:
-        problems.append(
+        return [
             "no TLS: set PUMPWATCH_API_SSL_CERTFILE and PUMPWATCH_API_SSL_KEYFILE "
             "(or PUMPWATCH_API_BEHIND_TLS_PROXY=true behind a TLS-terminating proxy on this host)"
-        )
-    return problems
+        ]
+    return []
+
+
+def _check_auth_settings(settings: Settings) -> None:
+    try:
+        settings.auth_config()
+    except ValueError as exc:
+        raise click.ClickException(f"PUMPWATCH_MFA_ROLES: {exc}") from None
+
+
+def _refuse_unsafe_secret(settings: Settings, what: str) -> None:
+    """Outside the demo a process that signs sessions or ack links never starts with a public secret."""
+    problems = settings.secret_problems()
+    if problems:
+        raise click.ClickException(f"refusing to start {what}: " + "; ".join(problems))
 
 
 def _clock(speed: float) -> Clock:
@@ -266,10 +271,13 @@ async def _run_system(
             made = await asyncio.to_thread(seed_demo_users, system.engine, sorted(f.tenants))
             if made:
                 log.info("demo users %s, password 'pumpwatch-demo' (loopback only)", ", ".join(made))
-        if api is not None:
-            problems = exposure_problems(
-                settings, api[0], await asyncio.to_thread(demo_users_present, system.engine)
+            log.warning(
+                "DEMO MODE: public secret and demo users, no second factor for them; never for real stations"
             )
+        if api is not None:
+            present = await asyncio.to_thread(demo_users_present, system.engine)
+            problems = settings.unsafe_problems(demo=demo, demo_users=present)
+            problems += exposure_problems(settings, api[0])
             if problems:
                 raise click.ClickException(f"refusing to serve the API on {api[0]}: " + "; ".join(problems))
         if collect:
@@ -280,7 +288,7 @@ async def _run_system(
         if collect and system.shard is not None:
             log.info("shard %s: %d stations", system.shard, system.station_count())
         if api is not None:
-            ctx = system.api_context(in_process_live=collect, auth=settings.auth_config())
+            ctx = system.api_context(in_process_live=collect, auth=settings.auth_config(demo=demo))
             tls = settings.api_ssl_certfile is not None
             log.info("API and live page at http%s://%s:%d/", "s" if tls else "", api[0], api[1])
             await serve_api(
@@ -398,6 +406,9 @@ def run(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--shard") from None
     f = _load(fleet or settings.fleet)
+    if api or (notify and f.oncall is not None):
+        _refuse_unsafe_secret(settings, "the API" if api else "the notifier (it signs the ack links)")
+    _check_auth_settings(settings)
     host, port = api_host or settings.api_host, api_port or settings.api_port
     probe_port = probe_port or settings.probe_port
     with contextlib.suppress(KeyboardInterrupt):
@@ -426,11 +437,12 @@ def notify() -> None:
 async def _notifier(f: Fleet, database_url: str, clock: Clock):  # type: ignore[no-untyped-def]
     from pumpwatch.system import System
 
+    settings = Settings()
     if f.oncall is None:
         click.echo(f"pumpwatch: fleet {f.name!r} has no `oncall:` file", err=True)
         sys.exit(2)
     try:
-        system = await System.prepare(f, database_url, clock, Settings().secret_key)
+        system = await System.prepare(f, database_url, clock, settings.secret_key)
     except ConfigError as exc:
         click.echo(f"pumpwatch: {exc}", err=True)
         sys.exit(2)
@@ -444,6 +456,7 @@ def notify_run(fleet: Path | None, database_url: str | None) -> None:
     """Only the notifier (no collector, no API): a stateless replica; run as many as you like."""
     settings = Settings()
     _setup_logging(settings.log_level)
+    _refuse_unsafe_secret(settings, "the notifier (it signs the ack links)")
     f = _load(fleet or settings.fleet)
 
     async def body() -> None:
@@ -518,6 +531,7 @@ def _engine(database_url: str | None):
 
     engine = make_engine(database_url or Settings().database_url)
     upgrade(engine)
+    _warn_demo_users(engine)
     return engine
 
 
@@ -563,7 +577,22 @@ def _user_errors(fn):
 
 @main.group()
 def user() -> None:
-    """Accounts: add, list, grant, revoke, disable, enable, passwd (every change is audited)."""
+    """Accounts: add, list, grant, revoke, disable, enable, passwd, unlock, mfa-reset (every change is
+    audited). Each says so when demo users with the public password are enabled in this database."""
+
+
+def _warn_demo_users(engine) -> None:  # type: ignore[no-untyped-def]
+    from api.auth.users import demo_users_present
+
+    present = demo_users_present(engine)
+    if present:
+        click.echo(
+            f"pumpwatch: WARNING: demo users with the public password are enabled here "
+            f"({', '.join(sorted(present))}); `pumpwatch run` refuses to serve the API until each is "
+            "disabled (`pumpwatch user disable NAME`) or has a password of its own "
+            "(`pumpwatch user passwd NAME`)",
+            err=True,
+        )
 
 
 @user.command("add")
@@ -650,11 +679,36 @@ def user_disable(name: str, database_url) -> None:
 @db_option
 @_user_errors
 def user_enable(name: str, database_url) -> None:
-    """Enable NAME again (also lifts a login lockout)."""
+    """Enable NAME again (also lifts a sign-in backoff). A demo user needs a password of its own first."""
     from api.auth.users import set_disabled
 
     set_disabled(_engine(database_url), name, False, audit=_cli_audit("user.enable", name))
     click.echo(f"{name} enabled")
+
+
+@user.command("unlock")
+@click.argument("name")
+@db_option
+@_user_errors
+def user_unlock(name: str, database_url) -> None:
+    """Lift NAME's sign-in backoff after repeated failures (check with them first: it may be an attack)."""
+    from api.auth.users import unlock
+
+    n = unlock(_engine(database_url), name, audit=_cli_audit("user.unlock", name))
+    click.echo(f"{name} unlocked ({n} failures forgotten)")
+
+
+@user.command("mfa-reset")
+@click.argument("name")
+@db_option
+@_user_errors
+def user_mfa_reset(name: str, database_url) -> None:
+    """Forget NAME's second factor and recovery codes (a lost phone): their sessions end, and they set up a
+    new one at the next sign-in. For the centre's administrators, who hold this command line."""
+    from api.auth.users import reset_mfa
+
+    had = reset_mfa(_engine(database_url), name, audit=_cli_audit("user.mfa_reset", name))
+    click.echo(f"second factor of {name} reset" if had else f"{name} had no second factor; sessions ended")
 
 
 @user.command("passwd")

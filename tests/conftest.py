@@ -6,11 +6,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.auth import SECRET
 from tests.mqtt_fixtures import mqtt_broker  # noqa: F401  (fixture)
 from tests.services import create_database, drop_database, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FLEET = REPO / "deploy" / "config" / "demo"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _strong_secret() -> Iterator[None]:
+    """Every `pumpwatch run` / `notify run` a test starts signs with a strong secret (the default and the
+    placeholders are refused outside the demo); tests of that refusal take it away themselves."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PUMPWATCH_SECRET_KEY", SECRET)
+    yield
+    mp.undo()
 
 
 @pytest.fixture(autouse=True)

@@ -406,9 +406,12 @@ def _flush_person(ctx: NotifyContext, person: str, now: datetime) -> int:
         return 1
 
 
-def ack_link(ctx: NotifyContext, notification_id: int, person: str, now: datetime) -> str:
+def ack_link(
+    ctx: NotifyContext, notification_id: int, person: str, now: datetime, tenant: str | None = None
+) -> str:
     cfg = ctx.oncall.notifier
-    token = tokens.sign(ctx.secret_key, notification_id, person, now + timedelta(hours=cfg.link_ttl_h))
+    expires = now + timedelta(hours=cfg.link_ttl_h)
+    token = tokens.sign(ctx.secret_key, notification_id, person, expires, tenant=tenant)
     return f"{cfg.public_url.rstrip('/')}/api/v1/notify/ack/{token}"
 
 
@@ -459,7 +462,7 @@ def create_message(
         )
         .returning(notification.c.id)
     ).scalar_one()
-    link = ack_link(ctx, nid, person, now) if alarm_ids else None
+    link = ack_link(ctx, nid, person, now, tenant) if alarm_ids else None
     text = render_fn(link)
     conn.execute(
         update(notification)

@@ -104,3 +104,21 @@ def on_call(oncall: Oncall, now: datetime, tenants: Collection[str] | None = Non
             continue
         out.append({"tenant": tid, "rotations": oncall.roster(tid, now)})
     return out
+
+
+def test_requests_since(engine: Engine, person: str, since: datetime) -> list[datetime]:
+    """When each test request to `person` since `since` was made, oldest first (one request may have queued
+    a message per contact: they share the last part of their dedupe key)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(notification.c.dedupe_key, notification.c.created_at).where(
+                notification.c.person == person,
+                notification.c.kind == "test",
+                notification.c.created_at >= since,
+            )
+        ).all()
+    first: dict[str, datetime] = {}
+    for key, at in rows:
+        req = key.rsplit(":", 1)[-1]
+        first[req] = min(at, first.get(req, at))
+    return sorted(first.values())

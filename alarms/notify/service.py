@@ -18,7 +18,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from alarms import store
 from alarms.notify import tokens
@@ -189,6 +189,7 @@ class NotifierService:
         now = self.clock.now()
         at = now.astimezone(oc.zones[p.tenant]).strftime("%Y-%m-%d %H:%M")
         out = []
+        request = uuid.uuid4().hex  # one per test request, in each of its messages' dedupe key
         with self.ctx.engine.begin() as conn:
             for i in idx:
                 ch = p.contacts[i].channel
@@ -204,7 +205,7 @@ class NotifierService:
                         person=person,
                         tenant=p.tenant,
                         kind="test",
-                        dedupe_key=f"test:{person}:{ch}:{uuid.uuid4().hex}",
+                        dedupe_key=f"test:{person}:{ch}:{request}",
                         alarm_ids=[],
                         now=now,
                         render_fn=lambda _link, t=text: t,
@@ -218,32 +219,72 @@ class NotifierService:
 # --- ack by link --------------------------------------------------------------------------------------
 
 
+class LinkSpent(tokens.TokenError):
+    """A genuine link that has done its work: used once already, or everything in it is acknowledged."""
+
+
 def describe_token(ctx: NotifyContext, token: str, now: datetime) -> dict:
-    """What a link would acknowledge (no change). Raises TokenError."""
+    """What a link would acknowledge (no change). Raises TokenError: forged, expired, or naming a message,
+    person or tenant that does not go together (a link acknowledges only the alarms of its own message,
+    of its own tenant, as the person it was sent to)."""
     t = tokens.verify(ctx.secret_key, token, now)
     with ctx.engine.connect() as conn:
         n = conn.execute(select(notification).where(notification.c.id == t.notification_id)).first()
         if n is None:
             raise tokens.TokenError("this link names a message that does not exist")
+        person = ctx.oncall.people.get(t.person)
+        if (
+            n.person != t.person
+            or (t.tenant is not None and t.tenant != n.tenant_id)
+            or person is None
+            or person.tenant != n.tenant_id
+        ):
+            raise tokens.TokenError("this link does not belong to that message")
         rows = conn.execute(
             select(alarm)
             .join(notification_alarm, notification_alarm.c.alarm_id == alarm.c.id)
-            .where(notification_alarm.c.notification_id == t.notification_id)
+            .where(
+                notification_alarm.c.notification_id == t.notification_id, alarm.c.tenant_id == n.tenant_id
+            )
             .order_by(alarm.c.id)
         ).all()
-    person = ctx.oncall.people.get(t.person)
     return {
         "token": t,
-        "person": person.name if person else t.person,
+        "person": person.name,
         "subject": n.subject,
+        "used_at": n.link_used_at,
         "alarms": [dict(r._mapping) for r in rows],
     }
 
 
+def spent_reason(info: dict) -> str | None:
+    if info["used_at"] is not None:
+        return f"this link was already used at {info['used_at'].isoformat(timespec='seconds')}"
+    if not any(a["state"] in ACKABLE for a in info["alarms"]):
+        by = sorted({a["acked_by"] for a in info["alarms"] if a.get("acked_by")})
+        return "everything in this message is already acknowledged" + (f" (by {', '.join(by)})" if by else "")
+    return None
+
+
+ACKABLE = ("unacked_active", "unacked_rtn")
+
+
 def ack_by_token(ctx: NotifyContext, token: str, now: datetime, source_ip: str | None = None) -> dict:
     """Acknowledge every still-unacknowledged alarm of the message, journaled with the person's name and
-    audited like an acknowledgement in the console (the signed link is the person's credential)."""
+    audited like an acknowledgement in the console (the signed link is the person's credential). The link
+    is spent by it: a second use, or a use once everything is acknowledged, raises LinkSpent."""
     info = describe_token(ctx, token, now)
+    why = spent_reason(info)
+    if why is not None:
+        raise LinkSpent(why)
+    with ctx.engine.begin() as conn:  # claim the link first: two taps at once acknowledge once
+        claimed = conn.execute(
+            update(notification)
+            .where(notification.c.id == info["token"].notification_id, notification.c.link_used_at.is_(None))
+            .values(link_used_at=now)
+        ).rowcount
+    if claimed != 1:
+        raise LinkSpent("this link was already used")
     acked, already = [], []
     for a in info["alarms"]:
         audit = Audit(

@@ -1,15 +1,17 @@
-"""Session and login-throttling policy (from `pumpwatch.settings.Settings`; defaults for tests)."""
+"""Session, throttling and second-factor policy (from `pumpwatch.settings.Settings`; defaults for tests)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-DEFAULT_SECRET = "pumpwatch-demo-secret-change-me"
+from pumpwatch.settings import DEFAULT_SECRET
+
+__all__ = ["DEFAULT_SECRET", "AuthConfig"]
 
 
 @dataclass(frozen=True)
 class AuthConfig:
-    secret_key: str = DEFAULT_SECRET  # HMAC key of stored session tokens (and issue 5's ack links)
+    secret_key: str = DEFAULT_SECRET  # HMAC key of stored session tokens, device cookies (and ack links)
     # A session ends after `idle_timeout_s` without a request (sliding), or `max_age_s` after login.
     # An operator action (any successful non-GET) pushes the end to at least `action_grace_s` ahead, even
     # past `max_age_s` (up to `max_age_s + action_grace_cap_s`): a session never ends in the middle of
@@ -19,10 +21,25 @@ class AuthConfig:
     action_grace_s: float = 1800.0
     action_grace_cap_s: float = 4 * 3600.0
     touch_every_s: float = 30.0  # write last_seen_at at most this often (the idle timeout's resolution)
-    # Lockout per username: `max_failures` failed logins within `lock_s` lock it for `lock_s` (423).
+    # Backoff per account (api.auth.throttle): after `max_failures` failures within `window_s`, each
+    # further one waits `backoff_base_s × 2^(n - max_failures)`, at most `lock_s` (423 meanwhile). Failures
+    # from a trusted device (a browser that signed in as this user before) count for that device alone,
+    # so an attacker elsewhere cannot lock the operator out of the control-room console.
     max_failures: int = 5
-    lock_s: float = 900.0
-    # Backoff per source address: `ip_max_failures` within `ip_window_s` → 429 with Retry-After.
+    backoff_base_s: float = 30.0
+    lock_s: float = 900.0  # the cap of one backoff step
+    window_s: float = 86400.0  # failures older than this are forgotten
+    # Per client address: `ip_max_failures` within `ip_window_s` → 429 with Retry-After.
     ip_max_failures: int = 20
     ip_window_s: float = 600.0
     cookie_name: str = "pumpwatch_session"
+    device_cookie_name: str = "pumpwatch_device"
+    device_cookie_days: float = 180.0
+    # Second factor: roles that need it in every tenant, tenants that ask it of every role
+    mfa_roles: frozenset[str] = frozenset({"engineer", "admin"})
+    mfa_tenants: frozenset[str] = field(default_factory=frozenset)
+    mfa_step_s: float = 300.0  # a session waiting for its second factor ends after this
+    demo: bool = False  # `pumpwatch demo`: demo users sign in without a second factor (said on screen)
+
+    def needs_mfa(self, tenant: str, role: str) -> bool:
+        return role in self.mfa_roles or tenant in self.mfa_tenants

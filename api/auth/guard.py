@@ -4,7 +4,9 @@
 without doing anything. It lets through only the routes in `PUBLIC` (login, issue 5's signed ack link);
 every other route needs a live session (cookie `pumpwatch_session` or `Authorization: Bearer`), else 401.
 A mutating method (anything but GET/HEAD/OPTIONS) needs at least `operator` in some tenant, else 403,
-except the self-service routes in `SELF_SERVICE` (logout, own password). Handlers then check the object's
+except the self-service routes in `SELF_SERVICE` (logout, own password, own second factor). A session
+still owing its second factor holds only the grants that need none; with none at all it reaches only
+`MFA_STEP` (who am I, the second step, enrolment, logout): elsewhere 401. Handlers then check the object's
 tenant (`user.can(role, tenant)`: no grant for the tenant → 404, role too low → 403).
 """
 
@@ -28,7 +30,18 @@ PUBLIC: frozenset[tuple[str, str]] = frozenset(
         ("*", "/api/v1/notify/ack/{token}"),
     }
 )
-SELF_SERVICE: frozenset[str] = frozenset({"/api/v1/auth/logout", "/api/v1/auth/password"})
+MFA_STEP: frozenset[str] = frozenset(
+    {
+        "/api/v1/auth/me",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/mfa",
+        "/api/v1/auth/mfa/verify",
+        "/api/v1/auth/mfa/enrol",
+        "/api/v1/auth/mfa/enrol/qr.svg",
+        "/api/v1/auth/mfa/enrol/confirm",
+    }
+)
+SELF_SERVICE: frozenset[str] = MFA_STEP | {"/api/v1/auth/password"}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
@@ -93,6 +106,10 @@ async def authorize(request: Request) -> User | None:
         if user is None:
             ctx.session_cache.forget(key)
             raise HTTPException(401, "session expired or revoked: log in again", headers=UNAUTHORIZED)
+        if not user.grants and user.withheld and path not in MFA_STEP:
+            raise HTTPException(
+                401, "sign-in not finished: give your second factor (TOTP code)", headers=UNAUTHORIZED
+            )
         ctx.session_cache.remember(key, user, now)
     request.state.user = user
     # The database sees this request's tenants (row-level security on PostgreSQL's app role).

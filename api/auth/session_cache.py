@@ -52,3 +52,9 @@ class SessionCache:
     def forget_session(self, session_id: int) -> None:
         for key in [k for k, s in self._seen.items() if s.user.session_id == session_id]:
             del self._seen[key]
+
+    def forget_user(self, username: str) -> None:
+        """A grant changed: the next request reads the user's grants from the database again."""
+        name = username.lower()
+        for key in [k for k, s in self._seen.items() if s.user.username.lower() == name]:
+            del self._seen[key]

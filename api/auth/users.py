@@ -1,8 +1,12 @@
 """User accounts and their grants: create, grant, revoke, disable, change password, list.
 
-A user is a named person (no shared accounts); `grants` maps tenant → role. Changing a password or disabling
-a user revokes every session of that user. Each change writes its audit record in the same transaction
-when an `Audit` is given (the command line and the API give one).
+A user is a named person (no shared accounts); `grants` maps tenant → role. Names are unique whatever their
+case and are looked up without it (`Tanaka` signs in as `tanaka`). Changing a password or disabling a user
+revokes every session of that user; taking one tenant's grant away changes nothing in the user's other
+tenants (their sessions go on, without that tenant, from the next request). Each change writes its audit
+records in the same transaction when an `Audit` is given (the command line and the API give one): one
+record per tenant concerned, naming only that tenant's grant, so an admin of one tenant reads nothing of
+another tenant's grants of a shared user.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from api.auth import passwords
@@ -40,9 +44,21 @@ class User:
     username: str
     display_name: str | None
     locale: str
-    grants: dict[str, str] = field(default_factory=dict)  # tenant -> role
+    grants: dict[str, str] = field(default_factory=dict)  # tenant -> role, in force for this session
     session_id: int | None = None
     expires_at: datetime | None = None
+    # Grants that need a second factor this session has not given yet (api.auth.mfa): not in `grants`
+    withheld: dict[str, str] = field(default_factory=dict)
+    second_factor: str | None = None  # "totp" | "recovery" | None (password only)
+    mfa_enrolled: bool = False
+    mfa_exempt: str | None = None  # "demo": a demo user in `pumpwatch demo`
+
+    @property
+    def mfa_step(self) -> str | None:
+        """What this session still has to do: "verify" (give a code), "enrol" (set one up), or None."""
+        if not self.withheld:
+            return None
+        return "verify" if self.mfa_enrolled else "enrol"
 
     @property
     def tenants(self) -> frozenset[str]:
@@ -67,16 +83,41 @@ class User:
             "grants": [{"tenant": t, "role": r} for t, r in sorted(self.grants.items())],
         }
 
+    def mfa_public(self) -> dict[str, Any]:
+        return {
+            "step": self.mfa_step,
+            "enrolled": self.mfa_enrolled,
+            "second_factor": self.second_factor,
+            "exempt": self.mfa_exempt,
+            "withheld": [{"tenant": t, "role": r} for t, r in sorted(self.withheld.items())],
+        }
+
 
 def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
 
+def by_name(username: str):  # type: ignore[no-untyped-def]
+    """The condition "this is user `username`", whatever the case."""
+    return func.lower(app_user.c.username) == username.lower()
+
+
 def _user_id(conn: Connection, username: str) -> int:
-    uid = conn.execute(select(app_user.c.id).where(app_user.c.username == username)).scalar()
+    uid = conn.execute(select(app_user.c.id).where(by_name(username))).scalar()
     if uid is None:
         raise UserError(404, f"no user {username!r}")
     return uid
+
+
+def _per_tenant(
+    audit: Audit | None, conn: Connection, tenants: Iterable[str], result: str = "ok", **changes: Any
+) -> None:
+    """One record per tenant concerned (none: one record without a tenant)."""
+    if audit is None:
+        return
+    ts = sorted(set(tenants))
+    for t in ts or [None]:
+        audit.but(tenant_id=t).write(conn, result, **changes)
 
 
 def _check_grants(grants: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -108,18 +149,21 @@ def create_user(
     now: datetime | None = None,
     audit: Audit | None = None,
 ) -> int:
-    """Create a user; returns its id. Raises UserError (409 if the name is taken, 422 if invalid)."""
+    """Create a user; returns its id. Raises UserError (409 if the name is taken in any case, 422 if
+    invalid or the password is too easy to guess). `demo` users keep the public demo password."""
     if not USERNAME.match(username):
-        raise UserError(422, f"username {username!r}: letters, digits and . _ @ - only, at most 100")
+        raise UserError(422, "username: letters, digits and . _ @ - only, at most 100")
     try:
-        hashed = passwords.hash_password(password)
         checked = _check_grants(grants)
+        hashed = passwords.hash_password(
+            password, [username, display_name or "", *(t for t, _ in checked)], policy=not demo
+        )
     except ValueError as exc:
         raise UserError(422, str(exc)) from None
     at = _now(now)
     with engine.begin() as conn:
-        if conn.execute(select(app_user.c.id).where(app_user.c.username == username)).first():
-            raise UserError(409, f"user {username!r} exists")
+        if conn.execute(select(app_user.c.id).where(by_name(username))).first():
+            raise UserError(409, "this username is taken: choose another")
         uid = conn.execute(
             insert(app_user)
             .values(
@@ -136,14 +180,18 @@ def create_user(
         ).scalar_one()
         for tenant, role in checked:
             conn.execute(insert(user_grant).values(user_id=uid, tenant_id=tenant, role=role))
-        write_optional(audit, conn, new_value=",".join(f"{t}:{r}" for t, r in checked))
+        if audit is not None and not checked:
+            audit.write(conn, new_value="no grants")
+        for tenant, role in checked:
+            write_optional(audit.but(tenant_id=tenant) if audit else None, conn, new_value=f"{tenant}:{role}")
         return uid
 
 
 def set_grant(
     engine: Engine, username: str, tenant: str, role: str | None, *, audit: Audit | None = None
 ) -> dict[str, str]:
-    """Give `username` `role` in `tenant` (None: take the tenant away). Returns the user's grants."""
+    """Give `username` `role` in `tenant` (None: take the tenant away). Returns the user's grants. Nothing
+    else of the user changes: their sessions go on with their other tenants."""
     if role is not None:
         try:
             rank(role)
@@ -162,7 +210,13 @@ def set_grant(
 
 
 def set_disabled(
-    engine: Engine, username: str, disabled: bool, *, now: datetime | None = None, audit: Audit | None = None
+    engine: Engine,
+    username: str,
+    disabled: bool,
+    *,
+    now: datetime | None = None,
+    audit: Audit | None = None,
+    demo_mode: bool = False,
 ) -> None:
     """Disable (every session revoked at once) or enable a user; enabling also lifts a login lockout."""
     from api.auth import throttle
@@ -170,15 +224,23 @@ def set_disabled(
     at = _now(now)
     with engine.begin() as conn:
         uid = _user_id(conn, username)
-        old = conn.execute(select(app_user.c.disabled).where(app_user.c.id == uid)).scalar()
+        old, demo = conn.execute(
+            select(app_user.c.disabled, app_user.c.demo).where(app_user.c.id == uid)
+        ).one()
+        if demo and not disabled and not demo_mode:
+            raise UserError(
+                409,
+                f"{username} is a demo user with the public password: give it a password of its own first",
+            )
         conn.execute(update(app_user).where(app_user.c.id == uid).values(disabled=disabled))
         if disabled:
             _revoke_all(conn, uid, at, "user disabled")
         else:
             throttle.clear(conn, username)
-        write_optional(
+        _per_tenant(
             audit,
             conn,
+            grants_of(conn, uid),
             old_value="disabled" if old else "enabled",
             new_value="disabled" if disabled else "enabled",
         )
@@ -187,19 +249,28 @@ def set_disabled(
 def set_password(
     engine: Engine, username: str, password: str, *, now: datetime | None = None, audit: Audit | None = None
 ) -> None:
-    """Change a password; every session of the user is revoked (log in again)."""
+    """Change a password (it must pass the policy); every session of the user is revoked (log in again).
+    A demo user given a password of its own is no longer a demo user."""
+    at = _now(now)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(app_user.c.username, app_user.c.display_name).where(by_name(username))
+        ).first()
+    if row is None:
+        raise UserError(404, f"no user {username!r}")
     try:
-        hashed = passwords.hash_password(password)
+        hashed = passwords.hash_password(password, [row.username, row.display_name or ""])
     except ValueError as exc:
         raise UserError(422, str(exc)) from None
-    at = _now(now)
     with engine.begin() as conn:
         uid = _user_id(conn, username)
         conn.execute(
-            update(app_user).where(app_user.c.id == uid).values(password_hash=hashed, password_changed_at=at)
+            update(app_user)
+            .where(app_user.c.id == uid)
+            .values(password_hash=hashed, password_changed_at=at, demo=False)
         )
         _revoke_all(conn, uid, at, "password changed")
-        write_optional(audit, conn)
+        _per_tenant(audit, conn, grants_of(conn, uid))
 
 
 def revoke_sessions(
@@ -212,9 +283,48 @@ def revoke_sessions(
 ) -> int:
     at = _now(now)
     with engine.begin() as conn:
-        n = _revoke_all(conn, _user_id(conn, username), at, reason)
-        write_optional(audit, conn, new_value=f"{n} sessions revoked")
+        uid = _user_id(conn, username)
+        n = _revoke_all(conn, uid, at, reason)
+        _per_tenant(audit, conn, grants_of(conn, uid), new_value=f"{n} sessions revoked")
         return n
+
+
+def unlock(
+    engine: Engine, username: str, *, audit: Audit | None = None, tenants: Iterable[str] | None = None
+) -> int:
+    """Lift every sign-in backoff of the user (an admin's call after checking with them); returns how many
+    failures were forgotten. Recorded in the user's tenants (`tenants`: only those, the admin's own)."""
+    from api.auth import throttle
+
+    with engine.begin() as conn:
+        uid = _user_id(conn, username)
+        n = throttle.clear(conn, username)
+        held = set(grants_of(conn, uid))
+        _per_tenant(
+            audit,
+            conn,
+            held & set(tenants) if tenants is not None else held,
+            new_value=f"{n} failures forgotten",
+        )
+        return n
+
+
+def reset_mfa(
+    engine: Engine, username: str, *, now: datetime | None = None, audit: Audit | None = None
+) -> bool:
+    """Forget the user's second factor and recovery codes (a lost phone); their sessions end and they enrol
+    again at the next sign-in. True if they had one."""
+    from api.auth import mfa
+
+    at = _now(now)
+    with engine.begin() as conn:
+        uid = _user_id(conn, username)
+        had = mfa.reset(conn, uid)
+        _revoke_all(conn, uid, at, "second factor reset")
+        _per_tenant(
+            audit, conn, grants_of(conn, uid), old_value="enrolled" if had else "none", new_value="none"
+        )
+        return had
 
 
 def _revoke_all(conn: Connection, user_id: int, at: datetime, reason: str) -> int:
@@ -226,12 +336,27 @@ def _revoke_all(conn: Connection, user_id: int, at: datetime, reason: str) -> in
     return res.rowcount or 0
 
 
-def list_users(engine: Engine, tenants: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Users with their grants; `tenants`: only users holding one of them, showing only those grants."""
+def list_users(
+    engine: Engine,
+    tenants: Iterable[str] | None = None,
+    *,
+    cfg: Any = None,
+    now: datetime | None = None,
+    grantless: bool = True,
+) -> list[dict[str, Any]]:
+    """Users with their grants; `tenants`: only users holding one of them, showing only those grants (and,
+    with `grantless`, the users holding none, for a centre admin). With `cfg`: until when each one's
+    sign-in backs off (`locked_until`)."""
+    from api.auth import mfa, throttle
+
     only = set(tenants) if tenants is not None else None
     with engine.connect() as conn:
         users = conn.execute(select(app_user).order_by(app_user.c.username)).all()
         grants = conn.execute(select(user_grant)).all()
+        held = {g.user_id for g in grants}
+        locked = {
+            u.id: throttle.lock_state(conn, cfg, u.username, _now(now)) for u in users if cfg is not None
+        }
     by_user: dict[int, dict[str, str]] = {}
     for g in grants:
         if only is None or g.tenant_id in only:
@@ -239,7 +364,7 @@ def list_users(engine: Engine, tenants: Iterable[str] | None = None) -> list[dic
     out = []
     for u in users:
         g = by_user.get(u.id, {})
-        if only is not None and not g:
+        if only is not None and not g and not (grantless and u.id not in held):
             continue
         out.append(
             {
@@ -249,6 +374,8 @@ def list_users(engine: Engine, tenants: Iterable[str] | None = None) -> list[dic
                 "disabled": u.disabled,
                 "demo": u.demo,
                 "grants": [{"tenant": t, "role": r} for t, r in sorted(g.items())],
+                "locked_until": locked.get(u.id),
+                "mfa_enrolled": mfa.status(u)["enrolled"],
             }
         )
     return out
@@ -258,12 +385,12 @@ def tenants_of(engine: Engine, username: str) -> set[str] | None:
     """Every tenant `username` holds a grant in (None: no such user), even those row-level security hides
     from the asking connection (PostgreSQL: the SECURITY DEFINER function of migration 0004)."""
     with engine.connect() as conn:
-        if conn.execute(select(app_user.c.id).where(app_user.c.username == username)).first() is None:
+        if conn.execute(select(app_user.c.id).where(by_name(username))).first() is None:
             return None
         if conn.dialect.name == "postgresql":
             rows = conn.execute(text("SELECT pumpwatch_user_tenants(:n)"), {"n": username}).scalars()
             return set(rows)
-        uid = conn.execute(select(app_user.c.id).where(app_user.c.username == username)).scalar_one()
+        uid = conn.execute(select(app_user.c.id).where(by_name(username))).scalar_one()
         return set(grants_of(conn, uid))
 
 

@@ -9,22 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import html
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from alarms import store
 from alarms.notify import queries
 from alarms.notify.dispatcher import pending_counts
-from alarms.notify.service import NotifierService, ack_by_token, describe_token
+from alarms.notify.service import (
+    ACKABLE,
+    LinkSpent,
+    NotifierService,
+    ack_by_token,
+    describe_token,
+    spent_reason,
+)
 from alarms.notify.tokens import TokenError
 from api.auth import access
 from api.auth.guard import client_ip
 from api.deps import Ctx, CurrentUser
-from api.schemas import IsoTime, RowId
+from api.schemas import Detail, IsoTime, RowId
 
 router = APIRouter(prefix="/notify", tags=["notify"])
 
@@ -138,12 +146,20 @@ def _tenants(user: Any, tenant: str | None) -> set[str]:
     return set(access.tenants_for(user, tenant))
 
 
-def _delivery(r: dict[str, Any]) -> DeliveryPublic:
-    return DeliveryPublic(
+HIDDEN = "(hidden: operators and admins of the tenant only)"
+
+
+def _delivery(r: dict[str, Any], user: Any) -> DeliveryPublic:
+    """A delivery as `user` may see it: the on-call person's phone number or address (and a provider's
+    error, which may quote it) only for operators and above of the delivery's tenant."""
+    d = DeliveryPublic(
         **{k: r[k] for k in DeliveryPublic.model_fields if k in r and k not in ("tenant", "fallback_of")},
         tenant=r["tenant_id"],
         fallback_of=r["origin_id"],
     )
+    if not user.can("operator", d.tenant):
+        d = d.model_copy(update={"recipient": HIDDEN, "last_error": HIDDEN if d.last_error else None})
+    return d
 
 
 def _escalation(r: dict[str, Any]) -> EscalationPublic:
@@ -174,7 +190,7 @@ async def list_deliveries(
         queries.deliveries, ctx.engine, tenants=_tenants(user, tenant), alarm_id=alarm, person=person,
         state=state, kind=kind, limit=limit,
     )  # fmt: skip
-    return DeliveriesPublic(deliveries=[_delivery(r) for r in rows])
+    return DeliveriesPublic(deliveries=[_delivery(r, user) for r in rows])
 
 
 @router.get("/escalations", response_model=EscalationsPublic)
@@ -203,7 +219,7 @@ async def alarm_notifications(ctx: Ctx, user: CurrentUser, alarm_id: RowId) -> A
     return AlarmNotificationsPublic(
         alarm_id=alarm_id,
         escalation=_escalation(esc[0]) if esc else None,
-        deliveries=[_delivery(r) for r in reversed(rows)],
+        deliveries=[_delivery(r, user) for r in reversed(rows)],
     )
 
 
@@ -227,14 +243,40 @@ async def status(ctx: Ctx, user: CurrentUser) -> StatusPublic:
     return StatusPublic(**counts, running=svc.healthy())
 
 
-@router.post("/test", response_model=TestQueued, status_code=202)
-async def test_message(ctx: Ctx, user: CurrentUser, body: TestRequest) -> TestQueued:
-    """Queue a test message to a person (every contact, or one channel); see it in /deliveries."""
+TEST_WINDOW_S = 600.0
+TEST_PER_PERSON = 3  # test requests per person within the window: enough to try each channel
+
+
+@router.post("/test", response_model=TestQueued, status_code=202, responses={429: {"model": Detail}})
+async def test_message(ctx: Ctx, user: CurrentUser, request: Request, body: TestRequest):
+    """Queue a test message to a person (every contact, or one channel); see it in /deliveries. At most
+    3 per person in 10 minutes (429 with Retry-After): a test must not become a way to page someone at
+    night over and over. Audited."""
     svc = _svc(ctx)
     person = svc.ctx.oncall.people.get(body.person)
     if person is None or person.tenant not in user.tenants:
         raise access.not_found(f"person {body.person!r}")
     access.require(user, "operator", person.tenant)
+    now = ctx.clock.now()
+    recent = await asyncio.to_thread(
+        queries.test_requests_since, ctx.engine, body.person, now - timedelta(seconds=TEST_WINDOW_S)
+    )
+    if len(recent) >= TEST_PER_PERSON:
+        wait = max(1, math.ceil(TEST_WINDOW_S - (now - recent[-TEST_PER_PERSON]).total_seconds()))
+        return JSONResponse(
+            {"detail": f"{TEST_PER_PERSON} test messages to {body.person} within 10 minutes: wait {wait} s"},
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
+    audit = access.audit_for(
+        request,
+        user,
+        "notify.test",
+        tenant_id=person.tenant,
+        target=f"person:{body.person}",
+        detail=body.channel,
+    )
+    await asyncio.to_thread(audit.record, ctx.engine)
     try:
         ids = await asyncio.to_thread(svc.queue_test, body.person, body.channel)
     except KeyError:
@@ -268,7 +310,14 @@ def _alarm_li(a: dict[str, Any], tz_now: datetime | None = None) -> str:
 
 # The link is opened in a phone's browser: every answer is a page, errors included.
 ACK_RESPONSES: dict[int | str, dict[str, Any]] = {
-    403: {"content": {"text/html": {}}, "description": "the link is not valid (forged, expired)"},
+    403: {
+        "content": {"text/html": {}},
+        "description": "the link is not valid (forged, expired, not its message's)",
+    },
+    410: {
+        "content": {"text/html": {}},
+        "description": "the link was used, or everything in it is acknowledged",
+    },
     404: {"content": {"text/html": {}}, "description": "on-call notification is not configured"},
 }
 
@@ -290,12 +339,11 @@ async def ack_page(ctx: Ctx, token: str) -> HTMLResponse:
         info = await asyncio.to_thread(describe_token, svc.ctx, token, ctx.clock.now())
     except TokenError as exc:
         return _page("Link not valid", f"<p class=err>{html.escape(str(exc))}</p>", 403)
-    todo = [a for a in info["alarms"] if a["state"] in ("unacked_active", "unacked_rtn")]
     items = "".join(_alarm_li(a) for a in info["alarms"])
-    if not todo:
-        return _page(
-            "Nothing to acknowledge", f"<p>Everything here is already acknowledged.</p><ul>{items}</ul>"
-        )
+    spent = spent_reason(info)
+    if spent is not None:
+        return _page("Nothing to acknowledge", f"<p>{html.escape(spent)}.</p><ul>{items}</ul>", 410)
+    todo = [a for a in info["alarms"] if a["state"] in ACKABLE]
     return _page(
         f"Acknowledge {len(todo)} alarm(s)?",
         f"<p>{html.escape(info['subject'])}</p><ul>{items}</ul>"
@@ -306,12 +354,15 @@ async def ack_page(ctx: Ctx, token: str) -> HTMLResponse:
 @router.post("/ack/{token}", response_class=HTMLResponse, responses=ACK_RESPONSES)
 async def ack_post(ctx: Ctx, request: Request, token: str) -> HTMLResponse:
     """Acknowledge every still-unacknowledged alarm of the message, journaled with the person's name; the
-    escalation stops and the others told about it learn who took it."""
+    escalation stops and the others told about it learn who took it. Once only: a second use of the link,
+    or a use after everything was acknowledged, is refused (410)."""
     svc = _svc_or_page(ctx)
     if isinstance(svc, HTMLResponse):
         return svc
     try:
         res = await asyncio.to_thread(ack_by_token, svc.ctx, token, ctx.clock.now(), client_ip(request))
+    except LinkSpent as exc:
+        return _page("Nothing to acknowledge", f"<p>{html.escape(str(exc))}.</p>", 410)
     except TokenError as exc:
         return _page("Link not valid", f"<p class=err>{html.escape(str(exc))}</p>", 403)
     done = "".join(_alarm_li(a) for a in res["acked"])

@@ -77,11 +77,17 @@ async def live_stream(
                 return
             if loop.time() >= next_beat:  # also under a steady flow of events
                 next_beat = loop.time() + HEARTBEAT_S
-                # the stream ends with the session (logout, revocation, expiry, disabled user), and
-                # while the database cannot say (the client reconnects and is told why, or served)
+                # the stream ends with the session (logout, revocation, expiry, disabled user), when one
+                # of its tenants was taken away (it reconnects with the others), and while the database
+                # cannot say (the client reconnects and is told why, or served)
                 try:
                     alive = user.session_id is None or await asyncio.to_thread(
-                        session_alive, ctx.engine, ctx.auth, user.session_id, now=ctx.clock.now()
+                        session_alive,
+                        ctx.engine,
+                        ctx.auth,
+                        user.session_id,
+                        now=ctx.clock.now(),
+                        tenants=user.tenants,
                     )
                 except SQLAlchemyError:
                     alive = False

@@ -1,8 +1,12 @@
 """User administration for admins, tenant by tenant, and the audit log.
 
 An admin of a tenant sees the users holding a grant in it (only those grants), gives and takes that
-tenant's grants, and reads that tenant's audit records. Disabling a user, or ending their sessions, needs
-admin in every tenant the user holds. A user the admin cannot see does not exist for them (404).
+tenant's grants, and reads that tenant's audit records. Taking a grant away changes nothing in the user's
+other tenants (their sessions go on). Disabling a user, or ending their sessions, needs admin in every
+tenant the user holds. Users holding no grant at all are the centre admin's alone (admin of every tenant
+of the fleet): a tenant admin cannot see or adopt them. A user the admin cannot see does not exist for them
+(404, the same answer as for a name nobody has). Creating a user whose name is taken, visible or not,
+answers 409 (names are unique), and such refusals back off per admin, so names cannot be listed by trying.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 
-from api.auth import access
+from api.auth import access, throttle
 from api.auth import users as accounts
 from api.auth.users import User, UserError
 from api.deps import Ctx, CurrentUser
@@ -38,10 +43,17 @@ def _admin_tenants(user: User) -> frozenset[str]:
     return tenants
 
 
+def _centre_admin(ctx, user: User) -> bool:  # type: ignore[no-untyped-def]
+    return set(ctx.fleet.tenants) <= _admin_tenants(user)
+
+
 async def _target(ctx, user: User, username: str) -> set[str]:
-    """The tenants of a user the admin may see: holding a grant in one of the admin's tenants, or none."""
+    """The tenants of a user the admin may see: holding a grant in one of the admin's tenants, or (for
+    the centre admin only) none."""
     tenants = await asyncio.to_thread(accounts.tenants_of, ctx.engine, username)
-    if tenants is None or (tenants and not tenants & _admin_tenants(user)):
+    if tenants is None:
+        raise access.not_found(f"user {username!r}")
+    if not tenants & _admin_tenants(user) and not (not tenants and _centre_admin(ctx, user)):
         raise access.not_found(f"user {username!r}")
     return tenants
 
@@ -53,35 +65,72 @@ async def _call(fn, *args, **kw):
         raise HTTPException(exc.status, str(exc)) from None
 
 
+async def _list(ctx, user: User) -> list[dict]:  # type: ignore[no-untyped-def]
+    return await asyncio.to_thread(
+        accounts.list_users,
+        ctx.engine,
+        _admin_tenants(user),
+        cfg=ctx.auth,
+        now=ctx.clock.now(),
+        grantless=_centre_admin(ctx, user),
+    )
+
+
 @router.get("/users", response_model=UsersPublic)
 async def list_users(ctx: Ctx, user: CurrentUser) -> UsersPublic:
-    rows = await asyncio.to_thread(accounts.list_users, ctx.engine, _admin_tenants(user))
+    """Users of your tenants, with until when each one's sign-in backs off after failures."""
+    rows = await _list(ctx, user)
     return UsersPublic(data=[UserAdminPublic(**r) for r in rows], count=len(rows))
 
 
-@router.post("/users", response_model=UserAdminPublic, status_code=201, responses={409: {"model": Detail}})
-async def create_user(ctx: Ctx, user: CurrentUser, request: Request, body: UserCreate) -> UserAdminPublic:
+@router.post(
+    "/users",
+    response_model=UserAdminPublic,
+    status_code=201,
+    responses={409: {"model": Detail}, 423: {"model": Detail}},
+)
+async def create_user(ctx: Ctx, user: CurrentUser, request: Request, body: UserCreate):
     for g in body.grants:
         access.require(user, "admin", g.tenant)
+    now, ip = ctx.clock.now(), access.client_ip(request)
     audit = access.audit_for(
         request, user, "user.create", tenant_id=body.grants[0].tenant, target=f"user:{body.username}"
     )
-    await _call(
-        accounts.create_user,
-        ctx.engine,
-        body.username,
-        body.password,
-        [(g.tenant, g.role) for g in body.grants],
-        display_name=body.display_name,
-        locale=body.locale,
-        now=ctx.clock.now(),
-        audit=audit,
-    )
-    (row,) = [
-        r
-        for r in await asyncio.to_thread(accounts.list_users, ctx.engine, _admin_tenants(user))
-        if r["username"] == body.username
-    ]
+
+    def probing():  # type: ignore[no-untyped-def]
+        with ctx.engine.connect() as conn:
+            return throttle.check(conn, ctx.auth, user.username, ip, now, kind="username")
+
+    refusal = await asyncio.to_thread(probing)
+    if refusal is not None:
+        return JSONResponse(
+            {"detail": "too many taken names tried: " + refusal.reason},
+            status_code=423,
+            headers={"Retry-After": str(refusal.retry_after_s)},
+        )
+    try:
+        await asyncio.to_thread(
+            accounts.create_user,
+            ctx.engine,
+            body.username,
+            body.password,
+            [(g.tenant, g.role) for g in body.grants],
+            display_name=body.display_name,
+            locale=body.locale,
+            now=now,
+            audit=audit,
+        )
+    except UserError as exc:
+        if exc.status == 409:
+
+            def taken() -> None:
+                with ctx.engine.begin() as conn:
+                    throttle.record(conn, ctx.auth, user.username, ip, now, kind="username")
+                    audit.write(conn, "failed", detail="username taken")
+
+            await asyncio.to_thread(taken)
+        raise HTTPException(exc.status, str(exc)) from None
+    (row,) = [r for r in await _list(ctx, user) if r["username"] == body.username]
     return UserAdminPublic(**row)
 
 
@@ -93,6 +142,7 @@ async def set_grant(
     await _target(ctx, user, username)
     audit = access.audit_for(request, user, "user.grant", tenant_id=tenant, target=f"user:{username}")
     await _call(accounts.set_grant, ctx.engine, username, tenant, body.role, audit=audit)
+    ctx.session_cache.forget_user(username)
     return Detail(detail=f"{username} is {body.role} in {tenant}")
 
 
@@ -102,7 +152,9 @@ async def revoke_grant(ctx: Ctx, user: CurrentUser, request: Request, username: 
     await _target(ctx, user, username)
     audit = access.audit_for(request, user, "user.revoke", tenant_id=tenant, target=f"user:{username}")
     await _call(accounts.set_grant, ctx.engine, username, tenant, None, audit=audit)
-    await _call(accounts.revoke_sessions, ctx.engine, username, now=ctx.clock.now(), reason="grant revoked")
+    # Their sessions lose this tenant at their next request (grants are read at each one); the user's
+    # other tenants are none of this admin's business, so nothing else ends.
+    ctx.session_cache.forget_user(username)
     return Detail(detail=f"{username} has no grant in {tenant}")
 
 
@@ -137,6 +189,16 @@ async def revoke_sessions(ctx: Ctx, user: CurrentUser, request: Request, usernam
     )
     n = await _call(accounts.revoke_sessions, ctx.engine, username, now=ctx.clock.now(), audit=audit)
     return Detail(detail=f"{n} sessions of {username} ended")
+
+
+@router.post("/users/{username}/unlock", response_model=Detail)
+async def unlock_user(ctx: Ctx, user: CurrentUser, request: Request, username: str) -> Detail:
+    """Lift the user's sign-in backoff (after checking with them: repeated failures may be an attack)."""
+    tenants = await _target(ctx, user, username)
+    mine = sorted(tenants & _admin_tenants(user)) or [None]
+    audit = access.audit_for(request, user, "user.unlock", tenant_id=mine[0], target=f"user:{username}")
+    n = await _call(accounts.unlock, ctx.engine, username, audit=audit, tenants=_admin_tenants(user))
+    return Detail(detail=f"{username} may sign in again ({n} failures forgotten)")
 
 
 @router.get("/audit", response_model=AuditPublic)

@@ -50,6 +50,9 @@ class TenantConfig(Strict):
     # The monitoring centre: owns the system alarms (historian, spool, shards, notifier, rejected input),
     # the dead letters, and the staff they are routed to. At most one tenant of a fleet.
     centre: bool = False
+    # every user with a grant here gives a second factor at sign-in, whatever the role (engineer and admin
+    # always do: PUMPWATCH_MFA_ROLES)
+    require_mfa: bool = False
 
     @field_validator("timezone")
     @classmethod

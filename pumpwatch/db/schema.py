@@ -310,6 +310,7 @@ notification = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
+    Column("link_used_at", UTCDateTime, nullable=True),  # its ack link acknowledged: the link is spent
     UniqueConstraint("dedupe_key"),
     Index("ix_notification_state_next_attempt_at", "state", "next_attempt_at"),
     Index("ix_notification_person_created_at", "person", "created_at"),

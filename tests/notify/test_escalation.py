@@ -66,9 +66,9 @@ async def test_ack_by_link_stops_the_next_step(world: World) -> None:
     assert world.smtp.to("chief@kita.example.jp") == []
     esc = (await world.client.get(f"/api/v1/notify/alarms/{aid}")).json()["escalation"]
     assert esc["state"] == "acked" and esc["acked_by"] == "Duty One"
-    # a second POST acknowledges nothing and says so
+    # the link is spent: a second POST is refused and says so
     r = await world.client.post(path)
-    assert "Nothing left to acknowledge" in r.text
+    assert r.status_code == 410 and "already used" in r.text
 
 
 @BOTH_DATABASES

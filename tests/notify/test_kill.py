@@ -17,6 +17,7 @@ from alarms import store
 from pumpwatch.db.engine import make_engine
 from pumpwatch.db.migrate import upgrade
 from pumpwatch.db.schema import notification
+from tests.auth import SECRET
 from tests.conftest import DEMO_FLEET, REPO
 from tests.notify.conftest import HOOK_SECRET
 from tests.notify.receivers import HttpReceiver
@@ -49,7 +50,7 @@ def _wait(cond, what: str, limit_s: float = 60) -> None:  # type: ignore[no-unty
 
 
 def _notifier(fleet: Path, db_url: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PUMPWATCH_SECRET_KEY": "kill-test-key", "PUMPWATCH_LOG_LEVEL": "INFO"}
+    env = {**os.environ, "PUMPWATCH_SECRET_KEY": SECRET, "PUMPWATCH_LOG_LEVEL": "INFO"}
     return subprocess.Popen(
         [sys.executable, "-m", "pumpwatch.cli", "notify", "run", "--fleet", str(fleet), "--db", db_url],
         cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,

@@ -99,7 +99,12 @@ async def test_scripted_session_is_audited_completely(rig) -> None:
     logins = [g for g in got if g[0] == "login"]
     assert ("login", "kita-op", None, "failed") in logins
     assert {g[1] for g in logins if g[3] == "ok"} >= {"kita-op", "kita-eng", "kita-admin", "kita-view"}
-    actions = [g for g in got if g[0] != "login"]
+    # the second step of the engineer's and the admin's sign-in
+    assert [g for g in got if g[0] == "login.mfa"] == [
+        ("login.mfa", "kita-eng", None, "ok"),
+        ("login.mfa", "kita-admin", None, "ok"),
+    ]
+    actions = [g for g in got if g[0] not in ("login", "login.mfa")]
     assert actions == [
         ("alarm.ack", "kita-op", "kita", "ok"),
         ("alarm.shelve", "kita-op", "kita", "ok"),

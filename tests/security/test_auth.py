@@ -49,16 +49,28 @@ async def test_no_token_bad_token_and_wrong_password(api: Api) -> None:
     assert (await api.client.get("/healthz")).status_code == 200  # public
 
 
-async def test_lockout_after_five_failures_then_time_lifts_it(api: Api) -> None:
+async def test_backoff_after_five_failures_doubles_up_to_its_cap_and_time_lifts_it(api: Api) -> None:
     for _ in range(5):
         assert (await api.login("kita-op", "guess-guess")).status_code == 401
-    r = await api.login("kita-op")  # the right password, but locked
-    assert r.status_code == 423 and int(r.headers["retry-after"]) == 900
-    api.clock.advance(600)
-    assert (await api.login("kita-op")).status_code == 423  # refusals while locked do not count
-    api.clock.advance(301)
-    assert (await api.login("kita-op")).status_code == 200
-    # unknown names lock the same way: no enumeration by behaviour
+    r = await api.login("kita-op")  # the right password, but backing off
+    assert r.status_code == 423 and int(r.headers["retry-after"]) == 30
+    api.clock.advance(20)
+    assert (await api.login("kita-op")).status_code == 423  # refusals while waiting do not count
+    api.clock.advance(11)
+    assert (await api.login("kita-op")).status_code == 200  # and a success clears the count
+    # an attacker elsewhere (no trusted-device cookie): each further failure doubles the wait, at most 15 min
+    api.client.cookies.clear()
+    for _ in range(5):
+        assert (await api.login("kita-op", "guess-guess")).status_code == 401
+    waits = []
+    for _ in range(7):
+        r = await api.login("kita-op", "guess-guess")  # at once: refused, not counted
+        assert r.status_code == 423
+        waits.append(int(r.headers["retry-after"]))
+        api.clock.advance(waits[-1])
+        assert (await api.login("kita-op", "guess-guess")).status_code == 401  # counted
+    assert waits == [30, 60, 120, 240, 480, 900, 900]
+    # unknown names back off the same way: no enumeration by behaviour
     for _ in range(5):
         await api.login("ghost", "guess-guess")
     assert (await api.login("ghost", "guess-guess")).status_code == 423
@@ -225,8 +237,14 @@ def test_cli_user_commands(sqlite_url: str) -> None:
     from pumpwatch.db.engine import make_engine
 
     engine = make_engine(sqlite_url)
-    actions = [a["action"] for a in audit.read(engine)]
-    assert actions == ["user.create", "user.grant", "user.revoke", "user.disable"]
+    actions = [(a["action"], a["tenant_id"], a["new_value"]) for a in audit.read(engine)]
+    assert actions == [  # one record per tenant, naming that tenant's grant only
+        ("user.create", "kita", "kita:operator"),
+        ("user.create", "minami", "minami:viewer"),
+        ("user.grant", "kita", "engineer"),
+        ("user.revoke", "minami", None),
+        ("user.disable", "kita", "disabled"),
+    ]
     engine.dispose()
 
 

@@ -19,7 +19,7 @@ from alarms import store
 from api.auth.config import AuthConfig
 from api.context import ApiContext
 from api.main import create_app
-from pumpwatch import historian
+from pumpwatch import audit, historian
 from pumpwatch.db import rls
 from pumpwatch.historian_scale import roll_up
 from pumpwatch.timescale import daily_name, timescale_active
@@ -228,6 +228,21 @@ def test_the_api_runs_through_the_app_role(filled) -> None:
             assert (await c.post("/api/v1/users/minami-op/disable", headers=adm)).status_code == 404
             listed = (await c.get("/api/v1/users", headers=adm)).json()["data"]
             assert "minami-op" not in {u["username"] for u in listed}
+            # a shared user backs off: one record in each of its tenants, written through the app role;
+            # kita's admin unlocks it, recorded in kita only (not refused by minami's policy)
+            for _ in range(5):
+                await c.post("/api/v1/auth/login", json={"username": "centre", "password": "guess-guess"})
+            c.cookies.clear()
+            r = await c.post("/api/v1/users/centre/unlock", headers=adm)
+            assert r.status_code == 200, r.text
+            recs = [
+                (a["action"], a["tenant_id"])
+                for a in audit.read(owner)
+                if a["tenant_id"] and a["target"] == "user:centre"
+            ]
+            assert recs == [
+                ("login.backoff", "kita"), ("login.backoff", "minami"), ("user.unlock", "kita")
+            ], recs  # fmt: skip
             # the shared centre sees both, through the same role
             h2 = bearer(await token(c, "centre"))
             assert (

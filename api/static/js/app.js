@@ -47,6 +47,10 @@ function renderHeader() {
   const u = state.user;
   $("#who").textContent = u ? `${u.display_name || u.username} (${t("role." + (topRole() || "none"))})` : "";
   $("#logout").hidden = !u;
+  const exempt = u && u.mfa && u.mfa.exempt === "demo";
+  $("#demo-badge").hidden = !exempt; // said plainly: the demo's users skip the second factor
+  $("#demo-badge").title = t("mfa.demo_title");
+  $("#mfa-btn").hidden = !u || exempt || !(u.mfa && !u.mfa.step);
   $("#mute").textContent = isMuted() ? t("audio.off") : t("audio.on");
   $("#mute").title = isMuted() ? t("audio.unmute") : t("audio.mute");
   $("#mute").setAttribute("aria-pressed", String(isMuted()));
@@ -82,14 +86,110 @@ async function pollBanner() {
   renderSysBanner();
 }
 
+const STEPS = ["login-form", "mfa-form", "enrol-form", "recovery-form"];
+
+// The sign-in dialog shows one step at a time: password, second factor, enrolment, recovery codes.
+function showStep(which) {
+  for (const id of STEPS) $("#" + id).hidden = id !== which;
+  const dlg = $("#login-dialog");
+  if (!dlg.open) dlg.showModal();
+  const first = $(`#${which} input`);
+  if (first) first.focus();
+}
+
 async function showLogin(message) {
   stream.stop();
   if (bannerTimer) { clearInterval(bannerTimer); bannerTimer = null; }
   banner = null; renderSysBanner();
-  const dlg = $("#login-dialog");
   const err = $("#login-error");
   err.hidden = !message; err.textContent = message || "";
-  if (!dlg.open) dlg.showModal();
+  showStep("login-form");
+}
+
+function refusal(e, bad) {
+  if (!(e instanceof ApiError)) return t("conn.lost_short");
+  if (e.status === 401) return bad;
+  if (e.status === 429) return t("auth.throttled", { s: e.retryAfter || "?" });
+  if (e.status === 423) return t("auth.locked", { s: e.retryAfter || "?" });
+  return `${t("common.error")}: ${e.message}`;
+}
+
+function showError(sel, text) {
+  const err = $(sel);
+  err.hidden = !text; err.textContent = text || "";
+}
+
+// After the password: what the session still owes (a code, or an enrolment), else in.
+async function afterPassword(mfa) {
+  if (!mfa || !mfa.step) return finishSignIn();
+  if (mfa.step === "verify") { showError("#mfa-error"); return showStep("mfa-form"); }
+  return startEnrol();
+}
+
+async function startEnrol() {
+  showError("#enrol-error");
+  try {
+    const e = await api("/auth/mfa/enrol", { method: "POST" });
+    $("#enrol-qr").src = `${e.qr_svg}?n=${Date.now()}`; // made by the API itself: the secret goes nowhere else
+    $("#enrol-secret").textContent = e.secret.replace(/(.{4})/g, "$1 ").trim();
+  } catch (e) {
+    showError("#enrol-error", refusal(e, t("auth.expired")));
+  }
+  showStep("enrol-form");
+}
+
+async function verify(ev) {
+  ev.preventDefault();
+  const code = new FormData($("#mfa-form")).get("code");
+  try {
+    const me = await api("/auth/mfa/verify", { method: "POST", body: { code } });
+    state.user = me;
+  } catch (e) {
+    return showError("#mfa-error", refusal(e, t("mfa.bad")));
+  }
+  await finishSignIn();
+}
+
+async function confirmEnrol(ev) {
+  ev.preventDefault();
+  const code = new FormData($("#enrol-form")).get("code");
+  let r;
+  try {
+    r = await api("/auth/mfa/enrol/confirm", { method: "POST", body: { code } });
+  } catch (e) {
+    return showError("#enrol-error", refusal(e, t("mfa.bad")));
+  }
+  state.user = r.me;
+  const list = $("#recovery-codes");
+  list.innerHTML = "";
+  for (const c of r.recovery_codes) {
+    const li = document.createElement("li");
+    li.textContent = c;
+    list.appendChild(li);
+  }
+  showStep("recovery-form");
+}
+
+async function finishSignIn() {
+  for (const id of STEPS) $("#" + id).reset();
+  $("#recovery-codes").innerHTML = "";
+  $("#enrol-qr").removeAttribute("src");
+  $("#enrol-secret").textContent = "";
+  showStep("login-form");
+  $("#login-dialog").close();
+  if (!document.body.classList.contains("signed-in")) await started();
+  else renderHeader();
+}
+
+async function cancelStep() {
+  // re-enrolling from a signed-in console: just close; in the middle of signing in: sign out
+  if (state.user && state.user.mfa && !state.user.mfa.step && document.body.classList.contains("signed-in")) {
+    for (const id of STEPS) $("#" + id).reset();
+    showStep("login-form");
+    $("#login-dialog").close();
+    return;
+  }
+  await logout();
 }
 
 async function login(ev) {
@@ -97,20 +197,17 @@ async function login(ev) {
   unlock();
   const f = new FormData($("#login-form"));
   const err = $("#login-error");
+  let r;
   try {
-    const r = await api("/auth/login", { method: "POST", body: { username: f.get("username"), password: f.get("password") } });
-    state.user = r.user;
+    r = await api("/auth/login", { method: "POST", body: { username: f.get("username"), password: f.get("password") } });
+    state.user = { ...r.user, mfa: r.mfa };
   } catch (e) {
     err.hidden = false;
-    err.textContent = e instanceof ApiError
-      ? e.status === 401 ? t("auth.bad") : e.status === 429 ? t("auth.throttled", { s: e.retryAfter || "?" })
-        : e.status === 423 ? t("auth.locked") : `${t("common.error")}: ${e.message}`
-      : t("conn.lost_short");
+    err.textContent = refusal(e, t("auth.bad"));
     return;
   }
   $("#login-form").reset();
-  $("#login-dialog").close();
-  await started();
+  await afterPassword(r.mfa);
 }
 
 async function started() {
@@ -121,6 +218,7 @@ async function started() {
     state.tenants = Object.fromEntries(ts.data.map(x => [x.id, x]));
   } catch { /* names only */ }
   document.body.classList.remove("booting");
+  document.body.classList.add("signed-in");
   stream.start();
   route();
   renderHeader();
@@ -131,7 +229,10 @@ async function started() {
 async function logout() {
   try { await api("/auth/logout", { method: "POST" }); } catch { /* gone already */ }
   state.user = null;
+  document.body.classList.remove("signed-in");
   state.stations.clear(); state.alarms.clear(); state.dispatch = { data: [], count: 0 };
+  if (active && active.view.unmount) active.view.unmount();
+  active = null; // no view redraws into the emptied page after sign-out
   $("#main").innerHTML = "";
   showLogin();
 }
@@ -152,6 +253,11 @@ async function boot() {
   $("#mute").addEventListener("click", () => { unlock(); setMuted(!isMuted()); renderHeader(); });
   $("#logout").addEventListener("click", logout);
   $("#login-form").addEventListener("submit", login);
+  $("#mfa-form").addEventListener("submit", verify);
+  $("#enrol-form").addEventListener("submit", confirmEnrol);
+  $("#recovery-form").addEventListener("submit", e => { e.preventDefault(); finishSignIn(); });
+  for (const b of document.querySelectorAll(".mfa-cancel")) b.addEventListener("click", cancelStep);
+  $("#mfa-btn").addEventListener("click", startEnrol);
   $("#login-dialog").addEventListener("cancel", e => e.preventDefault()); // no way around signing in
   document.addEventListener("click", unlock, { once: true });
   window.addEventListener("hashchange", route);
@@ -174,7 +280,12 @@ async function boot() {
   try {
     const me = await api("/auth/me");
     state.user = me.user || me;
-    await started();
+    if (state.user.mfa && state.user.mfa.step) {
+      document.body.classList.remove("booting");
+      await afterPassword(state.user.mfa); // a reload between the two steps
+    } else {
+      await started();
+    }
   } catch (e) {
     document.body.classList.remove("booting");
     showLogin(e.status === 401 ? "" : `${t("common.error")}: ${esc(e.message)}`);

@@ -166,6 +166,14 @@ async def test_rtu_on_battery_then_blind(rig: Rig) -> None:
 
     await settle_until(rig, on_battery, 20, "RTU on battery visible")
 
+    async def power_failure_raised():
+        # second by second, as polls come: a rule completes its on-delay only on fresh data
+        # (alarms/evaluator.py), which the 60-s steps below would never give it
+        await rig.system.alarms.drain()
+        return any(a["name"] == "power_failure" for a in rig.system.alarms.active_by_station()["MP-A"])
+
+    await settle_until(rig, power_failure_raised, 20, "MP-A power failure raised")
+
     # The battery lasts 15 min here: then the RTU stops answering and every unit behind it is comm loss,
     # but for the station whose power failure explains it (its comm-loss alarm is suppressed by design).
     blind_status = {"MP-A": "power_failure", "MP-B": "comm_loss", "MP-C": "comm_loss"}

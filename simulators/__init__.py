@@ -26,10 +26,12 @@ pymodbus and the standard library, never the collector, alarms or api, so integr
 from simulators.fleet import SimulatedFleet
 from simulators.kinds import MODELS, make_station
 from simulators.modbus_server import ModbusStationServer, UnitSpec, build_device
-from simulators.physics import ManholePumpStation, PumpState, StationModel, TelemetryRTU
+from simulators.physics import ManholePumpStation
 from simulators.plant import TreatmentPlant
+from simulators.pumps import PumpState
 from simulators.registers import encode_point, encode_points
 from simulators.relay import RelayPumpStation
+from simulators.rtu import TelemetryRTU
 from simulators.scenarios import (
     Area,
     ScenarioEvent,
@@ -47,6 +49,7 @@ from simulators.scenarios import (
     sensor_stuck_low,
     toxic_shock,
 )
+from simulators.station_model import StationModel
 from simulators.stormwater import StormwaterPumpStation
 
 __all__ = [

@@ -41,7 +41,8 @@ from pumpwatch.config.models import ControllerConfig, MqttJsonController
 from simulators.kinds import MODELS, accepted_options, make_station, options_for
 from simulators.modbus_server import ModbusStationServer, PointSource, UnitSpec
 from simulators.mqtt_publisher import JsonPublisher, SparkplugEdgeNode
-from simulators.physics import StationModel, TelemetryRTU
+from simulators.rtu import TelemetryRTU
+from simulators.station_model import StationModel
 
 __all__ = ["RTU_STATUS_MAP", "SimulatedFleet", "TimedChange"]
 

@@ -25,8 +25,8 @@ pymodbus and the standard library, never the collector, alarms or api, so integr
 
 from simulators.fleet import SimulatedFleet
 from simulators.kinds import MODELS, make_station
+from simulators.manhole import ManholePumpStation
 from simulators.modbus_server import ModbusStationServer, UnitSpec, build_device
-from simulators.physics import ManholePumpStation
 from simulators.plant import TreatmentPlant
 from simulators.pumps import PumpState
 from simulators.registers import encode_point, encode_points

@@ -20,7 +20,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from pumpwatch.config.models import StationConfig
-from simulators.physics import ManholePumpStation
+from simulators.manhole import ManholePumpStation
 from simulators.plant import TreatmentPlant
 from simulators.relay import RelayPumpStation
 from simulators.station_model import StationModel

@@ -26,7 +26,7 @@ from collector.model import Quality, Sample
 from pumpwatch.config.loader import Fleet, load_fleet
 from pumpwatch.config.models import Catchment, StationConfig
 from simulators.inflow import DIURNAL
-from simulators.physics import ManholePumpStation
+from simulators.manhole import ManholePumpStation
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "config" / "demo"
 TZ = ZoneInfo("Asia/Tokyo")

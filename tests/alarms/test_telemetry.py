@@ -13,7 +13,7 @@ from alarms.analyzers.telemetry import TelemetryHealth, theil_sen
 from collector.model import Quality, Sample
 from pumpwatch.config import load_fleet
 from pumpwatch.config.models import StationConfig
-from simulators.physics import ManholePumpStation
+from simulators.manhole import ManholePumpStation
 from simulators.rtu import BATTERY_EMPTY_V, BATTERY_FULL_V, TelemetryRTU
 
 DEMO_FLEET = Path(__file__).resolve().parents[2] / "deploy" / "config" / "demo"

@@ -40,7 +40,8 @@ from pumpwatch.config.loader import Fleet
 from pumpwatch.config.models import ControllerConfig, MqttJsonController
 from simulators.kinds import MODELS, accepted_options, make_station, options_for
 from simulators.modbus_server import ModbusStationServer, PointSource, UnitSpec
-from simulators.mqtt_publisher import JsonPublisher, SparkplugEdgeNode
+from simulators.mqtt_json_publisher import JsonPublisher
+from simulators.mqtt_publisher import SparkplugEdgeNode
 from simulators.rtu import TelemetryRTU
 from simulators.station_model import StationModel
 

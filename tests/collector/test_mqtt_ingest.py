@@ -14,7 +14,7 @@ from pumpwatch import sparkplug as spb
 from pumpwatch.clock import SystemClock
 from pumpwatch.config.models import MetricMap, MqttJsonController, SparkplugController
 from simulators.mqtt_json_publisher import JsonPublisher
-from simulators.mqtt_publisher import SparkplugEdgeNode
+from simulators.sparkplug_node import SparkplugEdgeNode
 from tests.mqtt_broker import MosquittoBroker
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,8 @@ import aiomqtt
 
 from pumpwatch.clock import Clock
 from pumpwatch.config.models import MetricMap, MetricSpec, MqttBroker, MqttJsonController
-from simulators.mqtt_link import _Link
-from simulators.mqtt_values import SampleLog, Scalar, Values, _checked_interval, typed_value
+from simulators.mqtt_link import MqttLink
+from simulators.mqtt_values import SampleLog, Scalar, Values, checked_interval, typed_value
 
 __all__ = ["JsonPublisher"]
 
@@ -56,7 +56,7 @@ class JsonPublisher:
         self.broker = broker
         self.ctrl = ctrl
         self.clock = clock
-        self.interval_s = _checked_interval(ctrl, sources, interval_s)
+        self.interval_s = checked_interval(ctrl, sources, interval_s)
         self.batch = batch
         self.qos = qos
         self.on_sample = on_sample
@@ -65,7 +65,7 @@ class JsonPublisher:
         base = client_id or f"sim-json-{ctrl.id}"
         self._sources = {s.station: sources[s.station] for s in ctrl.stations}
         self._links = {
-            station: _Link(
+            station: MqttLink(
                 f"simulators.mqtt_json[{station}]",
                 broker,
                 f"{base}-{station}",
@@ -106,7 +106,7 @@ class JsonPublisher:
         a later one (wrap in `asyncio.timeout`)."""
         await asyncio.gather(*(link.wait_online(min_sessions) for link in self._links.values()))
 
-    def _pick(self, station: str | None) -> list[_Link]:
+    def _pick(self, station: str | None) -> list[MqttLink]:
         if station is None:
             return list(self._links.values())
         if station not in self._links:

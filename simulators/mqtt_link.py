@@ -23,7 +23,7 @@ import aiomqtt
 
 from pumpwatch.config.models import MqttBroker
 
-__all__ = ["backoff_delay"]
+__all__ = ["MqttLink", "backoff_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def backoff_delay(attempt: int, cap: float) -> float:
     return min(cap, random.uniform(0, 1.5 ** min(10, attempt)))
 
 
-class _Link:
+class MqttLink:
     """One MQTT session kept alive: connect, run the session, reconnect with backoff until closed.
 
     `will()` is called before every connection attempt (the will may change per session: bdSeq). `session`

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from pumpwatch.config.models import MetricMap, MetricSpec, MqttJsonController, SparkplugController
 
-__all__ = ["SampleLog", "Scalar", "Values", "typed_value"]
+__all__ = ["SampleLog", "Scalar", "Values", "checked_interval", "typed_value"]
 
 Scalar = float | int | bool
 Values = Callable[[], Mapping[str, Scalar | None]]
@@ -38,7 +38,7 @@ def typed_value(spec: MetricSpec, value: object) -> Scalar | None:
     return round(f) if spec.type == "int" else f
 
 
-def _checked_interval(
+def checked_interval(
     ctrl: MqttJsonController | SparkplugController, sources: Mapping[str, object], interval_s: float | None
 ) -> float:
     """Every configured station has a value source; the publish interval (default: half the expected)."""

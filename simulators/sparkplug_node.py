@@ -25,8 +25,8 @@ import aiomqtt
 from pumpwatch import sparkplug as spb
 from pumpwatch.clock import Clock
 from pumpwatch.config.models import MetricMap, MetricSpec, MqttBroker, SparkplugController
-from simulators.mqtt_link import _Link
-from simulators.mqtt_values import SampleLog, Scalar, Values, _checked_interval, typed_value
+from simulators.mqtt_link import MqttLink
+from simulators.mqtt_values import SampleLog, Scalar, Values, checked_interval, typed_value
 
 __all__ = ["SparkplugEdgeNode"]
 
@@ -78,7 +78,7 @@ class SparkplugEdgeNode:
         self.broker = broker
         self.ctrl = ctrl
         self.clock = clock
-        self.interval_s = _checked_interval(ctrl, sources, interval_s)
+        self.interval_s = checked_interval(ctrl, sources, interval_s)
         self.aliases = aliases
         self.data_datatypes = data_datatypes
         self.on_sample = on_sample
@@ -107,7 +107,7 @@ class SparkplugEdgeNode:
         self._dead_devices: set[str] = set()  # device_death(): no data until the next births
         self._lock = asyncio.Lock()  # one message at a time, so seq order is wire order
         self._entered = False
-        self._link = _Link(
+        self._link = MqttLink(
             f"simulators.sparkplug[{ctrl.group_id}/{ctrl.edge_node_id}]",
             broker,
             client_id or f"sim-spb-{ctrl.group_id}-{ctrl.edge_node_id}",

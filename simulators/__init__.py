@@ -1,9 +1,16 @@
 """Simulators: black boxes that speak Modbus TCP like a fleet of pump-station panels, plants and telemetry
 RTUs, for demos and tests.
 
-- `physics`: the shared building blocks (`StationModel` time grid, `DiurnalInflow`, `StagedPumpControl`,
-  `StandbyGenerator`, `LevelGauge`), `ManholePumpStation` (wet well + sewer storage, diurnal inflow, two
-  alternating pumps, power, battery, failure states) and `TelemetryRTU` (one battery for a gateway's units).
+- `station_model`: `StationModel`, the base of every station model (config, seed, random streams, the time
+  grid of sub-steps).
+- `inflow`: sanitary inflow (`DIURNAL`, `diurnal_factor`, `lognormal`, `catchment_q_avg_m3_min`,
+  `DiurnalInflow`).
+- `pumps`: `PumpState`, `pumps_from_config`, `PumpControls` (scenario controls) and `StagedPumpControl` (the
+  multi-pump panel, `derive_stages`).
+- `generator`: `StandbyGenerator`. `gauges`: `LevelGauge`.
+- `manhole`: `ManholePumpStation` (wet well + sewer storage, diurnal inflow, two alternating pumps, power,
+  battery, failure states).
+- `rtu`: `TelemetryRTU` (one battery for a gateway's units) and the telemetry battery figures.
 - `relay`: `RelayPumpStation` (staged pumps with standby, 6.6 kV receiving, standby generator, two gauges).
 - `stormwater`: `StormwaterPumpStation` (rational-method runoff, river level, discharge gate, engine-driven
   pumps, curtailment).
@@ -18,18 +25,24 @@ RTUs, for demos and tests.
   loopback socket, plus a physics task stepping on a `Clock` (`ScaledClock` for demos, `FakeClock` for tests).
 - `scenarios`: scripted faults (power outage, pump fault, clog, stuck level sensor, rain and hyetographs,
   river level, generator, blower, gauge and HV faults, toxic shock) and `run_scenario`.
+- `mqtt_link`: `MqttLink`, one MQTT session kept alive (reconnect with backoff); `mqtt_values`: value
+  sources and their conversion to a metric's type; `mqtt_json_publisher`: `JsonPublisher` (plain JSON, one
+  session per station); `sparkplug_node`: `SparkplugEdgeNode` (a Sparkplug B edge node).
 
 Dependency rule: this package imports only `pumpwatch.config`, `pumpwatch.clock`, `pumpwatch.hydraulics`,
-pymodbus and the standard library, never the collector, alarms or api, so integration tests stay honest.
+pymodbus and the standard library (the MQTT devices also aiomqtt and `pumpwatch.sparkplug`), never the
+collector, alarms or api, so integration tests stay honest.
 """
 
 from simulators.fleet import SimulatedFleet
 from simulators.kinds import MODELS, make_station
+from simulators.manhole import ManholePumpStation
 from simulators.modbus_server import ModbusStationServer, UnitSpec, build_device
-from simulators.physics import ManholePumpStation, PumpState, StationModel, TelemetryRTU
 from simulators.plant import TreatmentPlant
+from simulators.pumps import PumpState
 from simulators.registers import encode_point, encode_points
 from simulators.relay import RelayPumpStation
+from simulators.rtu import TelemetryRTU
 from simulators.scenarios import (
     Area,
     ScenarioEvent,
@@ -47,6 +60,7 @@ from simulators.scenarios import (
     sensor_stuck_low,
     toxic_shock,
 )
+from simulators.station_model import StationModel
 from simulators.stormwater import StormwaterPumpStation
 
 __all__ = [

@@ -8,7 +8,8 @@ gateway), all on one event loop.
 
 The physics task ("simulators.physics") steps every station to `clock.now()` every `step_interval_s` of clock
 time; the servers encode the stations' values when they are read. Stations that only MQTT controllers serve
-are simulated and stepped just the same (`stations`); publishing them is `simulators.mqtt_publisher`'s job.
+are simulated and stepped just the same (`stations`); publishing them is the job of
+`simulators.mqtt_json_publisher` and `simulators.sparkplug_node`.
 Stopping a controller (a dead telemetry unit) closes its server and its client connections; its stations keep
 simulating.
 
@@ -40,8 +41,10 @@ from pumpwatch.config.loader import Fleet
 from pumpwatch.config.models import ControllerConfig, MqttJsonController
 from simulators.kinds import MODELS, accepted_options, make_station, options_for
 from simulators.modbus_server import ModbusStationServer, PointSource, UnitSpec
-from simulators.mqtt_publisher import JsonPublisher, SparkplugEdgeNode
-from simulators.physics import StationModel, TelemetryRTU
+from simulators.mqtt_json_publisher import JsonPublisher
+from simulators.rtu import TelemetryRTU
+from simulators.sparkplug_node import SparkplugEdgeNode
+from simulators.station_model import StationModel
 
 __all__ = ["RTU_STATUS_MAP", "SimulatedFleet", "TimedChange"]
 

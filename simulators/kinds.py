@@ -20,9 +20,10 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from pumpwatch.config.models import StationConfig
-from simulators.physics import ManholePumpStation, StationModel
+from simulators.manhole import ManholePumpStation
 from simulators.plant import TreatmentPlant
 from simulators.relay import RelayPumpStation
+from simulators.station_model import StationModel
 from simulators.stormwater import StormwaterPumpStation
 
 __all__ = ["MODELS", "accepted_options", "make_station", "options_for"]

@@ -37,13 +37,9 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from pumpwatch.config.models import StationConfig
-from simulators.physics import (
-    DiurnalInflow,
-    PointValues,
-    StandbyGenerator,
-    StationModel,
-    diurnal_factor,
-)
+from simulators.generator import StandbyGenerator
+from simulators.inflow import DiurnalInflow, diurnal_factor
+from simulators.station_model import PointValues, StationModel
 
 __all__ = ["Blower", "TreatmentPlant"]
 

@@ -44,18 +44,11 @@ from datetime import datetime, tzinfo
 
 from pumpwatch.config.models import StationConfig
 from pumpwatch.hydraulics import StageStorage
-from simulators.physics import (
-    DiurnalInflow,
-    LevelGauge,
-    PointValues,
-    PumpControls,
-    StagedPumpControl,
-    StandbyGenerator,
-    StationModel,
-    catchment_q_avg_m3_min,
-    derive_stages,
-    pumps_from_config,
-)
+from simulators.gauges import LevelGauge
+from simulators.generator import StandbyGenerator
+from simulators.inflow import DiurnalInflow, catchment_q_avg_m3_min
+from simulators.pumps import PumpControls, StagedPumpControl, derive_stages, pumps_from_config
+from simulators.station_model import PointValues, StationModel
 
 __all__ = ["HV_VOLTAGE_KV", "RelayPumpStation"]
 

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from pumpwatch.clock import Clock
 from simulators.fleet import SimulatedFleet
-from simulators.physics import StationModel
+from simulators.station_model import StationModel
 
 __all__ = [
     "Area",

@@ -42,16 +42,10 @@ from datetime import datetime, tzinfo
 
 from pumpwatch.config.models import StationConfig
 from pumpwatch.hydraulics import StageStorage
-from simulators.physics import (
-    PointValues,
-    PumpControls,
-    StagedPumpControl,
-    StandbyGenerator,
-    StationModel,
-    derive_stages,
-    lognormal,
-    pumps_from_config,
-)
+from simulators.generator import StandbyGenerator
+from simulators.inflow import lognormal
+from simulators.pumps import PumpControls, StagedPumpControl, derive_stages, pumps_from_config
+from simulators.station_model import PointValues, StationModel
 
 __all__ = ["StormwaterPumpStation"]
 

@@ -25,7 +25,8 @@ from alarms.profiles import load_profile, normalise_profile
 from collector.model import Quality, Sample
 from pumpwatch.config.loader import Fleet, load_fleet
 from pumpwatch.config.models import Catchment, StationConfig
-from simulators.physics import DIURNAL, ManholePumpStation
+from simulators.inflow import DIURNAL
+from simulators.manhole import ManholePumpStation
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "config" / "demo"
 TZ = ZoneInfo("Asia/Tokyo")

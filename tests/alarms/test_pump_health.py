@@ -16,7 +16,7 @@ from alarms.analyzers.pumps import PumpHealth
 from collector.model import Quality, Sample
 from pumpwatch.config import load_fleet
 from pumpwatch.config.models import StationConfig
-from simulators.physics import ManholePumpStation
+from simulators.manhole import ManholePumpStation
 
 DEMO_FLEET = Path(__file__).resolve().parents[2] / "deploy" / "config" / "demo"
 SID = "KITA-MP-01"  # MPS-REF: 2 × 0.5 m³/min, 10 A rated, start 1.0 m, stop 0.5 m

@@ -13,7 +13,8 @@ from alarms.analyzers.telemetry import TelemetryHealth, theil_sen
 from collector.model import Quality, Sample
 from pumpwatch.config import load_fleet
 from pumpwatch.config.models import StationConfig
-from simulators.physics import BATTERY_EMPTY_V, BATTERY_FULL_V, ManholePumpStation, TelemetryRTU
+from simulators.manhole import ManholePumpStation
+from simulators.rtu import BATTERY_EMPTY_V, BATTERY_FULL_V, TelemetryRTU
 
 DEMO_FLEET = Path(__file__).resolve().parents[2] / "deploy" / "config" / "demo"
 SID = "KITA-MP-01"

@@ -13,7 +13,8 @@ from collector.sources.mqtt import MqttIngest
 from pumpwatch import sparkplug as spb
 from pumpwatch.clock import SystemClock
 from pumpwatch.config.models import MetricMap, MqttJsonController, SparkplugController
-from simulators.mqtt_publisher import JsonPublisher, SparkplugEdgeNode
+from simulators.mqtt_json_publisher import JsonPublisher
+from simulators.sparkplug_node import SparkplugEdgeNode
 from tests.mqtt_broker import MosquittoBroker
 
 pytestmark = pytest.mark.integration

@@ -36,7 +36,8 @@ from pumpwatch.clock import Clock, FakeClock
 from pumpwatch.config import load_fleet
 from pumpwatch.config.loader import Fleet
 from pumpwatch.system import System
-from simulators.mqtt_publisher import JsonPublisher, SparkplugEdgeNode
+from simulators.mqtt_json_publisher import JsonPublisher
+from simulators.sparkplug_node import SparkplugEdgeNode
 from tests.auth import LONG_SESSIONS, log_in
 from tests.clocked import poll_step
 from tests.conftest import REPO

@@ -16,7 +16,10 @@ import pytest
 from pumpwatch import sparkplug as spb
 from pumpwatch.clock import FakeClock
 from pumpwatch.config.models import MetricMap, MqttJsonController, SparkplugController
-from simulators.mqtt_publisher import JsonPublisher, SparkplugEdgeNode, backoff_delay, typed_value
+from simulators.mqtt_json_publisher import JsonPublisher
+from simulators.mqtt_link import backoff_delay
+from simulators.mqtt_values import typed_value
+from simulators.sparkplug_node import SparkplugEdgeNode
 from tests.mqtt_broker import MosquittoBroker, Subscriber
 
 pytestmark = pytest.mark.integration

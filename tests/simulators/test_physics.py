@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pumpwatch.config.models import StationConfig
-from simulators.physics import DIURNAL, ManholePumpStation, diurnal_factor
+from simulators.inflow import DIURNAL, diurnal_factor
+from simulators.manhole import ManholePumpStation
 from tests.simulators import demo_fleet, station_config
 
 T0 = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)  # 19:00 in Tokyo

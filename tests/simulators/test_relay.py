@@ -10,7 +10,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from pumpwatch.clock import FakeClock
 from simulators.fleet import SimulatedFleet
-from simulators.physics import derive_stages
+from simulators.pumps import derive_stages
 from simulators.relay import RelayPumpStation
 from tests.simulators import (
     assert_decodes_to,

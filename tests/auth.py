@@ -66,7 +66,9 @@ def next_code(client: httpx.AsyncClient, name: str) -> str:
 
     now = _app_clock_now(client)
     app = getattr(getattr(client, "_transport", None), "app", None)
-    key = (id(app), name)
+    # the used steps live in the database: a second process (app) over the same one must not replay
+    ctx = getattr(getattr(app, "state", None), "ctx", None)
+    key = (str(ctx.engine.url) if ctx is not None else id(app), name)
     step = pyotp.TOTP(totp_secret(name)).timecode(now)
     if key in _last_step and _last_step[key] >= step:
         step = _last_step[key] + 1

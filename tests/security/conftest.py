@@ -34,7 +34,7 @@ from tests.conftest import DEMO_FLEET
 T0 = datetime(2026, 9, 1, 0, 0, tzinfo=UTC)
 
 USERS = {
-    "boss": [("kita", "admin"), ("minami", "admin")],
+    "boss": [("kita", "admin"), ("minami", "admin"), ("centre", "admin")],  # the centre admin
     "kita-admin": [("kita", "admin")],
     "kita-op": [("kita", "operator")],
     "kita-eng": [("kita", "engineer")],

@@ -205,6 +205,35 @@ async def test_out_of_service_station(rig: Rig) -> None:
     }  # pump1 suppressed
 
 
+async def test_an_out_of_service_window_ends_by_itself(rig: Rig) -> None:
+    """A maintenance window nobody closed must not hide the station's alarms for ever: at `until` the
+    station is back in service, journaled by the system, and its alarms are on the list again."""
+    await rig.feed("KITA-MP-04", pump1_faulted=1)
+    past = (rig.clock.now() - timedelta(minutes=1)).isoformat()
+    r = await rig.client.post(
+        "/api/v1/stations/KITA-MP-04/out-of-service", json={"reason": "x", "until": past}
+    )
+    assert r.status_code == 422  # a window that is already over
+    until = (rig.clock.now() + timedelta(minutes=30)).isoformat()
+    r = await rig.client.post(
+        "/api/v1/stations/KITA-MP-04/out-of-service", json={"reason": "pump pulled", "until": until}
+    )
+    assert r.status_code == 200 and r.json()["status"] == "maintenance"
+    assert await rig.alarms(station="KITA-MP-04") == []
+    assert store.expire_out_of_service(rig.svc.engine, rig.clock.now()) == []  # not yet
+    rig.clock.advance(30 * 60 + 1)  # (within the session's idle time)
+    assert store.expire_out_of_service(rig.svc.engine, rig.clock.now()) == ["KITA-MP-04"]
+    st = (await rig.client.get("/api/v1/stations/KITA-MP-04")).json()
+    assert st["status"] != "maintenance"
+    (a,) = await rig.alarms(station="KITA-MP-04")
+    journal = (await rig.client.get(f"/api/v1/alarms/{a['id']}/journal")).json()["data"]
+    assert [(e["kind"], e["actor"]) for e in journal][-2:] == [
+        ("out_of_service", "tanaka"),
+        ("in_service", None),
+    ]
+    assert journal[-1]["detail"] == "out-of-service time is up"
+
+
 async def test_area_outage_incident_and_kpis(rig: Rig) -> None:
     for sid in STATIONS:
         await rig.feed(sid, mains_failed=1)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, insert, select, update
+from sqlalchemy import Engine, case, insert, or_, select, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
@@ -108,7 +108,14 @@ def raise_alarm(
         )
         again = conn.execute(
             update(alarm)
-            .where(alarm.c.station_id == station_id, alarm.c.name == name, alarm.c.open, ~alarm.c.active)
+            # an unacknowledged-returned occurrence, or a latched one whose condition comes back: the latch
+            # ends (a reset now would close an alarm whose condition holds), and it alerts again
+            .where(
+                alarm.c.station_id == station_id,
+                alarm.c.name == name,
+                alarm.c.open,
+                or_(~alarm.c.active, alarm.c.latched),
+            )
             .values(
                 active=True,
                 latched=False,

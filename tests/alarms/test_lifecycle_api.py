@@ -141,6 +141,20 @@ async def test_latched_alarm_needs_a_reset(rig: Rig) -> None:
     a = await rig.post(f"/api/v1/alarms/{a['id']}/reset", {"comment": "float cleaned"})
     assert a["state"] == "normal" and not a["latched"]
     await rig.post(f"/api/v1/alarms/{a['id']}/reset", {}, status=409)
+    # the condition comes back while latched: the latch ends and it alerts again, so a reset cannot close
+    # an alarm whose condition holds
+    await rig.feed("KITA-MP-01", hwl_float=1)
+    await rig.feed("KITA-MP-01", hwl_float=0)
+    b = await rig.one("KITA-MP-01", "hwl_float")
+    assert b["latched"]
+    await rig.post(f"/api/v1/alarms/{b['id']}/ack", {})
+    await rig.feed("KITA-MP-01", hwl_float=1)
+    b2 = await rig.one("KITA-MP-01", "hwl_float")
+    assert (b2["id"], b2["state"], b2["latched"], b2["active"]) == (b["id"], "unacked_active", False, True)
+    await rig.post(f"/api/v1/alarms/{b['id']}/reset", {}, status=409)  # not latched: its condition holds
+    await rig.feed("KITA-MP-01", hwl_float=0)
+    b3 = await rig.post(f"/api/v1/alarms/{b['id']}/reset", {})
+    assert b3["state"] == "unacked_rtn" and not b3["latched"]
 
 
 async def test_shelving_timed_oneshot_and_limits(rig: Rig) -> None:

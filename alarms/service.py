@@ -130,7 +130,8 @@ class AlarmService:
                 self._queue.put_nowait(event)
 
     async def run(self, tick_s: float = 1.0) -> None:
-        """Persist events as they come, let on/off delays run out, end expired shelves; until cancelled."""
+        """Persist events as they come, let on/off delays run out, end expired shelves and maintenance
+        windows; until cancelled."""
 
         async def ticker() -> None:
             n = 0
@@ -141,8 +142,13 @@ class AlarmService:
                 if n % 10 == 0:
                     try:
                         await asyncio.to_thread(store.expire_shelves, self.engine, self.clock.now())
+                        back = await asyncio.to_thread(
+                            store.expire_out_of_service, self.engine, self.clock.now()
+                        )
+                        for sid in back:
+                            log.warning("station %s back in service: its out-of-service time is up", sid)
                     except Exception:
-                        log.exception("cannot end expired shelves; will retry")
+                        log.exception("cannot end expired shelves or maintenance windows; will retry")
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(ticker(), name="alarms.tick")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, insert, select, update
+from sqlalchemy import Engine, case, insert, or_, select, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
@@ -108,7 +108,14 @@ def raise_alarm(
         )
         again = conn.execute(
             update(alarm)
-            .where(alarm.c.station_id == station_id, alarm.c.name == name, alarm.c.open, ~alarm.c.active)
+            # an unacknowledged-returned occurrence, or a latched one whose condition comes back: the latch
+            # ends (a reset now would close an alarm whose condition holds), and it alerts again
+            .where(
+                alarm.c.station_id == station_id,
+                alarm.c.name == name,
+                alarm.c.open,
+                or_(~alarm.c.active, alarm.c.latched),
+            )
             .values(
                 active=True,
                 latched=False,
@@ -389,16 +396,19 @@ def set_out_of_service(
     station_id: str,
     *,
     out: bool,
-    actor: str,
+    actor: str | None,
     at: datetime,
     reason: str | None,
     until: datetime | None = None,
     audit: Audit | None = None,
 ) -> list[int]:
-    """Put a station in or out of maintenance. Its open alarms follow, each journaled."""
+    """Put a station in or out of maintenance (`actor` None: the system). Its open alarms follow, each
+    journaled. A window with `until` ends by itself then (`expire_out_of_service`)."""
     at = to_utc(at, "at")
     if out and not (reason and reason.strip()):
         raise AlarmActionError(422, "out of service needs a reason")
+    if out and until is not None and to_utc(until, "until") <= at:
+        raise AlarmActionError(422, "out of service `until` must be in the future")
     with engine.begin() as conn:
         old = conn.execute(
             select(station_mode.c.out_of_service).where(station_mode.c.station_id == station_id)
@@ -432,6 +442,27 @@ def set_out_of_service(
             detail=reason,
         )
         return list(ids)
+
+
+def expire_out_of_service(engine: Engine, now: datetime) -> list[str]:
+    """Return to service, journaled by the system, every station whose out-of-service window is over: a
+    maintenance window nobody closed must not hide a station's alarms for ever (docs/alarms.md §5)."""
+    now = to_utc(now, "now")
+    with engine.connect() as conn:
+        due = (
+            conn.execute(
+                select(station_mode.c.station_id).where(
+                    station_mode.c.out_of_service,
+                    station_mode.c.until.is_not(None),
+                    station_mode.c.until <= now,
+                )
+            )
+            .scalars()
+            .all()
+        )
+    for sid in due:
+        set_out_of_service(engine, sid, out=False, actor=None, at=now, reason="out-of-service time is up")
+    return list(due)
 
 
 def station_modes(engine: Engine) -> dict[str, dict[str, Any]]:

@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy import Engine, select, update
 
 from alarms import store
+from alarms.incidents import note_first_response
 from alarms.notify import tokens
 from alarms.notify.channels import Notifier, build_notifiers, redact
 from alarms.notify.config import Oncall
@@ -301,6 +302,8 @@ def ack_by_token(ctx: NotifyContext, token: str, now: datetime, source_ip: str |
                 ctx.engine, a["id"], actor=info["person"], at=now, comment="by notification link", audit=audit
             )
             acked.append(a)
+            # an acknowledgement from the phone is the incident's first response as much as one in the console
+            note_first_response(ctx.engine, a["id"], now, info["person"])
         except store.AlarmActionError:
             cur = store.get_alarm(ctx.engine, a["id"]) or a
             already.append(cur)

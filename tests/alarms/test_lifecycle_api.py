@@ -141,6 +141,20 @@ async def test_latched_alarm_needs_a_reset(rig: Rig) -> None:
     a = await rig.post(f"/api/v1/alarms/{a['id']}/reset", {"comment": "float cleaned"})
     assert a["state"] == "normal" and not a["latched"]
     await rig.post(f"/api/v1/alarms/{a['id']}/reset", {}, status=409)
+    # the condition comes back while latched: the latch ends and it alerts again, so a reset cannot close
+    # an alarm whose condition holds
+    await rig.feed("KITA-MP-01", hwl_float=1)
+    await rig.feed("KITA-MP-01", hwl_float=0)
+    b = await rig.one("KITA-MP-01", "hwl_float")
+    assert b["latched"]
+    await rig.post(f"/api/v1/alarms/{b['id']}/ack", {})
+    await rig.feed("KITA-MP-01", hwl_float=1)
+    b2 = await rig.one("KITA-MP-01", "hwl_float")
+    assert (b2["id"], b2["state"], b2["latched"], b2["active"]) == (b["id"], "unacked_active", False, True)
+    await rig.post(f"/api/v1/alarms/{b['id']}/reset", {}, status=409)  # not latched: its condition holds
+    await rig.feed("KITA-MP-01", hwl_float=0)
+    b3 = await rig.post(f"/api/v1/alarms/{b['id']}/reset", {})
+    assert b3["state"] == "unacked_rtn" and not b3["latched"]
 
 
 async def test_shelving_timed_oneshot_and_limits(rig: Rig) -> None:
@@ -203,6 +217,35 @@ async def test_out_of_service_station(rig: Rig) -> None:
     assert {a["name"] for a in await rig.alarms(station="KITA-MP-03")} == {
         "power_failure"
     }  # pump1 suppressed
+
+
+async def test_an_out_of_service_window_ends_by_itself(rig: Rig) -> None:
+    """A maintenance window nobody closed must not hide the station's alarms for ever: at `until` the
+    station is back in service, journaled by the system, and its alarms are on the list again."""
+    await rig.feed("KITA-MP-04", pump1_faulted=1)
+    past = (rig.clock.now() - timedelta(minutes=1)).isoformat()
+    r = await rig.client.post(
+        "/api/v1/stations/KITA-MP-04/out-of-service", json={"reason": "x", "until": past}
+    )
+    assert r.status_code == 422  # a window that is already over
+    until = (rig.clock.now() + timedelta(minutes=30)).isoformat()
+    r = await rig.client.post(
+        "/api/v1/stations/KITA-MP-04/out-of-service", json={"reason": "pump pulled", "until": until}
+    )
+    assert r.status_code == 200 and r.json()["status"] == "maintenance"
+    assert await rig.alarms(station="KITA-MP-04") == []
+    assert store.expire_out_of_service(rig.svc.engine, rig.clock.now()) == []  # not yet
+    rig.clock.advance(30 * 60 + 1)  # (within the session's idle time)
+    assert store.expire_out_of_service(rig.svc.engine, rig.clock.now()) == ["KITA-MP-04"]
+    st = (await rig.client.get("/api/v1/stations/KITA-MP-04")).json()
+    assert st["status"] != "maintenance"
+    (a,) = await rig.alarms(station="KITA-MP-04")
+    journal = (await rig.client.get(f"/api/v1/alarms/{a['id']}/journal")).json()["data"]
+    assert [(e["kind"], e["actor"]) for e in journal][-2:] == [
+        ("out_of_service", "tanaka"),
+        ("in_service", None),
+    ]
+    assert journal[-1]["detail"] == "out-of-service time is up"
 
 
 async def test_area_outage_incident_and_kpis(rig: Rig) -> None:

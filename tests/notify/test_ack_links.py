@@ -111,3 +111,24 @@ async def test_out_of_range_fields_and_expiry_are_4xx_not_5xx(world: World) -> N
     assert r.status_code == 403 and "expired" in r.text
     r = await world.client.get("/api/v1/notify/ack/" + "A" * 5000)
     assert r.status_code == 403
+
+
+async def test_a_link_ack_is_the_incidents_first_response(world: World) -> None:
+    """The incident's first response is the first acknowledgement, from the console or from the phone."""
+    from sqlalchemy import insert, select, update
+
+    from pumpwatch.db.schema import alarm, incident
+
+    aid, path = await _first_link(world)
+    with world.engine.begin() as conn:
+        iid = conn.execute(
+            insert(incident)
+            .values(tenant_id="kita", kind="area_power_outage", power_area="kita-feeder-1",
+                    title="3 stations", phase="report", opened_at=world.clock.now())
+            .returning(incident.c.id)
+        ).scalar_one()  # fmt: skip
+        conn.execute(update(alarm).where(alarm.c.id == aid).values(incident_id=iid))
+    assert (await world.client.post(path)).status_code == 200
+    with world.engine.connect() as conn:
+        row = conn.execute(select(incident).where(incident.c.id == iid)).one()
+    assert row.phase == "first_response" and row.first_response_at == world.clock.now()

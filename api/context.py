@@ -15,6 +15,8 @@ from alarms.analyzers import DerivedPoint
 from alarms.rules import RuleSet
 from api.auth.config import AuthConfig
 from api.auth.session_cache import SessionCache
+from api.inputs import RejectionCounts
+from api.webconfig import WebConfig
 from collector.model import Quality, Sample
 from pumpwatch import historian
 from pumpwatch.clock import Clock
@@ -46,6 +48,8 @@ class ApiContext:
     # station -> its active alarm names, from an in-process alarm engine: the overview while the database
     # (the alarm store) is unreachable; None (or a None answer): no alarm engine in this process
     active_alarms: Callable[[], dict[str, list[str]] | None] | None = None
+    web: WebConfig = field(default_factory=WebConfig)  # proxies, origins, body limit, docs, metrics
+    rejections: RejectionCounts = field(default_factory=RejectionCounts)  # requests refused, by reason
     _points_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
     # per tenant scope: under row-level security each scope reads its own rows
     _db_latest: dict[rls.Scope, tuple[float, dict[str, dict[str, Sample]]]] = field(default_factory=dict)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Path
-from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer
+
+from api import inputs
+from api.inputs import RequestModel, Timestamp
 
 IsoTime = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str)]
-# Row ids are 32-bit integers in the database: a bigger one is a 422, not a database error.
-RowId = Annotated[int, Path(ge=1, le=2_147_483_647, description="row id")]
+# Row ids are 32-bit integers in the database: a bigger one is a 422, not a database error (in a path
+# or a query).
+RowId = Annotated[inputs.RowId, Field(description="row id")]
 QualityLabel = Literal["good", "stale", "comm_loss", "bad_value", "sensor_fault", "not_available", "no_data"]
 StationStatus = Literal["normal", "alarm", "power_failure", "comm_loss", "stale", "no_data", "maintenance"]
 
@@ -150,23 +153,23 @@ class AlarmsPublic(BaseModel):
     count: int
 
 
-class AckRequest(BaseModel):
+class AckRequest(RequestModel):
     comment: str | None = Field(default=None, max_length=1000)
 
 
-class ShelveRequest(BaseModel):
+class ShelveRequest(RequestModel):
     kind: Literal["timed", "oneshot"] = "timed"
     minutes: float = Field(gt=0, description="timed: for how long; oneshot: the longest it may last")
     reason: str = Field(min_length=1, max_length=1000)
 
 
-class UnshelveRequest(BaseModel):
+class UnshelveRequest(RequestModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class OutOfServiceRequest(BaseModel):
+class OutOfServiceRequest(RequestModel):
     reason: str = Field(min_length=1, max_length=1000)
-    until: AwareDatetime | None = None
+    until: Timestamp | None = None
 
 
 class JournalEntryPublic(BaseModel):
@@ -224,7 +227,7 @@ class IncidentsPublic(BaseModel):
     count: int
 
 
-class IncidentNoteCreate(BaseModel):
+class IncidentNoteCreate(RequestModel):
     text: str = Field(min_length=1, max_length=5000)
     phase: Literal["report", "first_response", "restoration", "cause", "prevention", "closed"] | None = None
 
@@ -283,12 +286,12 @@ class Health(BaseModel):
 RoleName = Literal["viewer", "operator", "engineer", "admin"]
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(RequestModel):
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1024)
 
 
-class GrantPublic(BaseModel):
+class GrantPublic(RequestModel):
     tenant: str
     role: RoleName
 
@@ -310,7 +313,7 @@ class LoginPublic(BaseModel):
     user: UserPublic
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(RequestModel):
     current_password: str = Field(min_length=1, max_length=1024)
     new_password: str = Field(min_length=10, max_length=1024)
 
@@ -329,7 +332,7 @@ class UsersPublic(BaseModel):
     count: int
 
 
-class UserCreate(BaseModel):
+class UserCreate(RequestModel):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
     password: str = Field(min_length=10, max_length=1024)
     display_name: str | None = Field(default=None, max_length=200)
@@ -337,7 +340,7 @@ class UserCreate(BaseModel):
     grants: list[GrantPublic] = Field(min_length=1)
 
 
-class GrantSet(BaseModel):
+class GrantSet(RequestModel):
     role: RoleName
 
 
@@ -360,7 +363,7 @@ class AuditPublic(BaseModel):
     count: int
 
 
-class WriteRequest(BaseModel):
+class WriteRequest(RequestModel):
     value: float = Field(description="in the point's unit (coils: 0 or 1)")
 
 
@@ -372,7 +375,7 @@ class WriteConfirmationPublic(BaseModel):
     value: float
 
 
-class WriteConfirm(BaseModel):
+class WriteConfirm(RequestModel):
     value: float
     confirmation: str = Field(min_length=1, max_length=200)
 

@@ -45,6 +45,30 @@ def sign(secret: str, notification_id: int, person: str, expires_at: datetime) -
     return f"{_b64(payload)}.{_b64(_sig(secret, payload))}"
 
 
+# What a token's fields may hold: a notification row id, a person id, an expiry a datetime can represent.
+MAX_ID = 2**31 - 1
+MAX_EXPIRY = int(datetime(9000, 1, 1, tzinfo=UTC).timestamp())
+
+
+def _payload(payload: bytes) -> AckToken:
+    """The signed payload as an AckToken; TokenError for anything out of bounds (a validly signed
+    `e=10**20` or `n=2**70` must be refused, not reach `fromtimestamp` or the database)."""
+    try:
+        d = json.loads(payload)
+        n, p, e = d["n"], d["p"], d["e"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise TokenError("this link is malformed") from None
+    if type(n) is not int or type(e) is not int or not isinstance(p, str):
+        raise TokenError("this link is malformed")
+    if not 1 <= n <= MAX_ID or not 0 <= e <= MAX_EXPIRY or not 0 < len(p) <= 200:
+        raise TokenError("this link is malformed")
+    try:
+        p.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TokenError("this link is malformed") from None
+    return AckToken(n, p, datetime.fromtimestamp(e, UTC))
+
+
 def verify(secret: str, token: str, now: datetime) -> AckToken:
     try:
         p64, s64 = token.split(".")
@@ -53,11 +77,7 @@ def verify(secret: str, token: str, now: datetime) -> AckToken:
         raise TokenError("this link is malformed") from None
     if not hmac.compare_digest(sig, _sig(secret, payload)):
         raise TokenError("this link is not valid (altered, or signed with another key)")
-    try:
-        d = json.loads(payload)
-        t = AckToken(int(d["n"]), str(d["p"]), datetime.fromtimestamp(int(d["e"]), UTC))
-    except (ValueError, KeyError, TypeError):
-        raise TokenError("this link is malformed") from None
+    t = _payload(payload)
     if now >= t.expires_at:
         raise TokenError(f"this link expired at {t.expires_at.isoformat()}")
     return t

@@ -71,7 +71,7 @@ async def me(user: CurrentUser) -> MePublic:
     return MePublic(**user.public(), expires_at=user.expires_at)
 
 
-@router.post("/password", response_model=Detail, responses={401: {"model": Detail}, 422: {"model": Detail}})
+@router.post("/password", response_model=Detail, responses={401: {"model": Detail}})
 async def change_password(
     ctx: Ctx, user: CurrentUser, request: Request, body: PasswordChange, response: Response
 ) -> Detail:

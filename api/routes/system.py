@@ -62,5 +62,5 @@ async def system_status(ctx: Ctx, user: CurrentUser) -> dict:
 
 @ops_router.get("/metrics", include_in_schema=False)
 async def metrics(ctx: Ctx) -> Response:
-    body = ctx.metrics() if ctx.metrics else b""
+    body = (ctx.metrics() if ctx.metrics else b"") + ctx.rejections.render()
     return Response(body, media_type=CONTENT_TYPE)

@@ -8,7 +8,7 @@ admin in every tenant the user holds. A user the admin cannot see does not exist
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -17,6 +17,7 @@ from api.auth import access
 from api.auth import users as accounts
 from api.auth.users import User, UserError
 from api.deps import Ctx, CurrentUser
+from api.inputs import Timestamp
 from api.schemas import (
     AuditEntryPublic,
     AuditPublic,
@@ -144,8 +145,8 @@ async def read_audit(
     ctx: Ctx,
     user: CurrentUser,
     tenant: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Timestamp | None = None,
+    end: Timestamp | None = None,
     action: str | None = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 1000,
 ) -> AuditPublic:

@@ -1,6 +1,7 @@
 // pumpwatch console: boot, sign-in, header, routing between the four views.
 import { api, ApiError, onUnauthorized } from "./api.js";
 import { chime, isMuted, setMuted, unlock } from "./audio.js";
+import { watchCss } from "./css.js";
 import { esc } from "./fmt.js";
 import { current, pick, setLang, t } from "./i18n.js";
 import * as stream from "./stream.js";
@@ -102,6 +103,7 @@ async function logout() {
 }
 
 async function boot() {
+  watchCss();
   await setLang(pick());
   $("#lang").value = current();
   const switchLang = async l => {

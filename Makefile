@@ -29,10 +29,12 @@ test: $(STAMP)
 foreign: $(STAMP)
 	$(BIN)/python -m tests.foreign.venv
 
-# hostile input with many more examples than `make test`: Modbus responses, MQTT payloads, the API spec
+# hostile input with many more examples than `make test`: Modbus responses, MQTT payloads, every API route
+# (hostile values one part at a time, on SQLite and PostgreSQL), the API spec (schemathesis)
 fuzz: $(STAMP)
-	PUMPWATCH_FUZZ_EXAMPLES=2000 PUMPWATCH_SCHEMATHESIS_EXAMPLES=100 $(BIN)/pytest -p no:cacheprovider \
-		tests/security/test_fuzz.py tests/security/test_schemathesis.py --timeout 3600
+	PUMPWATCH_FUZZ_EXAMPLES=2000 PUMPWATCH_API_FUZZ_EXAMPLES=100 PUMPWATCH_SCHEMATHESIS_EXAMPLES=100 \
+		$(BIN)/pytest -p no:cacheprovider --timeout 3600 \
+		tests/security/test_fuzz.py tests/security/test_hostile_fuzz.py tests/security/test_schemathesis.py
 
 # fleets of 200 to 20,000 simulated stations, ingest, alarms, API and trends against floors measured in the
 # same run (~10 min; needs PostgreSQL on 127.0.0.1:5432, or PUMPWATCH_BENCH_PG); writes bench/results/

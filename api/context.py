@@ -17,6 +17,8 @@ from alarms.rules import RuleSet
 from alarms.status import DEFAULT_ROLES, AlarmRoles
 from api.auth.config import AuthConfig
 from api.auth.session_cache import SessionCache
+from api.inputs import RejectionCounts
+from api.webconfig import WebConfig
 from collector.model import Quality, Sample
 from pumpwatch import historian
 from pumpwatch.clock import Clock
@@ -52,6 +54,9 @@ class ApiContext:
     # the system alarms active in this process's system monitor (None, or a None answer: no monitor here)
     system_alarms: Callable[[], list[dict] | None] | None = None
     rejections: Any = None  # pumpwatch.rejections.RejectionLog of an in-process collector
+    web: WebConfig = field(default_factory=WebConfig)  # proxies, origins, body limit, docs, metrics
+    # API requests refused before a route ran, by reason (api/gate.py, api/failsafe.py): /metrics
+    request_rejections: RejectionCounts = field(default_factory=RejectionCounts)
     _points_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
     # per tenant scope: under row-level security each scope reads its own rows
     _db_latest: dict[rls.Scope, tuple[float, dict[str, dict[str, Sample]]]] = field(default_factory=dict)

@@ -8,6 +8,7 @@ from importlib import resources
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -16,6 +17,12 @@ from sqlalchemy import exc as sa_exc
 from api.auth.access import audit_for
 from api.auth.guard import SAFE_METHODS, authorize
 from api.context import ApiContext
+from api.exposure import add_self_description, metrics_allowed
+from api.failsafe import Failsafe
+from api.gate import RequestGate
+from api.headers import SecurityHeaders
+from api.inputs import InputErrors, validation_error
+from api.proxies import TrustedProxies
 from api.routes import (
     alarms,
     auth,
@@ -45,12 +52,16 @@ def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-# What any /api/v1 route may answer besides its own: not logged in, role too low, not found (or another
-# tenant's), the audit log unavailable (the action was not done).
+# What any /api/v1 route may answer besides its own: not logged in, role too low (or a cross-site
+# request), not found (or another tenant's), malformed input (api.inputs), the audit log unavailable
+# (the action was not done).
 COMMON_ERRORS: dict[int | str, dict] = {
     401: {"model": Detail, "description": "not logged in, or the session ended"},
-    403: {"model": Detail, "description": "your role may not do this"},
+    403: {"model": Detail, "description": "your role may not do this, or a cross-site request"},
     404: {"model": Detail, "description": "no such object, or not one of your tenants'"},
+    413: {"model": Detail, "description": "the request body is over the limit (1 MiB)"},
+    414: {"model": Detail, "description": "the URL is over 8 KiB"},
+    422: {"model": InputErrors, "description": "malformed input: what and where (never the input itself)"},
     503: {"model": Detail, "description": "the audit log is unavailable: nothing was done"},
 }
 
@@ -61,8 +72,19 @@ def create_app(ctx: ApiContext) -> FastAPI:
         version=__version__,
         description="Live status, history and alarms of sewer pump stations.",
         generate_unique_id_function=_operation_id,
+        max_body_size=ctx.web.max_body_bytes,  # while reading, before parsing: 413 beyond
+        openapi_url=None,  # served by api.exposure, behind a login
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
+    # Outermost first: forwarded headers from trusted proxies only, security headers on every answer
+    # (500s included), unexpected errors answered without closing the connection, then the gate (URL,
+    # authentication, CSRF, JSON body) before any route reads the request.
+    app.add_middleware(RequestGate)
+    app.add_middleware(Failsafe)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TrustedProxies, trusted=ctx.web.trusted_proxies)
     app.state.hub = StreamHub(ctx)  # the live stream's publisher; starts with the first client
     # Every /api/v1 route is authenticated and role-checked here, in one place (api.auth.guard); routes
     # added to this router later are covered without doing anything.
@@ -86,7 +108,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     v1.include_router(overview.router)
     app.include_router(v1)
     app.include_router(health.router)
-    app.include_router(system.ops_router)
+    app.include_router(system.ops_router, dependencies=[Depends(metrics_allowed)])
+    add_self_description(app, docs=ctx.web.docs)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -99,6 +122,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
             except AuditUnavailable:
                 pass
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        ctx.request_rejections["validation"] += 1
+        return validation_error(exc)
 
     @app.exception_handler(sa_exc.OperationalError)
     @app.exception_handler(sa_exc.TimeoutError)

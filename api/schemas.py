@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Path
-from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer
 
 from alarms.status import Status
+from api import inputs
+from api.inputs import RequestModel, Timestamp
 
 IsoTime = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str)]
-# Row ids are 32-bit integers in the database: a bigger one is a 422, not a database error.
-RowId = Annotated[int, Path(ge=1, le=2_147_483_647, description="row id")]
+# Row ids are 32-bit integers in the database: a bigger one is a 422, not a database error (in a path
+# or a query).
+RowId = Annotated[inputs.RowId, Field(description="row id")]
 QualityLabel = Literal["good", "stale", "comm_loss", "bad_value", "sensor_fault", "not_available", "no_data"]
 StationStatus = Status  # the ladder and what each word means: alarms/status.py
 
@@ -191,23 +193,23 @@ class AlarmsPublic(BaseModel):
     count: int
 
 
-class AckRequest(BaseModel):
+class AckRequest(RequestModel):
     comment: str | None = Field(default=None, max_length=1000)
 
 
-class ShelveRequest(BaseModel):
+class ShelveRequest(RequestModel):
     kind: Literal["timed", "oneshot"] = "timed"
     minutes: float = Field(gt=0, description="timed: for how long; oneshot: the longest it may last")
     reason: str = Field(min_length=1, max_length=1000)
 
 
-class UnshelveRequest(BaseModel):
+class UnshelveRequest(RequestModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class OutOfServiceRequest(BaseModel):
+class OutOfServiceRequest(RequestModel):
     reason: str = Field(min_length=1, max_length=1000)
-    until: AwareDatetime | None = None
+    until: Timestamp | None = None
 
 
 class JournalEntryPublic(BaseModel):
@@ -265,7 +267,7 @@ class IncidentsPublic(BaseModel):
     count: int
 
 
-class IncidentNoteCreate(BaseModel):
+class IncidentNoteCreate(RequestModel):
     text: str = Field(min_length=1, max_length=5000)
     phase: Literal["report", "first_response", "restoration", "cause", "prevention", "closed"] | None = None
 
@@ -324,14 +326,14 @@ class Health(BaseModel):
 RoleName = Literal["viewer", "operator", "engineer", "admin"]
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(RequestModel):
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1024)
     # the second factor in the same request (scripts); the console sends it to /auth/mfa/verify instead
     otp: str | None = Field(default=None, min_length=1, max_length=64)
 
 
-class GrantPublic(BaseModel):
+class GrantPublic(RequestModel):
     tenant: str
     role: RoleName
 
@@ -366,7 +368,7 @@ class LoginPublic(BaseModel):
     mfa: MfaPublic
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(RequestModel):
     current_password: str = Field(min_length=1, max_length=1024)
     new_password: str = Field(min_length=10, max_length=1024)
 
@@ -387,7 +389,7 @@ class UsersPublic(BaseModel):
     count: int
 
 
-class UserCreate(BaseModel):
+class UserCreate(RequestModel):
     username: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
     password: str = Field(min_length=10, max_length=1024)
     display_name: str | None = Field(default=None, max_length=200)
@@ -395,7 +397,7 @@ class UserCreate(BaseModel):
     grants: list[GrantPublic] = Field(min_length=1)
 
 
-class GrantSet(BaseModel):
+class GrantSet(RequestModel):
     role: RoleName
 
 
@@ -418,7 +420,7 @@ class AuditPublic(BaseModel):
     count: int
 
 
-class WriteRequest(BaseModel):
+class WriteRequest(RequestModel):
     value: float = Field(description="in the point's unit (coils: 0 or 1)")
 
 
@@ -430,7 +432,7 @@ class WriteConfirmationPublic(BaseModel):
     value: float
 
 
-class WriteConfirm(BaseModel):
+class WriteConfirm(RequestModel):
     value: float
     confirmation: str = Field(min_length=1, max_length=200)
 

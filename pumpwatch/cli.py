@@ -280,6 +280,10 @@ async def _run_system(
             problems += exposure_problems(settings, api[0])
             if problems:
                 raise click.ClickException(f"refusing to serve the API on {api[0]}: " + "; ".join(problems))
+            try:
+                web = settings.web_config()
+            except ValueError as exc:
+                raise click.ClickException(f"refusing to serve the API: {exc}") from None
         if collect:
             await system.start_collecting()
         if notify and system.notifier is not None:
@@ -288,7 +292,7 @@ async def _run_system(
         if collect and system.shard is not None:
             log.info("shard %s: %d stations", system.shard, system.station_count())
         if api is not None:
-            ctx = system.api_context(in_process_live=collect, auth=settings.auth_config(demo=demo))
+            ctx = system.api_context(in_process_live=collect, auth=settings.auth_config(demo=demo), web=web)
             tls = settings.api_ssl_certfile is not None
             log.info("API and live page at http%s://%s:%d/", "s" if tls else "", api[0], api[1])
             await serve_api(

@@ -117,3 +117,29 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = 5.0  # collector shards; a shard silent for 3 intervals is reported dead
     probe_port: int | None = None  # /healthz, /readyz, /metrics of a collector that serves no API
     dead_letter_keep: int = Field(default=1000, ge=1, le=1_000_000)  # dead letters kept per source (newest)
+
+    # --- the API on the web (api.webconfig) ---
+    # reverse proxies whose X-Forwarded-For/-Proto and Forwarded headers are believed ("127.0.0.1,
+    # 10.0.0.0/8"); none by default: every client is who its TCP connection says
+    trusted_proxies: str = ""
+    api_origins: str = ""  # public origins besides the one the API is reached by (a proxy rewriting Host)
+    api_docs: bool = True  # /docs, Swagger UI from local files
+    metrics_token: str | None = None  # /metrics on the API port needs it as a Bearer token
+
+    def web_config(self):
+        """The API's web settings; ValueError with the reason if they do not hold together."""
+        from api.webconfig import WebConfig, parse_origins, parse_proxies
+
+        proxies = parse_proxies(self.trusted_proxies)
+        if self.api_behind_tls_proxy and not proxies:
+            raise ValueError(
+                "PUMPWATCH_API_BEHIND_TLS_PROXY=true needs PUMPWATCH_TRUSTED_PROXIES (the proxy's address, "
+                "e.g. 127.0.0.1): without it the API cannot tell the proxy's https from a forged header, so "
+                "cookies would lose the Secure flag and the console's changes be refused as cross-origin"
+            )
+        return WebConfig(
+            trusted_proxies=proxies,
+            origins=parse_origins(self.api_origins),
+            docs=self.api_docs,
+            metrics_token=self.metrics_token or None,
+        )

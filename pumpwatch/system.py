@@ -34,6 +34,7 @@ from alarms.system_monitor import HISTORIAN, NOTIFIER, Reading, SystemMonitor, i
 from api.auth.config import AuthConfig
 from api.context import ApiContext
 from api.main import create_app
+from api.webconfig import WebConfig
 from collector.field_write import FieldWriter
 from collector.fleet import build_modbus_sources, build_mqtt_ingest
 from collector.model import Sample
@@ -409,8 +410,11 @@ class System:
             ]
         return out
 
-    def api_context(self, *, in_process_live: bool = True, auth: AuthConfig | None = None) -> ApiContext:
+    def api_context(
+        self, *, in_process_live: bool = True, auth: AuthConfig | None = None, web: WebConfig | None = None
+    ) -> ApiContext:
         return ApiContext(
+            web=web or WebConfig(),
             fleet=self.fleet,
             engine=self.api_engine or self.engine,
             auth=auth or AuthConfig(),
@@ -519,23 +523,43 @@ async def serve_api(
 ) -> None:
     """Serve until uvicorn sees SIGINT/SIGTERM (it owns the signals while it runs). With a certificate,
     TLS only (uvicorn's default context: TLS 1.2 or newer)."""
-    config = uvicorn.Config(
-        create_app(ctx),
+    config = api_server_config(
+        create_app(ctx), host, port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile
+    )
+    server = ApiServer(config)
+    await server.serve()
+
+
+def api_server_config(
+    app: object,
+    host: str,
+    port: int,
+    *,
+    ssl_certfile: str | Path | None = None,
+    ssl_keyfile: str | Path | None = None,
+    timeout_graceful_shutdown: int = 5,
+) -> uvicorn.Config:
+    """uvicorn as the API runs: no proxy-header handling of its own (its default believes X-Forwarded-*
+    from 127.0.0.1; the app's `api.proxies` believes only PUMPWATCH_TRUSTED_PROXIES), no Server header."""
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
         host=host,
         port=port,
         log_level="warning",
         lifespan="off",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=timeout_graceful_shutdown,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        proxy_headers=False,
+        server_header=False,
     )
-    server = ApiServer(config)
-    await server.serve()
 
 
 async def serve_probes(ctx: ApiContext, host: str, port: int) -> None:
     """A collector without the API still answers its orchestrator and Prometheus."""
     from api.ops import create_ops_app
 
-    config = uvicorn.Config(create_ops_app(ctx), host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        create_ops_app(ctx), host=host, port=port, log_level="warning", lifespan="off", proxy_headers=False
+    )
     await uvicorn.Server(config).serve()

@@ -16,6 +16,7 @@ from api.auth import access
 from api.auth.users import User
 from api.context import ApiContext
 from api.deps import Ctx, CurrentUser
+from api.inputs import Timestamp
 from api.schemas import (
     AckRequest,
     AlarmPublic,
@@ -120,8 +121,8 @@ async def journal(
     ctx: Ctx,
     user: CurrentUser,
     tenant: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Timestamp | None = None,
+    end: Timestamp | None = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
     newest_first: Annotated[bool, Query(description="the latest `limit` entries, newest first")] = False,
 ) -> JournalPublic:

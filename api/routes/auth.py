@@ -118,7 +118,7 @@ async def me(user: CurrentUser) -> MePublic:
     return _me(user)
 
 
-@router.post("/password", response_model=Detail, responses=ERRORS | {422: {"model": Detail}})
+@router.post("/password", response_model=Detail, responses=ERRORS)
 async def change_password(
     ctx: Ctx, user: CurrentUser, request: Request, body: PasswordChange, response: Response
 ):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException
 
 from alarms import kpis, store
 from api.auth import access
 from api.deps import Ctx, CurrentUser
+from api.inputs import Timestamp
 from api.schemas import BadActor, KpisPublic
 
 router = APIRouter(prefix="/kpis", tags=["kpis"])
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/kpis", tags=["kpis"])
 
 @router.get("", response_model=KpisPublic)
 async def alarm_kpis(
-    ctx: Ctx, user: CurrentUser, tenant: str, start: datetime | None = None, end: datetime | None = None
+    ctx: Ctx, user: CurrentUser, tenant: str, start: Timestamp | None = None, end: Timestamp | None = None
 ) -> KpisPublic:
     access.tenants_for(user, tenant)
     if tenant not in ctx.fleet.tenants:

@@ -32,6 +32,7 @@ from alarms.notify.tokens import TokenError
 from api.auth import access
 from api.auth.guard import client_ip
 from api.deps import Ctx, CurrentUser
+from api.inputs import RequestModel
 from api.schemas import Detail, IsoTime, RowId
 
 router = APIRouter(prefix="/notify", tags=["notify"])
@@ -125,7 +126,7 @@ class StatusPublic(BaseModel):
     running: bool = Field(description="this process runs the notifier loops and they are passing")
 
 
-class TestRequest(BaseModel):
+class TestRequest(RequestModel):
     person: str = Field(description="person id from oncall.yaml")
     channel: str | None = Field(default=None, description="only this channel; default every contact")
 
@@ -179,7 +180,7 @@ def _escalation(r: dict[str, Any]) -> EscalationPublic:
 async def list_deliveries(
     ctx: Ctx,
     user: CurrentUser,
-    alarm: int | None = None,
+    alarm: RowId | None = None,
     person: str | None = None,
     state: DeliveryState | None = None,
     kind: Literal["alarm", "test"] | None = None,
@@ -290,8 +291,7 @@ async def test_message(ctx: Ctx, user: CurrentUser, request: Request, body: Test
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><meta name="robots" content="noindex">
-<title>{title}</title><style>body{{font:16px/1.4 system-ui,sans-serif;margin:1em;max-width:40em}}
-button{{font-size:1.2em;padding:.6em 1.2em}} li{{margin:.2em 0}} .err{{color:#a00}}</style></head>
+<title>{title}</title><link rel="stylesheet" href="/static/ack.css"></head>
 <body><h1>{title}</h1>{content}</body></html>"""
 
 

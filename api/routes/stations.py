@@ -16,6 +16,7 @@ from api.auth.users import User
 from api.context import ApiContext, station_samples
 from api.coverage import coverage_public
 from api.deps import Ctx, CurrentUser
+from api.inputs import Timestamp
 from api.schemas import (
     HistoryPointPublic,
     HistoryPublic,
@@ -152,8 +153,8 @@ async def point_history(
     user: CurrentUser,
     station_id: str,
     point: str,
-    start: Annotated[datetime | None, Query(description="ISO 8601 with offset; default: end − 1 h")] = None,
-    end: Annotated[datetime | None, Query(description="ISO 8601 with offset; default: now")] = None,
+    start: Annotated[Timestamp | None, Query(description="ISO 8601 with offset; default: end − 1 h")] = None,
+    end: Annotated[Timestamp | None, Query(description="ISO 8601 with offset; default: now")] = None,
     max_points: Annotated[int, Query(ge=2, le=10_000, description="downsample above this many")] = 500,
 ) -> HistoryPublic:
     access.station(ctx, user, station_id)
@@ -199,8 +200,10 @@ async def export_history(
     request: Request,
     station_id: str,
     point: str,
-    start: Annotated[datetime | None, Query(description="ISO 8601 with offset; default: end − 1 day")] = None,
-    end: Annotated[datetime | None, Query(description="ISO 8601 with offset; default: now")] = None,
+    start: Annotated[
+        Timestamp | None, Query(description="ISO 8601 with offset; default: end − 1 day")
+    ] = None,
+    end: Annotated[Timestamp | None, Query(description="ISO 8601 with offset; default: now")] = None,
 ) -> Response:
     """A point's samples as CSV (UTC times; at most 100,000 rows, else downsampled). Every export is
     audited first: no record, no data."""

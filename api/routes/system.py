@@ -211,5 +211,5 @@ async def banner(ctx: Ctx, user: CurrentUser) -> SystemBannerPublic:
 
 @ops_router.get("/metrics", include_in_schema=False)
 async def metrics(ctx: Ctx) -> Response:
-    body = ctx.metrics() if ctx.metrics else b""
+    body = (ctx.metrics() if ctx.metrics else b"") + ctx.request_rejections.render()
     return Response(body, media_type=CONTENT_TYPE)

@@ -12,7 +12,7 @@ answers 409 (names are unique), and such refusals back off per admin, so names c
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -22,6 +22,7 @@ from api.auth import access, throttle
 from api.auth import users as accounts
 from api.auth.users import User, UserError
 from api.deps import Ctx, CurrentUser
+from api.inputs import Timestamp
 from api.schemas import (
     AuditEntryPublic,
     AuditPublic,
@@ -206,8 +207,8 @@ async def read_audit(
     ctx: Ctx,
     user: CurrentUser,
     tenant: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Timestamp | None = None,
+    end: Timestamp | None = None,
     action: str | None = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 1000,
 ) -> AuditPublic:

@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from api.auth.users import create_user
 from api.main import create_app
 from pumpwatch.clock import FakeClock
-from pumpwatch.system import ApiServer, System
+from pumpwatch.system import ApiServer, System, api_server_config
 from simulators.fleet import SimulatedFleet
 from tests.auth import LONG_SESSIONS, PASSWORD, add_user
 from tests.clocked import poll_step
@@ -102,10 +101,7 @@ async def running_stack(tmp: Path, warm_up_s: float = 20 * 60) -> AsyncIterator[
         create_user(system.engine, "kita-taro", PASSWORD, [("kita", "operator")], display_name="北 太郎")
         app = create_app(system.api_context(auth=LONG_SESSIONS))
         port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=3
-        )
-        server = ApiServer(config)
+        server = ApiServer(api_server_config(app, "127.0.0.1", port, timeout_graceful_shutdown=3))
         serving = asyncio.create_task(server.serve(), name="test.uvicorn")
         stack = Stack(sim, system, clock, app, f"http://127.0.0.1:{port}")
         try:

@@ -65,7 +65,10 @@ def test_demo_serves_live_changing_levels_and_stops_cleanly(tmp_path: Path) -> N
         assert sum(1 for k in first if second.get(k) != first[k]) >= 6
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()["status"] == "ok"
         assert "pumpwatch" in httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
-        spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2).json()
+        assert (
+            httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2).status_code == 401
+        )  # needs a login
+        spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2, headers=auth).json()
         assert "/api/v1/stations/{station_id}/points/{point}/history" in spec["paths"]
         # the on-call notifier runs in the demo too (to a local file, no outside service)
         oncall = httpx.get(f"http://127.0.0.1:{port}/api/v1/notify/oncall", timeout=2, headers=auth).json()

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from api.main import create_app
+from api.webconfig import WebConfig
 from collector.model import Sample
 from pumpwatch import historian
 from pumpwatch.clock import FakeClock
@@ -78,7 +79,8 @@ async def test_sixty_seconds_without_the_database_lose_nothing(pg_both_url: str,
                 clock.advance(1.0)
                 await wait_until(lambda b=before: polls() >= b + units, 10, "a poll of every unit")
 
-        transport = httpx.ASGITransport(app=create_app(system.api_context(auth=LONG_SESSIONS)))
+        ctx = system.api_context(auth=LONG_SESSIONS, web=WebConfig(metrics_token="scrape-token"))
+        transport = httpx.ASGITransport(app=create_app(ctx))
         async with httpx.AsyncClient(transport=transport, base_url="http://pumpwatch.test") as client:
             # the user is made straight in the database: the proxy runs on this event loop, so a blocking
             # call through it from here would wait on itself
@@ -126,7 +128,9 @@ async def test_sixty_seconds_without_the_database_lose_nothing(pg_both_url: str,
                 await wait_until(lambda: system.writer.pending == 0, 10, "rows moved to the spool")
                 assert system.spools[0].status().pending_rows > 0
                 assert system.spools[1].status().pending_records > 0  # alarm events spooled
-                metrics = (await client.get("/metrics")).text
+                metrics = (
+                    await client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
+                ).text
                 assert "pumpwatch_historian_delayed 1.0" in metrics
                 spooled = system.spools[0].status().pending_rows
                 assert f"pumpwatch_spool_rows {float(spooled)}" in metrics

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import Engine, insert
 
 from alarms import incidents, store
+from alarms.notify.config import load_oncall
+from alarms.notify.service import NotifierService
 from api.auth.config import AuthConfig
 from api.context import ApiContext
 from api.main import create_app
@@ -32,6 +35,7 @@ from tests.auth import PASSWORD, add_user, token
 from tests.conftest import DEMO_FLEET
 
 T0 = datetime(2026, 9, 1, 0, 0, tzinfo=UTC)
+CONSOLE = {"X-Pumpwatch-CSRF": "1"}
 
 USERS = {
     "boss": [("kita", "admin"), ("minami", "admin"), ("centre", "admin")],  # the centre admin
@@ -74,8 +78,29 @@ async def make_api(
     for name, grants in USERS.items():
         add_user(engine, name, grants)
     ctx = ApiContext(fleet=fleet, engine=engine, clock=clock, catalog=catalog, auth=cfg)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://t")
+    # like the console: its changes made with the session cookie carry the anti-CSRF header (api.csrf)
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://t", headers=CONSOLE
+    )
     return Api(client, engine, clock, fleet, cfg), ctx
+
+
+ACK_SECRET = "test-secret-key-for-ack-links-0123456789"
+
+
+def attach_notifier(api: Api, ctx: ApiContext, tmp: Path) -> None:
+    """On-call notification in `ctx` (the test on-call file; nothing is sent unless a test steps it), so
+    the signed ack links are served and checked."""
+    text = (Path(__file__).parent.parent / "notify" / "oncall.yaml.in").read_text(encoding="utf-8")
+    path = tmp / "oncall.yaml"
+    path.write_text(
+        text.replace("$group_interval_s", "300")
+        .replace("$smtp_port", "9")
+        .replace("$hook_url", "http://127.0.0.1:9")
+        .replace("$hook_secret", "s"),
+        encoding="utf-8",
+    )
+    ctx.notify = NotifierService(api.engine, load_oncall(path, api.fleet), api.fleet, ctx.clock, ACK_SECRET)
 
 
 @pytest.fixture

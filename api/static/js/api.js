@@ -12,6 +12,8 @@ export function onUnauthorized(fn) { unauthorized.add(fn); }
 
 export async function api(path, { method = "GET", body, signal } = {}) {
   const init = { method, credentials: "same-origin", cache: "no-store", signal, headers: {} };
+  // Every change carries the anti-CSRF header: another origin cannot add it (api/csrf.py).
+  if (method !== "GET" && method !== "HEAD") init.headers["X-Pumpwatch-CSRF"] = "1";
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);

@@ -1,6 +1,7 @@
 // pumpwatch console: boot, sign-in, header, the system banner, routing between the views.
 import { api, ApiError, onUnauthorized } from "./api.js";
 import { chime, isMuted, setMuted, unlock } from "./audio.js";
+import { watchCss } from "./css.js";
 import { esc } from "./fmt.js";
 import { current, pick, setLang, t, term } from "./i18n.js";
 import * as stream from "./stream.js";
@@ -238,6 +239,7 @@ async function logout() {
 }
 
 async function boot() {
+  watchCss();
   await setLang(pick());
   $("#lang").value = current();
   const switchLang = async l => {

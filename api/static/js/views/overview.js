@@ -17,9 +17,9 @@ export function levelBar(st, lv) {
   const top = L.spill_m;
   const pct = v => `${Math.max(0, Math.min(100, (v / top) * 100)).toFixed(1)}%`;
   const marks = ["stop_m", "start_m", "hwl_m"].filter(k => L[k] != null)
-    .map(k => `<span class="mark ${k === "hwl_m" ? "hwl" : ""}" style="left:${pct(L[k])}" title="${t("level." + k)} ${L[k]} m"></span>`).join("");
+    .map(k => `<span class="mark ${k === "hwl_m" ? "hwl" : ""}" data-css-left="${pct(L[k])}" title="${t("level." + k)} ${L[k]} m"></span>`).join("");
   const fill = lv && lv.value != null
-    ? `<span class="fill ${lv.value >= L.hwl_m ? "high" : ""}" style="width:${pct(lv.value)}"></span>` : "";
+    ? `<span class="fill ${lv.value >= L.hwl_m ? "high" : ""}" data-css-width="${pct(lv.value)}"></span>` : "";
   return `<span class="lbar ${lv && lv.live ? "" : "stale"}" role="meter" aria-valuemin="0" aria-valuemax="${top}"
     aria-valuenow="${lv && lv.value != null ? lv.value : ""}">${fill}${marks}</span>`;
 }

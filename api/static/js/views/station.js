@@ -86,7 +86,7 @@ async function trend() {
     : [];
   draw(svg, series, start.toISOString(), end.toISOString(), marks);
   root.querySelector("#sd-legend").innerHTML = series.map(s =>
-    `<span><i style="background:${s.colour}"></i>${esc(term("point", s.name))}${s.unit ? ` (${esc(s.unit)})` : ""}
+    `<span><i data-css-background="${esc(s.colour)}"></i>${esc(term("point", s.name))}${s.unit ? ` (${esc(s.unit)})` : ""}
      <span class="muted">${s.data.length} ${s.downsampled ? t("station.buckets") : t("station.samples")}</span></span>`).join("");
 }
 
@@ -96,7 +96,7 @@ function assets() {
     const pv = v => v && v.value != null ? num(v.value, 0) : "–";
     return `<tr data-pump="${esc(p.name)}"><td data-label="${t("assets.pump")}">${esc(p.name)}${p.standby ? ` <span class="muted">(${t("assets.standby")})</span>` : ""}</td>
       <td data-label="${t("assets.installed")}">${p.install_year ?? "–"}</td>
-      <td data-label="${t("assets.age")}">${p.age_years != null ? `<span class="life ${due ? "due" : ""}" title="${Math.round(p.life_used * 100)} %"><span style="width:${Math.min(100, p.life_used * 100)}%"></span></span>
+      <td data-label="${t("assets.age")}">${p.age_years != null ? `<span class="life ${due ? "due" : ""}" title="${Math.round(p.life_used * 100)} %"><span data-css-width="${Math.min(100, p.life_used * 100)}%"></span></span>
         ${t("assets.years", { n: p.age_years, life: p.standard_life_years })}` : "–"}</td>
       <td data-label="${t("assets.run_hours")}">${pv(p.run_hours_h)}</td><td data-label="${t("assets.starts")}">${pv(p.starts)}</td>
       <td data-label="${t("assets.rated")}">${num(p.rated_current_a, 1)} A${p.power_kw ? ` · ${num(p.power_kw, 1)} kW` : ""}${p.rated_flow_m3_min ? ` · ${num(p.rated_flow_m3_min, 2)} m³/min` : ""}</td></tr>`;

@@ -1,0 +1,76 @@
+"""How the API meets the web: trusted proxies, allowed origins, body limit, docs and metrics exposure
+(from `pumpwatch.settings.Settings.web_config`; the defaults are the safe ones)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from api.inputs import MAX_BODY_BYTES
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    # Forwarded headers (X-Forwarded-For/-Proto, Forwarded) are believed only from these addresses or
+    # networks: none by default, so a client can never choose its own address or scheme.
+    trusted_proxies: tuple[Network, ...] = ()
+    # Origins besides the API's own (scheme://host[:port] of the request) that may send cookie-
+    # authenticated changes, e.g. the public name when a proxy rewrites Host.
+    origins: frozenset[str] = frozenset()
+    max_body_bytes: int = MAX_BODY_BYTES
+    docs: bool = True  # /docs (Swagger UI from local files); the spec itself needs a login
+    # `/metrics` on the API's port needs `Authorization: Bearer <token>`; None: not served there (the
+    # collector's probe port serves it without a token)
+    metrics_token: str | None = None
+
+
+def parse_proxies(value: str | None) -> tuple[Network, ...]:
+    """`"127.0.0.1, 10.0.0.0/8, ::1"` → networks. An entry that is not an address or network is an error
+    (uvicorn would silently treat it as a literal that never matches)."""
+    out: list[Network] = []
+    for raw in (value or "").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        if item == "*":
+            raise ValueError("'*' would trust every client's forwarded headers: list the proxies' addresses")
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)"
+            ) from None
+    return tuple(out)
+
+
+def normalize_origin(value: str) -> str | None:
+    """`https://Scada.City.jp:443/x` → `https://scada.city.jp`; None if it is no http(s) origin."""
+    try:
+        u = urlsplit(value.strip())
+        port = u.port
+    except ValueError:
+        return None
+    if u.scheme not in ("http", "https") or not u.hostname:
+        return None
+    host = u.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if u.scheme == "https" else 80
+    return f"{u.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def parse_origins(value: str | None) -> frozenset[str]:
+    out = set()
+    for raw in (value or "").split(","):
+        if not raw.strip():
+            continue
+        o = normalize_origin(raw)
+        if o is None:
+            raise ValueError(
+                f"{raw.strip()!r} is not an origin (scheme://host[:port], e.g. https://scada.city.jp)"
+            )
+        out.add(o)
+    return frozenset(out)

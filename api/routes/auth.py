@@ -20,6 +20,7 @@ from api.auth import access, mfa, passwords, sessions, throttle
 from api.auth.guard import client_ip
 from api.auth.users import User, UserError, set_password
 from api.deps import Ctx, CurrentUser
+from api.inputs import RequestModel
 from api.schemas import Detail, IsoTime, LoginPublic, LoginRequest, MePublic, MfaPublic, PasswordChange
 from pumpwatch.db.schema_security import app_user
 
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 ERRORS = {401: {"model": Detail}, 423: {"model": Detail}, 429: {"model": Detail}}
 
 
-class CodeRequest(BaseModel):
+class CodeRequest(RequestModel):
     code: str = Field(min_length=1, max_length=64, description="6-digit TOTP code, or a recovery code")
 
 

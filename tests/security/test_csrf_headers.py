@@ -22,7 +22,7 @@ from api.headers import CSP
 from api.main import create_app
 from api.ops import create_ops_app
 from api.webconfig import WebConfig
-from tests.auth import PASSWORD
+from tests.auth import PASSWORD, next_code
 from tests.security.conftest import Api, make_api
 
 STATIC = Path(__file__).resolve().parents[2] / "api" / "static"
@@ -47,6 +47,13 @@ async def cookie_client(app, name: str = "kita-admin") -> AsyncIterator[httpx.As
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         r = await c.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})
         assert r.status_code == 200, r.text
+        if r.json()["mfa"]["step"] == "verify":  # an admin's second factor, as the console gives it
+            r = await c.post(
+                "/api/v1/auth/mfa/verify",
+                json={"code": next_code(c, name)},
+                headers={"X-Pumpwatch-CSRF": "1"},
+            )
+            assert r.status_code == 200, r.text
         yield c
 
 

@@ -301,4 +301,4 @@ async def test_a_500_is_answered_and_the_connection_stays_open(srv1: Served) -> 
     assert _status(boom) == 500 and b"internal error" in boom  # type: ignore[operator]
     assert b"a bug" not in boom  # type: ignore[operator]
     assert _status(health) == 200, "the server closed the keep-alive connection after its 500"
-    assert srv1.ctx.rejections["internal_error"] == 1
+    assert srv1.ctx.request_rejections["internal_error"] == 1

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from alarms import store
 from api.auth.users import UserError
 from api.main import create_app
+from api.webconfig import WebConfig
 from pumpwatch.clock import FakeClock
 from pumpwatch.config import load_fleet
 from pumpwatch.db.schema import alarm, notification, notification_alarm
@@ -27,6 +28,7 @@ from pumpwatch.system import System
 from tests.auth import LONG_SESSIONS, add_user, bearer, token
 from tests.e2e.fleets import demo_fleet_dir_on_free_ports
 
+METRICS_TOKEN = "scrape-token"  # /metrics on the API port needs one (api.exposure)
 START = datetime(2026, 7, 1, 1, 0, tzinfo=UTC)  # Wednesday 10:00 in Tokyo
 SECRET = "test-secret-key-for-the-centre-stack"
 USERS = {
@@ -123,7 +125,7 @@ async def centre_stack(
         for name, grants in USERS.items():
             with contextlib.suppress(UserError):  # a second process over the same database
                 await asyncio.to_thread(add_user, system.engine, name, grants)
-        app = create_app(system.api_context(auth=LONG_SESSIONS))
+        app = create_app(system.api_context(auth=LONG_SESSIONS, web=WebConfig(metrics_token=METRICS_TOKEN)))
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://pumpwatch.test"
         ) as client:

@@ -28,7 +28,7 @@ from tests.conftest import REPO
 from tests.e2e.fleets import wait_until
 from tests.fakes import RawModbusServer
 from tests.mqtt_broker import MosquittoBroker, Subscriber
-from tests.system.centre import START, centre_stack
+from tests.system.centre import METRICS_TOKEN, START, centre_stack
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -108,7 +108,7 @@ async def test_each_reason_is_counted_kept_and_survives_a_restart(
         await s.rejections.flush()
         assert s.live.station("MQ-1")["supply_voltage_v"].value == 202.5  # the good ones are stored
         # /metrics: by source and reason
-        metrics = (await c.client.get("/metrics")).text
+        metrics = (await c.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})).text
         for source, reason in want - {("lte-1", "unknown point")}:
             assert f'pumpwatch_rejected_messages_total{{reason="{reason}",source="{source}"}} 1.0' in metrics
         assert 'pumpwatch_rejected_messages_total{reason="unknown point",source="lte-1"} 2.0' in metrics
@@ -118,7 +118,7 @@ async def test_each_reason_is_counted_kept_and_survives_a_restart(
     # process's counters go on from them.
     async with centre_stack(tmp_path, sqlite_url, fleet_dir=fleet_dir, stations=None) as c:
         await check_api(c, want)
-        metrics = (await c.client.get("/metrics")).text
+        metrics = (await c.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})).text
         assert 'pumpwatch_rejected_messages_total{reason="unknown point",source="lte-1"} 2.0' in metrics
         assert (
             'pumpwatch_rejected_messages_total{reason="malformed Sparkplug payload",source="edge-1"} 1.0'

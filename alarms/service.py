@@ -23,16 +23,16 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
-from alarms import store
-from alarms.analyzers import Analyzer
-from alarms.evaluator import AlarmEvent, StationEvaluator
-from alarms.incidents import IncidentGrouper
-from alarms.rules import RuleSet
-from collector.model import Sample
-from pumpwatch.clock import Clock
-from pumpwatch.config import Fleet
-from pumpwatch.metrics import ALARM_BUCKETS, Histogram
-from pumpwatch.spool import Spool
+from pumpwatch.alarms import store
+from pumpwatch.alarms.analyzers import Analyzer
+from pumpwatch.alarms.evaluator import AlarmEvent, StationEvaluator
+from pumpwatch.alarms.incidents import IncidentGrouper
+from pumpwatch.alarms.rules import RuleSet
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config import Fleet
+from pumpwatch.core.metrics import ALARM_BUCKETS, Histogram
+from pumpwatch.core.sample import Sample
+from pumpwatch.core.spool import Spool
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from api.inputs import MAX_BODY_BYTES
+from pumpwatch.api.inputs import MAX_BODY_BYTES
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -12,9 +12,9 @@ import math
 
 from pymodbus.exceptions import ModbusException
 
-from collector.sources.modbus import ModbusSource
-from pumpwatch.config import Fleet
-from pumpwatch.config.models import PointSpec
+from pumpwatch.collector.sources.modbus import ModbusSource
+from pumpwatch.core.config import Fleet
+from pumpwatch.core.config.models import PointSpec
 
 
 class WriteError(Exception):

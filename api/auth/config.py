@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pumpwatch.settings import DEFAULT_SECRET
+from pumpwatch.core.settings import DEFAULT_SECRET
 
 __all__ = ["DEFAULT_SECRET", "AuthConfig"]
 

@@ -9,15 +9,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from alarms import store
-from alarms.hidden import is_hidden, is_shelved
-from alarms.incidents import note_first_response
-from api.auth import access
-from api.auth.users import User
-from api.context import ApiContext
-from api.deps import Ctx, CurrentUser
-from api.inputs import Timestamp
-from api.schemas import (
+from pumpwatch.alarms import store
+from pumpwatch.alarms.hidden import is_hidden, is_shelved
+from pumpwatch.alarms.incidents import note_first_response
+from pumpwatch.api.auth import access
+from pumpwatch.api.auth.users import User
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.inputs import Timestamp
+from pumpwatch.api.schemas import (
     AckRequest,
     AlarmPublic,
     AlarmsPublic,

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter
 
-from alarms import store
-from api.auth import access
-from api.context import ApiContext, station_samples
-from api.deps import Ctx, CurrentUser
-from api.schemas import DispatchEntry, DispatchPublic, LocationPublic
-from collector.model import Quality, Sample
-from pumpwatch.live import LiveSnapshot
+from pumpwatch.alarms import store
+from pumpwatch.api.auth import access
+from pumpwatch.api.context import ApiContext, station_samples
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.schemas import DispatchEntry, DispatchPublic, LocationPublic
+from pumpwatch.core.live import LiveSnapshot
+from pumpwatch.core.sample import Quality, Sample
 
 router = APIRouter(prefix="/dispatch", tags=["dispatch"])
 

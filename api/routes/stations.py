@@ -10,14 +10,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from alarms import status, store
-from api.auth import access
-from api.auth.users import User
-from api.context import ApiContext, station_samples
-from api.coverage import coverage_public
-from api.deps import Ctx, CurrentUser
-from api.inputs import Timestamp
-from api.schemas import (
+from pumpwatch.alarms import status, store
+from pumpwatch.api.auth import access
+from pumpwatch.api.auth.users import User
+from pumpwatch.api.context import ApiContext, station_samples
+from pumpwatch.api.coverage import coverage_public
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.inputs import Timestamp
+from pumpwatch.api.schemas import (
     HistoryPointPublic,
     HistoryPublic,
     LocationPublic,
@@ -26,8 +26,8 @@ from api.schemas import (
     StationPublic,
     StationsPublic,
 )
-from collector.model import Sample
-from pumpwatch import historian
+from pumpwatch.core import historian
+from pumpwatch.core.sample import Sample
 
 router = APIRouter(prefix="/stations", tags=["stations"])
 

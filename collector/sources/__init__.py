@@ -8,7 +8,7 @@ not fit, a garbled or refused Modbus answer) also goes to a `Reject` callable, w
 
 from collections.abc import Callable
 
-from collector.model import Sample
+from pumpwatch.core.sample import Sample
 
 Emit = Callable[[list[Sample]], None]
 # (source: the controller id, topic: where it came from, reason: a short category, detail, raw payload)

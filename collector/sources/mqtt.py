@@ -27,14 +27,14 @@ from datetime import datetime
 import aiomqtt
 import orjson
 
-from collector.model import Sample
-from collector.sources import Emit, Reject
-from collector.sources.mqtt_common import Ignored, Rejected, StationFeed
-from collector.sources.mqtt_json import JsonHandler
-from collector.sources.sparkplug import SparkplugHandler
-from pumpwatch import sparkplug as spb
-from pumpwatch.clock import Clock
-from pumpwatch.config.models import MetricMap, MqttBroker, MqttJsonController, SparkplugController
+from pumpwatch.collector.sources import Emit, Reject
+from pumpwatch.collector.sources.mqtt_common import Ignored, Rejected, StationFeed
+from pumpwatch.collector.sources.mqtt_json import JsonHandler
+from pumpwatch.collector.sources.sparkplug import SparkplugHandler
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config.models import MetricMap, MqttBroker, MqttJsonController, SparkplugController
+from pumpwatch.core.sample import Sample
+from pumpwatch.protocols import sparkplug as spb
 
 log = logging.getLogger(__name__)
 

@@ -18,15 +18,15 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from api.main import create_app
-from pumpwatch import historian
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.db import make_engine, rls, upgrade
-from pumpwatch.historian_scale import Rollups
-from pumpwatch.spool import Spool
-from pumpwatch.system import System, historian_setup
-from pumpwatch.timescale import (
+from pumpwatch.api.main import create_app
+from pumpwatch.app.system import System, historian_setup
+from pumpwatch.core import historian
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db import make_engine, rls, upgrade
+from pumpwatch.core.historian_scale import Rollups
+from pumpwatch.core.spool import Spool
+from pumpwatch.core.timescale import (
     FEATURES,
     JobWatch,
     TimescalePlan,
@@ -35,7 +35,7 @@ from pumpwatch.timescale import (
     job_health,
     run_job,
 )
-from pumpwatch.writer import HistorianWriter, encode_rows
+from pumpwatch.core.writer import HistorianWriter, encode_rows
 from tests.auth import add_user, bearer, token
 from tests.conftest import DEMO_FLEET
 

@@ -15,11 +15,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.auth.config import AuthConfig
-from api.main import create_app
-from api.webconfig import WebConfig
-from pumpwatch.db.schema_security import audit_log
-from pumpwatch.settings import Settings
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.api.main import create_app
+from pumpwatch.api.webconfig import WebConfig
+from pumpwatch.core.db.schema_security import audit_log
+from pumpwatch.core.settings import Settings
 from tests.auth import PASSWORD
 from tests.security.conftest import make_api
 from tests.security.served import served

@@ -1,0 +1,1 @@
+"""The kernel: configuration, clock, storage, the sample type; it imports nothing above it."""

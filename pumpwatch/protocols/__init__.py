@@ -1,0 +1,1 @@
+"""Protocol code the collector and the simulators share (Sparkplug B)."""

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import uvicorn
 from sqlalchemy import Engine
 
 from pumpwatch.alarms import store
@@ -40,8 +39,8 @@ from pumpwatch.alarms.system_monitor import (
 )
 from pumpwatch.api.auth.config import AuthConfig
 from pumpwatch.api.context import ApiContext
-from pumpwatch.api.main import create_app
 from pumpwatch.api.webconfig import WebConfig
+from pumpwatch.app.metrics import registry_for
 from pumpwatch.collector.field_write import FieldWriter
 from pumpwatch.collector.fleet import build_modbus_sources, build_mqtt_ingest
 from pumpwatch.collector.sources.modbus import ModbusSource
@@ -55,6 +54,7 @@ from pumpwatch.core.db.engine import make_engine
 from pumpwatch.core.db.migrate import upgrade
 from pumpwatch.core.historian_scale import Rollups
 from pumpwatch.core.live import LiveSnapshot
+from pumpwatch.core.metrics import render
 from pumpwatch.core.rejections import RejectionLog
 from pumpwatch.core.sample import Sample
 from pumpwatch.core.settings import Settings
@@ -369,8 +369,6 @@ class System:
         return self.monitor.active() if self.monitor is not None else None
 
     def metrics_text(self) -> bytes:
-        from pumpwatch.core.metrics import registry_for, render
-
         if self._registry is None:
             self._registry = registry_for(self)
         return render(self._registry)
@@ -510,63 +508,3 @@ async def _cancel(task: asyncio.Task, limit_s: float = 10.0) -> None:
         log.error("%s did not stop within %.0f s; leaving it", task.get_name(), limit_s)
     elif not task.cancelled() and task.exception() is not None:
         log.error("%s ended with %r", task.get_name(), task.exception())
-
-
-class ApiServer(uvicorn.Server):
-    """uvicorn that ends the live streams when it shuts down (it would otherwise wait for them forever)."""
-
-    async def shutdown(self, sockets=None) -> None:
-        self.config.app.state.hub.close()
-        await super().shutdown(sockets)
-
-
-async def serve_api(
-    ctx: ApiContext,
-    host: str,
-    port: int,
-    *,
-    ssl_certfile: str | Path | None = None,
-    ssl_keyfile: str | Path | None = None,
-) -> None:
-    """Serve until uvicorn sees SIGINT/SIGTERM (it owns the signals while it runs). With a certificate,
-    TLS only (uvicorn's default context: TLS 1.2 or newer)."""
-    config = api_server_config(
-        create_app(ctx), host, port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile
-    )
-    server = ApiServer(config)
-    await server.serve()
-
-
-def api_server_config(
-    app: object,
-    host: str,
-    port: int,
-    *,
-    ssl_certfile: str | Path | None = None,
-    ssl_keyfile: str | Path | None = None,
-    timeout_graceful_shutdown: int = 5,
-) -> uvicorn.Config:
-    """uvicorn as the API runs: no proxy-header handling of its own (its default believes X-Forwarded-*
-    from 127.0.0.1; the app's `api.proxies` believes only PUMPWATCH_TRUSTED_PROXIES), no Server header."""
-    return uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host=host,
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        timeout_graceful_shutdown=timeout_graceful_shutdown,
-        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
-        proxy_headers=False,
-        server_header=False,
-    )
-
-
-async def serve_probes(ctx: ApiContext, host: str, port: int) -> None:
-    """A collector without the API still answers its orchestrator and Prometheus."""
-    from pumpwatch.api.ops import create_ops_app
-
-    config = uvicorn.Config(
-        create_ops_app(ctx), host=host, port=port, log_level="warning", lifespan="off", proxy_headers=False
-    )
-    await uvicorn.Server(config).serve()

@@ -17,7 +17,8 @@ import httpx
 
 from pumpwatch.api.auth.users import create_user
 from pumpwatch.api.main import create_app
-from pumpwatch.app.system import ApiServer, System, api_server_config
+from pumpwatch.app.serve import ApiServer, api_server_config
+from pumpwatch.app.system import System
 from pumpwatch.core.clock import FakeClock
 from pumpwatch.simulators.fleet import SimulatedFleet
 from tests.auth import LONG_SESSIONS, PASSWORD, add_user

@@ -16,7 +16,8 @@ import pytest_asyncio
 import uvicorn
 
 from pumpwatch.api.main import create_app
-from pumpwatch.app.system import ApiServer, System
+from pumpwatch.app.serve import ApiServer
+from pumpwatch.app.system import System
 from pumpwatch.core.clock import FakeClock
 from pumpwatch.core.config import load_fleet
 from tests.auth import LONG_SESSIONS, PASSWORD, add_user

@@ -243,7 +243,8 @@ async def _run_system(
 ) -> None:
     from pumpwatch.api.auth.demo import seed_demo_users
     from pumpwatch.api.auth.users import demo_users_present
-    from pumpwatch.app.system import System, serve_api, serve_probes
+    from pumpwatch.app.serve import serve_api, serve_probes
+    from pumpwatch.app.system import System
     from pumpwatch.core.sharding import parse_shard
 
     try:

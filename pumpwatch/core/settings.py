@@ -4,6 +4,9 @@ The safety policy lives here, not in the bind address: outside `pumpwatch demo`,
 checks something with `secret_key` (`run` with the API or the notifier, `notify run`) refuses a secret that
 is public or guessable, and `run` refuses to serve the API while a demo user is enabled, whatever the host
 (a proxy in front of 127.0.0.1 exposes it as surely as 0.0.0.0). `unsafe_problems` says why, and what to set.
+
+The API builds its own policies from these values (`pumpwatch.api.auth.config.auth_config(settings)`,
+`pumpwatch.api.webconfig.web_config(settings)`): the kernel knows nothing of the API.
 """
 
 from __future__ import annotations
@@ -96,23 +99,6 @@ class Settings(BaseSettings):
             )
         return problems
 
-    def auth_config(self, *, demo: bool = False):
-        from pumpwatch.api.auth.config import AuthConfig
-        from pumpwatch.api.auth.roles import rank
-
-        roles = frozenset(r.strip() for r in self.mfa_roles.split(",") if r.strip())
-        for r in roles:
-            rank(r)  # an unknown role name is a configuration error, said at start
-        return AuthConfig(
-            secret_key=self.secret_key,
-            idle_timeout_s=self.session_idle_min * 60,
-            max_age_s=self.session_max_h * 3600,
-            max_failures=self.login_max_failures,
-            lock_s=self.login_lock_min * 60,
-            mfa_roles=roles,
-            demo=demo,
-        )
-
     spool_dir: Path | None = Path("var/spool")  # store-and-forward while the database is away
     spool_capacity_mb: int = 4096  # ≈ 30 h of the reference load (200 stations × 20 points at 1 Hz)
     shard: str | None = None  # "I/N" or "ordinal/N": poll only this shard's stations
@@ -120,28 +106,10 @@ class Settings(BaseSettings):
     probe_port: int | None = None  # /healthz, /readyz, /metrics of a collector that serves no API
     dead_letter_keep: int = Field(default=1000, ge=1, le=1_000_000)  # dead letters kept per source (newest)
 
-    # --- the API on the web (api.webconfig) ---
+    # --- the API on the web (api.webconfig.web_config) ---
     # reverse proxies whose X-Forwarded-For/-Proto and Forwarded headers are believed ("127.0.0.1,
     # 10.0.0.0/8"); none by default: every client is who its TCP connection says
     trusted_proxies: str = ""
     api_origins: str = ""  # public origins besides the one the API is reached by (a proxy rewriting Host)
     api_docs: bool = True  # /docs, Swagger UI from local files
     metrics_token: str | None = None  # /metrics on the API port needs it as a Bearer token
-
-    def web_config(self):
-        """The API's web settings; ValueError with the reason if they do not hold together."""
-        from pumpwatch.api.webconfig import WebConfig, parse_origins, parse_proxies
-
-        proxies = parse_proxies(self.trusted_proxies)
-        if self.api_behind_tls_proxy and not proxies:
-            raise ValueError(
-                "PUMPWATCH_API_BEHIND_TLS_PROXY=true needs PUMPWATCH_TRUSTED_PROXIES (the proxy's address, "
-                "e.g. 127.0.0.1): without it the API cannot tell the proxy's https from a forged header, so "
-                "cookies would lose the Secure flag and the console's changes be refused as cross-origin"
-            )
-        return WebConfig(
-            trusted_proxies=proxies,
-            origins=parse_origins(self.api_origins),
-            docs=self.api_docs,
-            metrics_token=self.metrics_token or None,
-        )

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from pumpwatch.api.auth.config import auth_config
+from pumpwatch.api.webconfig import web_config
 from pumpwatch.core.clock import Clock, ScaledClock, SystemClock
 from pumpwatch.core.config import ConfigError, Fleet, load_fleet
 from pumpwatch.core.settings import Settings
@@ -67,7 +69,7 @@ def exposure_problems(settings: Settings, host: str) -> list[str]:
 
 def _check_auth_settings(settings: Settings) -> None:
     try:
-        settings.auth_config()
+        auth_config(settings)
     except ValueError as exc:
         raise click.ClickException(f"PUMPWATCH_MFA_ROLES: {exc}") from None
 
@@ -282,7 +284,7 @@ async def _run_system(
             if problems:
                 raise click.ClickException(f"refusing to serve the API on {api[0]}: " + "; ".join(problems))
             try:
-                web = settings.web_config()
+                web = web_config(settings)
             except ValueError as exc:
                 raise click.ClickException(f"refusing to serve the API: {exc}") from None
         if collect:
@@ -293,7 +295,7 @@ async def _run_system(
         if collect and system.shard is not None:
             log.info("shard %s: %d stations", system.shard, system.station_count())
         if api is not None:
-            ctx = system.api_context(in_process_live=collect, auth=settings.auth_config(demo=demo), web=web)
+            ctx = system.api_context(in_process_live=collect, auth=auth_config(settings, demo=demo), web=web)
             tls = settings.api_ssl_certfile is not None
             log.info("API and live page at http%s://%s:%d/", "s" if tls else "", api[0], api[1])
             await serve_api(

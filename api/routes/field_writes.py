@@ -26,7 +26,7 @@ from pumpwatch.api.schemas import (
     WriteRequest,
     WriteResultPublic,
 )
-from pumpwatch.collector.field_write import WriteError, to_raw, writable_spec
+from pumpwatch.core.writable import WriteError, to_raw, writable_spec
 
 router = APIRouter(prefix="/stations", tags=["field writes"])
 CONFIRM_S = 60

@@ -38,10 +38,8 @@ from sqlalchemy import Engine, func, select
 from pumpwatch.alarms import store
 from pumpwatch.alarms.status import LADDER
 from pumpwatch.api.context import ApiContext, station_samples
-from pumpwatch.api.routes.alarms import alarm_public
-from pumpwatch.api.routes.dispatch import build_board
-from pumpwatch.api.routes.stations import build_station
 from pumpwatch.api.schemas import DispatchEntry, StationPublic
+from pumpwatch.api.views import alarm_public, build_board, build_station
 from pumpwatch.core.db import rls
 from pumpwatch.core.db.schema import alarm, alarm_event
 

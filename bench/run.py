@@ -420,7 +420,7 @@ async def api_section(tmp: Path, n: int = 10_000) -> dict:
     fast = await measure("/api/v1/overview", 600, pause=0.005)
     full = await measure("/api/v1/stations", 4)
     # where the time goes: building the station models vs encoding them
-    from pumpwatch.api.routes.stations import build_station
+    from pumpwatch.api.views import build_station
 
     t = time.perf_counter()
     models = [build_station(ctx, sid, live.station(sid), [], now) for sid in fleet.stations]

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 from pumpwatch.alarms import store
 from pumpwatch.alarms.hidden import hidden_clause, is_hidden, is_shelved, shelved_clause
 from pumpwatch.alarms.notify import dispatcher
-from pumpwatch.api.routes.alarms import alarm_public
+from pumpwatch.api.views import alarm_public
 from pumpwatch.core.db.engine import make_engine
 from pumpwatch.core.db.migrate import upgrade
 from pumpwatch.core.db.schema import alarm

@@ -37,6 +37,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
+from pumpwatch.core.db.engine import make_engine
+
 APP_ROLE = "pumpwatch_app"
 
 # table -> the condition a row must meet; `T` is the array of tenants in scope
@@ -324,8 +326,6 @@ def is_owner_or_bypass(conn: Connection) -> bool:
 
 def app_engine(url: str) -> Engine:
     """The API's engine: scoped per request, and refused if its role would not be held by RLS."""
-    from pumpwatch.core.db.engine import make_engine
-
     engine = scoped_engine(make_engine(url))
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:

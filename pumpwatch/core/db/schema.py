@@ -40,34 +40,17 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     SmallInteger,
     Table,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy import text as text_clause
 
+# Accounts, sessions and the audit log live in their own module, on the same `metadata`: importing this
+# module gives the whole schema (Alembic's env, the drift test).
+from pumpwatch.core.db import schema_security  # noqa: F401
+from pumpwatch.core.db.base import metadata, sa_false, sa_true
 from pumpwatch.core.db.types import UTCDateTime
-
-
-def sa_true() -> Any:
-    return text_clause("true")
-
-
-def sa_false() -> Any:
-    return text_clause("false")
-
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_N_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 tenant = Table(
     "tenant",
@@ -423,7 +406,3 @@ def include_object_for(dialect_name: str) -> Callable[[Any, str | None, str, boo
         return dialect_name == wanted if isinstance(wanted, str) else dialect_name in wanted
 
     return hook
-
-
-# Accounts, sessions and the audit log live in their own module (on the same `metadata`).
-from pumpwatch.core.db import schema_security  # noqa: E402, F401

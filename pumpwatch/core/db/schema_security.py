@@ -1,4 +1,4 @@
-"""Accounts, sessions, login throttling and the audit log (imported by `pumpwatch.db.schema`).
+"""Accounts, sessions, login throttling and the audit log (on `base.metadata`; `schema` imports this).
 
 - `app_user`: named users (no shared accounts); `password_hash` is Argon2id (argon2-cffi's encoded form).
   Names are unique whatever their case (`ADMIN` cannot sit beside `admin`: a unique index on lower(username)).
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Integer, Table, Text, func
 
-from pumpwatch.core.db.schema import metadata, sa_false
+from pumpwatch.core.db.base import metadata, sa_false
 from pumpwatch.core.db.types import UTCDateTime
 
 app_user = Table(

@@ -1,4 +1,8 @@
-"""What a source emits: one value of one point of one station, with its time and quality."""
+"""The sample: one value of one point of one station, with its time and quality.
+
+What the collector's sources emit, what the live snapshot and the historian keep and the alarm engine
+evaluates: the one type every part shares, so it lives in the kernel.
+"""
 
 from __future__ import annotations
 
@@ -33,19 +37,3 @@ class Sample:
     value: float | None
     observed_at: datetime
     quality: Quality = Quality.GOOD
-
-
-class CollectorError(Exception):
-    """Base of the collector's errors."""
-
-
-class SourceError(CollectorError):
-    """A source failed to read its device."""
-
-
-class ConnectError(SourceError):
-    """The device could not be reached."""
-
-
-class DecodeError(SourceError):
-    """The device answered something that does not fit its register map."""

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from pumpwatch.app.cli import exposure_problems
+from pumpwatch.app.policy import exposure_problems
 from pumpwatch.core.settings import DEFAULT_SECRET, Settings, secret_problem
 from tests.auth import SECRET
 from tests.conftest import REPO

@@ -53,7 +53,7 @@ class ApiContext:
     active_alarms: Callable[[], dict[str, list[dict[str, Any]]] | None] | None = None
     # the system alarms active in this process's system monitor (None, or a None answer: no monitor here)
     system_alarms: Callable[[], list[dict] | None] | None = None
-    rejections: Any = None  # pumpwatch.rejections.RejectionLog of an in-process collector
+    rejections: Any = None  # pumpwatch.core.rejections.RejectionLog of an in-process collector
     web: WebConfig = field(default_factory=WebConfig)  # proxies, origins, body limit, docs, metrics
     # API requests refused before a route ran, by reason (api/gate.py, api/failsafe.py): /metrics
     request_rejections: RejectionCounts = field(default_factory=RejectionCounts)

@@ -29,9 +29,9 @@ RTUs, for demos and tests.
   sources and their conversion to a metric's type; `mqtt_json_publisher`: `JsonPublisher` (plain JSON, one
   session per station); `sparkplug_node`: `SparkplugEdgeNode` (a Sparkplug B edge node).
 
-Dependency rule: this package imports only `pumpwatch.config`, `pumpwatch.clock`, `pumpwatch.hydraulics`,
-pymodbus and the standard library (the MQTT devices also aiomqtt and `pumpwatch.sparkplug`), never the
-collector, alarms or api, so integration tests stay honest.
+Dependency rule (an import-linter contract, docs/architecture.md): this package imports only the kernel
+(`pumpwatch.core.config`, `.clock`, `.hydraulics`), `pumpwatch.protocols.sparkplug`, pymodbus, aiomqtt and
+the standard library, never the collector, alarms or api, so integration tests stay honest.
 """
 
 from pumpwatch.simulators.fleet import SimulatedFleet

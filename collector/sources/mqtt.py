@@ -4,7 +4,7 @@ Subscribes with QoS 1 on a persistent session (clean_session false, fixed client
 published while we reconnect wait at the broker. Reconnects with a jittered backoff capped at
 `reconnect_max_s`. Every message is routed to its controller's handler (plain JSON or Sparkplug B);
 a message that does not fit is counted by controller and reason, handed to `reject` (which stores it as a
-dead letter, `pumpwatch.rejections`), kept in a bounded in-memory list and logged once per reason and
+dead letter, `pumpwatch.core.rejections`), kept in a bounded in-memory list and logged once per reason and
 controller; the messages around it are stored. Input under no configured controller counts as source
 `unconfigured` (a bounded label set: the topic is in the dead letter). Sparkplug data that arrives before
 its birth (a host that joined late) is ignored and counted apart, not rejected: a rebirth brings it. A 1 s

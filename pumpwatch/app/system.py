@@ -6,7 +6,7 @@ the first samples already find their points and alarms that were active before a
 A collector process also runs the system monitor (alarms/system_monitor.py): its own writer, spool and
 rejected input, the other shards' heartbeats, the notifier's and the historian's set-up become system alarms
 of the centre, stored through the same alarm service as the stations'. Rejected input from every source is
-counted and kept by one `RejectionLog` (pumpwatch/rejections.py).
+counted and kept by one `RejectionLog` (pumpwatch/core/rejections.py).
 """
 
 from __future__ import annotations
@@ -170,8 +170,9 @@ class System:
         return {sid: [p for a in an for p in a.outputs] for sid, an in self.analyzers.items()}
 
     def emit(self, samples: list[Sample]) -> None:
-        """Fan-out of every batch a source reads, with the points derived from it: live snapshot,
-        historian, alarms."""
+        """The sink the collector's sources emit to (`collector.sources.Emit`, injected here): every batch
+        a source reads, with the points the analyzers derive from it, goes to the live snapshot and the
+        historian writer (kernel) and to the alarm service, once each (docs/architecture.md)."""
         derived = self.alarms.derive(samples) if self.alarms is not None else []
         every = samples + derived if derived else samples
         self.live.accept(every)
@@ -476,7 +477,7 @@ class System:
 
 
 def historian_setup(engine: Engine) -> HistorianFeatures:
-    """TimescaleDB's features where the server offers them (`pumpwatch.timescale`), logged: what is
+    """TimescaleDB's features where the server offers them (`pumpwatch.core.timescale`), logged: what is
     missing at ERROR with the reason, once per start. A set-up that cannot even be attempted (the database
     went away meanwhile) counts as every feature missing, never as plain PostgreSQL."""
     try:

@@ -1,9 +1,9 @@
 """The historian: catalogue, samples and latest values in SQLite or PostgreSQL (alarms: `alarms.store`).
 
 Every function is synchronous and short-lived, meant to run in a worker thread (the async side calls them with
-`asyncio.to_thread`); each takes an `Engine` from `pumpwatch.db.make_engine` on a migrated database
-(`pumpwatch.db.upgrade`). Every datetime given must be timezone-aware (naive ones raise ValueError); every
-datetime returned is aware UTC.
+`asyncio.to_thread`); each takes an `Engine` from `pumpwatch.core.db.make_engine` on a migrated database
+(`pumpwatch.core.db.upgrade`). Every datetime given must be timezone-aware (naive ones raise ValueError);
+every datetime returned is aware UTC.
 
 - `sync_catalog(engine, fleet)` upserts tenants, stations and points from the fleet config and returns
   `(station_id, point_name) -> point_id`. Nothing is ever deleted, so history of a removed point stays.
@@ -55,7 +55,7 @@ __all__ = [
 
 SampleRow = tuple[int, datetime, float | None, int]  # (point_id, observed_at, value, quality)
 
-GOOD = 0  # collector.model.Quality.GOOD; quality is stored as its integer value
+GOOD = 0  # pumpwatch.core.sample.Quality.GOOD; quality is stored as its integer value
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _IN_CHUNK = 5_000  # ids per IN (...) list; SQLite allows 32,766 bound parameters

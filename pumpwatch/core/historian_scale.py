@@ -1,6 +1,6 @@
 """The historian at scale on plain PostgreSQL: rollups for long trends and retention.
 
-Two shapes, one API (`pumpwatch.historian.read_history` picks the source):
+Two shapes, one API (`pumpwatch.core.historian.read_history` picks the source):
 
 - **Plain PostgreSQL** (what Debian ships): `sample` keeps its BRIN index on time and its (point, time) key;
   `sample_1m` / `sample_1h` hold per-point minute / hour rollups (count, good count, sum, min, max). The
@@ -8,7 +8,7 @@ Two shapes, one API (`pumpwatch.historian.read_history` picks the source):
   collector) recomputes those minutes from `sample` and then their hours from `sample_1m`. Recomputing
   (replace, not add) makes it idempotent: a replayed spool, late data or a crash mid-job only means a
   minute is computed again. `apply_retention` deletes raw samples older than the retention in batches.
-- **TimescaleDB** (`pumpwatch.timescale`): a hypertable with compression, retention and continuous
+- **TimescaleDB** (`pumpwatch.core.timescale`): a hypertable with compression, retention and continuous
   aggregates. The rollup job runs there too when the hourly aggregate could not be made.
 """
 

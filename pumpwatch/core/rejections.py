@@ -13,7 +13,7 @@ beyond that the oldest go; those are still counted, as `count` and `dropped`, wh
 again. What is lost in a crash is at most the last flush interval, as for samples without a spool.
 
 The rows carry the centre's tenant id: they are the centre's (row-level security holds the API's app role to
-it, `pumpwatch.db.rls.CENTRE_TABLES`), since a payload may belong to any municipality.
+it, `pumpwatch.core.db.rls.CENTRE_TABLES`), since a payload may belong to any municipality.
 """
 
 from __future__ import annotations

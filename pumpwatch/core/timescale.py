@@ -21,7 +21,7 @@ build or `timescaledb.license = 'apache'` has none of them).
 
 A continuous aggregate whose refresh policy cannot be added is dropped again: a half-made one would be
 recomputed from raw samples on every read. The app role reads the aggregates only through
-`scoped.sample_1h_cagg` and `scoped.sample_1d` (`pumpwatch.db.rls`).
+`scoped.sample_1h_cagg` and `scoped.sample_1d` (`pumpwatch.core.db.rls`).
 
 Refresh windows reach back to one day short of the retention (the whole history without one): a late
 sample, even a week old in a compressed chunk, is in the aggregates after the next refresh, and a
@@ -30,7 +30,7 @@ already older than that window when an aggregate is made is materialized once, a
 
 `HistorianFeatures` says what is present, what is missing and why, and where trends come from
 (`trend_source`): `cagg` (the hourly continuous aggregate), `rollups` (plain PostgreSQL's `sample_1m` /
-`sample_1h`, kept by the collector's rollup job, which must then run) or `raw`. `pumpwatch.historian`
+`sample_1h`, kept by the collector's rollup job, which must then run) or `raw`. `pumpwatch.core.historian`
 checks for itself, per read, that the aggregate it would read exists and is readable.
 
 `JobWatch` checks how TimescaleDB's own jobs for `sample` and the aggregates fare, and runs in the

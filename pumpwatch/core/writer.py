@@ -3,7 +3,8 @@ is unreachable.
 
 Normal path: rows wait in memory for one flush interval (≈1 s) and go to the database in one COPY batch.
 When a write fails the writer turns `delayed`: every flush interval the rows in memory are appended to the
-disk spool (`pumpwatch.spool.Spool`, fsync'd), and the database is retried with a backoff (≤ `retry_max_s`).
+disk spool (`pumpwatch.core.spool.Spool`, fsync'd), and the database is retried with a backoff
+(≤ `retry_max_s`).
 Once it answers, the spool is drained oldest first; while anything is still spooled, new rows go to the
 spool's tail too, so the database receives every row in the order it was read. Without a spool (tests,
 `spool=None`) rows wait in memory, bounded by `max_pending` (oldest dropped first and counted).

@@ -1,4 +1,4 @@
-"""Tests of the simulators and of `pumpwatch.hydraulics`. Shared helpers (not fixtures) live here."""
+"""Tests of the simulators and of `pumpwatch.core.hydraulics`. Shared helpers (not fixtures) live here."""
 
 from __future__ import annotations
 

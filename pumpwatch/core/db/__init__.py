@@ -6,7 +6,7 @@
 - `engine.make_engine(url)`: SQLite (WAL, busy timeout, foreign keys, thread-safe) or PostgreSQL (psycopg 3).
 - `migrate.upgrade(url_or_engine)`: Alembic upgrade to head, in code, idempotent.
 
-The queries live in `pumpwatch.historian`.
+The queries live in `pumpwatch.core.historian`.
 """
 
 from pumpwatch.core.db.engine import make_engine, normalize_url

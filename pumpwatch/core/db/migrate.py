@@ -1,11 +1,12 @@
 """Schema migrations, run in code: `upgrade(url_or_engine)` at every start (idempotent), no alembic.ini.
 
-The scripts live in the `pumpwatch.migrations` package. On PostgreSQL the upgrade holds a transaction-level
-advisory lock, so several services starting at once migrate one after the other instead of racing.
+The scripts live in the `pumpwatch.core.migrations` package. On PostgreSQL the upgrade holds a
+transaction-level advisory lock, so several services starting at once migrate one after the other instead of
+racing.
 To write a new revision from a shell:
 
     from alembic import command
-    from pumpwatch.db.migrate import make_config
+    from pumpwatch.core.db.migrate import make_config
     command.revision(make_config("sqlite:///dev.db"), message="…", autogenerate=True)
 """
 

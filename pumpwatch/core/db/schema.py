@@ -14,13 +14,13 @@ Tables are singular snake_case; every timestamp ends in `_at` and is a `UTCDateT
 - `notify_pending`, `escalation`, `notify_item`, `notification` (the outbox), `notification_alarm`: on-call
   notification (see the section below).
 - `sample_1m`, `sample_1h`: rollups of `sample` per point and minute / hour (count, good count, sum, min,
-  max of good values), kept by `pumpwatch.historian_scale.Rollups` on plain PostgreSQL so a month's trend
+  max of good values), kept by `pumpwatch.core.historian_scale.Rollups` on plain PostgreSQL so a month's trend
   reads 720 rows, not 2.6 million. (With TimescaleDB, continuous aggregates take their place.)
 - `collector_shard` (one row per collector shard, its heartbeat) and `station_owner` (which shard polls a
   station): a dead shard is noticed by the others and the API; a station claimed twice is visible.
 - `dead_letter` (rejected inputs, the newest N per source) and `rejection_count` (every rejection ever, by
   source and reason, and how many dead letters the bound dropped): the centre's data (`tenant_id` is the
-  centre), written by `pumpwatch.rejections`. `service_heartbeat`: the notifier replicas' heartbeats, so
+  centre), written by `pumpwatch.core.rejections`. `service_heartbeat`: the notifier replicas' heartbeats, so
   any collector's system monitor notices a stopped notifier.
 
 Objects that exist on one dialect only use `ddl_if(dialect=...)`; `include_object_for(dialect)` makes
@@ -352,7 +352,7 @@ station_owner = Table(
     Column("claimed_at", UTCDateTime, nullable=False),
 )
 
-# --- rejected input and service heartbeats (pumpwatch.rejections, alarms.system_monitor) -----------------
+# --- rejected input and service heartbeats (pumpwatch.core.rejections, alarms.system_monitor) ------------
 
 dead_letter = Table(
     "dead_letter",
@@ -363,7 +363,7 @@ dead_letter = Table(
     Column("topic", Text, nullable=False),  # MQTT topic, or "unit 3 holding_register 100+20" for Modbus
     Column("reason", Text, nullable=False),  # not finite | empty | wrong type | unknown point | ...
     Column("detail", Text, nullable=False),
-    Column("payload_excerpt", Text, nullable=False),  # bounded, secrets redacted (pumpwatch.rejections)
+    Column("payload_excerpt", Text, nullable=False),  # bounded, secrets redacted (pumpwatch.core.rejections)
     Column("payload_bytes", Integer, nullable=False),  # the whole payload's size
     Column("at", UTCDateTime, nullable=False),  # when it was received
     Index("ix_dead_letter_source_id", "source", "id"),

@@ -1,4 +1,4 @@
-"""Alembic environment, driven by `pumpwatch.db.migrate` (no alembic.ini).
+"""Alembic environment, driven by `pumpwatch.core.db.migrate` (no alembic.ini).
 
 `migrate.upgrade()` passes an open connection in `config.attributes["connection"]`; without one (for example
 `command.upgrade(make_config(url), "head")` from a shell) the URL in `sqlalchemy.url` is used.

@@ -5,7 +5,7 @@ Revises:
 Create Date: 2026-11-23
 
 Hand-reviewed. Column types are spelled with plain SQLAlchemy types (`sa.DateTime(timezone=True)` is what
-`pumpwatch.db.types.UTCDateTime` emits as DDL: `timestamptz` on PostgreSQL, `DATETIME` text on SQLite), so this
+`pumpwatch.core.db.types.UTCDateTime` emits as DDL: `timestamptz` on PostgreSQL, `DATETIME` text on SQLite), so this
 script does not change when application code does.
 """
 

@@ -1,5 +1,5 @@
 """security: accounts, grants, sessions, login throttling, append-only audit log; on PostgreSQL the
-application role and row-level security (pumpwatch.db.rls)
+application role and row-level security (pumpwatch.core.db.rls)
 
 Revision ID: 0004
 Revises: 0003_notify

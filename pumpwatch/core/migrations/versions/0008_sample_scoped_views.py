@@ -8,7 +8,7 @@ Create Date: 2026-12-03
 TimescaleDB refuses compression ("columnstore cannot be used on table with row security") on a table with
 RLS. On PostgreSQL (plain or TimescaleDB, the same shape on both): `sample` loses its RLS and every
 privilege of the app role; `scoped.sample`, `scoped.sample_1m` and `scoped.sample_1h` (security-barrier
-views owned by the owner) give the app role the rows of its tenants' points only (pumpwatch.db.rls). The
+views owned by the owner) give the app role the rows of its tenants' points only (pumpwatch.core.db.rls). The
 continuous aggregates get theirs when `historian_scale.ensure_timescale` creates them. SQLite: nothing.
 """
 

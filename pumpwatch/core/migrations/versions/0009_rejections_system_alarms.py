@@ -7,7 +7,7 @@ Create Date: 2026-12-15
 
 Dead letters and their counts belong to the monitoring centre: `tenant_id` is the centre's tenant, and on
 PostgreSQL the same tenant policy as every tenant table holds the API's app role to it
-(`pumpwatch.db.rls.CENTRE_TABLES`). `service_heartbeat` is not tenant data: the app role may read it.
+(`pumpwatch.core.db.rls.CENTRE_TABLES`). `service_heartbeat` is not tenant data: the app role may read it.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from pumpwatch.api.main import create_app
+from pumpwatch.api.webconfig import WebConfig
 from pumpwatch.app.system import System, historian_setup
 from pumpwatch.core import historian
 from pumpwatch.core.clock import FakeClock
@@ -212,7 +213,9 @@ def test_apache_licence_is_partial_set_up_reported_and_trends_still_served(ts_ap
             job.run(system.engine, everything=True)
             seen = statements(system.engine)
             add_user(system.engine, "centre", [(t, "viewer") for t in fleet.tenants])
-            transport = httpx.ASGITransport(app=create_app(system.api_context()))
+            # /metrics on the API's port needs its token (api.exposure)
+            ctx = system.api_context(web=WebConfig(metrics_token="scrape-token"))
+            transport = httpx.ASGITransport(app=create_app(ctx))
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
                 h = bearer(await token(c, "centre"))
                 r = await c.get(
@@ -230,7 +233,7 @@ def test_apache_licence_is_partial_set_up_reported_and_trends_still_served(ts_ap
                 assert set(ready["detail"]["historian_features"]["missing"]) == set(f.missing)
                 status = (await c.get("/api/v1/system/status", headers=h)).json()
                 assert status["process"]["historian_features"]["trend_source"] == "rollups"
-                metrics = (await c.get("/metrics")).text
+                metrics = (await c.get("/metrics", headers={"Authorization": "Bearer scrape-token"})).text
                 assert 'pumpwatch_historian_feature{feature="compression"} 0.0' in metrics
                 assert 'pumpwatch_historian_feature{feature="hypertable"} 1.0' in metrics
         finally:

@@ -1,5 +1,5 @@
 # make demo   : run the whole stack on simulated stations (SQLite, no services to install)
-# make test   : lint and the whole test suite (needs PostgreSQL; see README)
+# make test   : lint, format, layer contracts and the whole test suite (needs PostgreSQL; see README)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -20,8 +20,11 @@ demo: $(STAMP)
 demo-city: $(STAMP)
 	$(BIN)/pumpwatch demo --fleet deploy/config/city --db sqlite:///var/city.db
 
+# lint, the format, the layer contracts (docs/architecture.md), then the tests
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m tests.foreign.venv || echo "make: pysparkplug's venv not built; its test skips (fails under CI)"
 	$(BIN)/pytest
 
@@ -48,6 +51,7 @@ soak: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from alarms.analyzers import Analyzer, DerivedPoint
-from alarms.rules import DroppedRule, RuleSet, load_rules
-from alarms.safety import Catalogue, SafetyFunction, load_catalogue
-from pumpwatch.config import ConfigError, Fleet
+from pumpwatch.alarms.analyzers import Analyzer, DerivedPoint
+from pumpwatch.alarms.rules import DroppedRule, RuleSet, load_rules
+from pumpwatch.alarms.safety import Catalogue, SafetyFunction, load_catalogue
+from pumpwatch.core.config import ConfigError, Fleet
 
 State = Literal["armed", "waived", "unarmed"]
 

@@ -30,8 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from alarms.rules import StationRule
-from collector.model import Quality, Sample
+from pumpwatch.alarms.rules import StationRule
+from pumpwatch.core.sample import Quality, Sample
 
 
 @dataclass(frozen=True, slots=True)

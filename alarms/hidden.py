@@ -28,8 +28,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, or_
 
-from pumpwatch.db.schema import alarm
-from pumpwatch.db.types import to_utc
+from pumpwatch.core.db.schema import alarm
+from pumpwatch.core.db.types import to_utc
 
 # the columns of `alarm` the rule reads (a row handed to `is_hidden` needs these keys)
 COLUMNS = ("shelve_kind", "shelved_until", "suppressed_by", "out_of_service")

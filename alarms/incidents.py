@@ -22,12 +22,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select, text, update
 
-from alarms.rules import IncidentRule
-from alarms.store import AlarmActionError
-from pumpwatch.audit import Audit, write_optional
-from pumpwatch.config import Fleet
-from pumpwatch.db.schema import alarm, incident, incident_note, incident_station
-from pumpwatch.db.types import to_utc
+from pumpwatch.alarms.rules import IncidentRule
+from pumpwatch.alarms.store import AlarmActionError
+from pumpwatch.core.audit import Audit, write_optional
+from pumpwatch.core.config import Fleet
+from pumpwatch.core.db.schema import alarm, incident, incident_note, incident_station
+from pumpwatch.core.db.types import to_utc
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from alarms.analyzers import DerivedPoint
-from pumpwatch.config import ConfigError, Fleet
-from pumpwatch.config.loader import describe
-from pumpwatch.config.models import Ident, Levels, PointName, StationConfig, StationKind, Strict
-from pumpwatch.config.yamlsrc import load_yaml
+from pumpwatch.alarms.analyzers import DerivedPoint
+from pumpwatch.core.config import ConfigError, Fleet
+from pumpwatch.core.config.loader import describe
+from pumpwatch.core.config.models import Ident, Levels, PointName, StationConfig, StationKind, Strict
+from pumpwatch.core.config.yamlsrc import load_yaml
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from pumpwatch.config import ConfigError
-from pumpwatch.config.loader import describe
-from pumpwatch.config.models import Ident, StationKind, Strict
-from pumpwatch.config.yamlsrc import load_yaml
+from pumpwatch.core.config import ConfigError
+from pumpwatch.core.config.loader import describe
+from pumpwatch.core.config.models import Ident, StationKind, Strict
+from pumpwatch.core.config.yamlsrc import load_yaml
 
 RuleName = Annotated[str, Field(pattern=r"^[A-Za-z0-9{][A-Za-z0-9_.{}-]{0,63}$")]
 

@@ -4,7 +4,7 @@ Per sample batch (inside the collector's emit, synchronous and in memory): the s
 derived points (time to overflow, pump health, battery), then its rules are evaluated. Events go to a queue
 that one worker thread drains in order into the store (ISA-18.2 states, journal) and the incident
 grouper, so a slow database never stalls polling and no event is ever dropped: a failed write is retried
-until it succeeds. With a disk spool (`pumpwatch.spool.Spool`), an event the database refuses is appended
+until it succeeds. With a disk spool (`pumpwatch.core.spool.Spool`), an event the database refuses is appended
 to the spool (fsync'd) and every later event queues behind it there, so events survive a restart during an
 outage and reach the journal in the order they happened. Active alarms found in the store at start are
 restored into the evaluators.
@@ -23,16 +23,16 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
-from alarms import store
-from alarms.analyzers import Analyzer
-from alarms.evaluator import AlarmEvent, StationEvaluator
-from alarms.incidents import IncidentGrouper
-from alarms.rules import RuleSet
-from collector.model import Sample
-from pumpwatch.clock import Clock
-from pumpwatch.config import Fleet
-from pumpwatch.metrics import ALARM_BUCKETS, Histogram
-from pumpwatch.spool import Spool
+from pumpwatch.alarms import store
+from pumpwatch.alarms.analyzers import Analyzer
+from pumpwatch.alarms.evaluator import AlarmEvent, StationEvaluator
+from pumpwatch.alarms.incidents import IncidentGrouper
+from pumpwatch.alarms.rules import RuleSet
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config import Fleet
+from pumpwatch.core.metrics import ALARM_BUCKETS, Histogram
+from pumpwatch.core.sample import Sample
+from pumpwatch.core.spool import Spool
 
 log = logging.getLogger(__name__)
 

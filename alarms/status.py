@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
-from alarms.rules import StationRule
-from collector.model import Quality, Sample
+from pumpwatch.alarms.rules import StationRule
+from pumpwatch.core.sample import Quality, Sample
 
 # in ladder order: the first that holds wins (the console orders its counts by LADDER, sent in the stream)
 Status = Literal["maintenance", "power_failure", "comm_loss", "alarm", "stale", "no_data", "normal"]

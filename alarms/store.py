@@ -27,10 +27,10 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
-from alarms.hidden import hidden_clause
-from pumpwatch.audit import Audit, write_optional
-from pumpwatch.db.schema import alarm, alarm_event, notify_pending, station_mode
-from pumpwatch.db.types import to_utc
+from pumpwatch.alarms.hidden import hidden_clause
+from pumpwatch.core.audit import Audit, write_optional
+from pumpwatch.core.db.schema import alarm, alarm_event, notify_pending, station_mode
+from pumpwatch.core.db.types import to_utc
 
 PRIORITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # Journal entries the on-call notifier acts on (alarms/notify): each gets a `notify_pending` row.

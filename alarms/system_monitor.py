@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from alarms.evaluator import AlarmEvent, StationEvaluator
-from alarms.rules import StationRule
-from collector.model import Quality, Sample
-from pumpwatch.clock import Clock
+from pumpwatch.alarms.evaluator import AlarmEvent, StationEvaluator
+from pumpwatch.alarms.rules import StationRule
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.sample import Quality, Sample
 
 log = logging.getLogger(__name__)
 

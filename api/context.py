@@ -11,20 +11,20 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from alarms.analyzers import DerivedPoint
-from alarms.coverage import FleetCoverage
-from alarms.rules import RuleSet
-from alarms.status import DEFAULT_ROLES, AlarmRoles
-from api.auth.config import AuthConfig
-from api.auth.session_cache import SessionCache
-from api.inputs import RejectionCounts
-from api.webconfig import WebConfig
-from collector.model import Quality, Sample
-from pumpwatch import historian
-from pumpwatch.clock import Clock
-from pumpwatch.config import Fleet
-from pumpwatch.db import rls
-from pumpwatch.live import LiveSnapshot
+from pumpwatch.alarms.analyzers import DerivedPoint
+from pumpwatch.alarms.coverage import FleetCoverage
+from pumpwatch.alarms.rules import RuleSet
+from pumpwatch.alarms.status import DEFAULT_ROLES, AlarmRoles
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.api.auth.session_cache import SessionCache
+from pumpwatch.api.inputs import RejectionCounts
+from pumpwatch.api.webconfig import WebConfig
+from pumpwatch.core import historian
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config import Fleet
+from pumpwatch.core.db import rls
+from pumpwatch.core.live import LiveSnapshot
+from pumpwatch.core.sample import Quality, Sample
 
 
 @dataclass
@@ -53,7 +53,7 @@ class ApiContext:
     active_alarms: Callable[[], dict[str, list[dict[str, Any]]] | None] | None = None
     # the system alarms active in this process's system monitor (None, or a None answer: no monitor here)
     system_alarms: Callable[[], list[dict] | None] | None = None
-    rejections: Any = None  # pumpwatch.rejections.RejectionLog of an in-process collector
+    rejections: Any = None  # pumpwatch.core.rejections.RejectionLog of an in-process collector
     web: WebConfig = field(default_factory=WebConfig)  # proxies, origins, body limit, docs, metrics
     # API requests refused before a route ran, by reason (api/gate.py, api/failsafe.py): /metrics
     request_rejections: RejectionCounts = field(default_factory=RejectionCounts)

@@ -3,8 +3,13 @@ operator or engineer needs to know why a function is armed, waived or not."""
 
 from __future__ import annotations
 
-from alarms.coverage import FleetCoverage
-from api.schemas import CoverageDroppedPublic, CoverageFunctionPublic, CoveragePublic, CoverageRulePublic
+from pumpwatch.alarms.coverage import FleetCoverage
+from pumpwatch.api.schemas import (
+    CoverageDroppedPublic,
+    CoverageFunctionPublic,
+    CoveragePublic,
+    CoverageRulePublic,
+)
 
 
 def coverage_public(coverage: FleetCoverage | None, station_id: str) -> CoveragePublic | None:

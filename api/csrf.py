@@ -21,7 +21,7 @@ from collections.abc import Collection
 
 from starlette.datastructures import Headers
 
-from api.webconfig import normalize_origin
+from pumpwatch.api.webconfig import normalize_origin
 
 HEADER = "x-pumpwatch-csrf"
 

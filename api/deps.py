@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.auth.guard import current_user
-from api.auth.users import User
-from api.context import ApiContext
+from pumpwatch.api.auth.guard import current_user
+from pumpwatch.api.auth.users import User
+from pumpwatch.api.context import ApiContext
 
 
 def get_context(request: Request) -> ApiContext:

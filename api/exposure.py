@@ -17,7 +17,7 @@ import hmac
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from api.deps import CurrentUser
+from pumpwatch.api.deps import CurrentUser
 
 SWAGGER_UI = "/static/vendor/swagger-ui-5.35.0"
 DOCS_PAGE = f"""<!doctype html>

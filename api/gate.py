@@ -20,9 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import csrf
-from api.auth.guard import SAFE_METHODS, authorize, is_public
-from api.inputs import is_json, json_body_problem, problem_response, target_problem
+from pumpwatch.api import csrf
+from pumpwatch.api.auth.guard import SAFE_METHODS, authorize, is_public
+from pumpwatch.api.inputs import is_json, json_body_problem, problem_response, target_problem
 
 API_PREFIX = "/api/v1"
 LOGIN = "/api/v1/auth/login"

@@ -14,16 +14,17 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 
-from api.auth.access import audit_for
-from api.auth.guard import SAFE_METHODS, authorize
-from api.context import ApiContext
-from api.exposure import add_self_description, metrics_allowed
-from api.failsafe import Failsafe
-from api.gate import RequestGate
-from api.headers import SecurityHeaders
-from api.inputs import InputErrors, validation_error
-from api.proxies import TrustedProxies
-from api.routes import (
+from pumpwatch import __version__
+from pumpwatch.api.auth.access import audit_for
+from pumpwatch.api.auth.guard import SAFE_METHODS, authorize
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.exposure import add_self_description, metrics_allowed
+from pumpwatch.api.failsafe import Failsafe
+from pumpwatch.api.gate import RequestGate
+from pumpwatch.api.headers import SecurityHeaders
+from pumpwatch.api.inputs import InputErrors, validation_error
+from pumpwatch.api.proxies import TrustedProxies
+from pumpwatch.api.routes import (
     alarms,
     auth,
     console,
@@ -40,10 +41,9 @@ from api.routes import (
     tenants,
     users,
 )
-from api.schemas import Detail
-from api.streamhub import StreamHub
-from pumpwatch import __version__
-from pumpwatch.audit import AuditUnavailable
+from pumpwatch.api.schemas import Detail
+from pumpwatch.api.streamhub import StreamHub
+from pumpwatch.core.audit import AuditUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     # The operator console: one page, its modules and styles, all served from the package (no CDN).
-    page = resources.files("api").joinpath("static/index.html").read_text(encoding="utf-8")
-    app.mount("/static", StaticFiles(packages=[("api", "static")]), name="static")
+    page = resources.files("pumpwatch.api").joinpath("static/index.html").read_text(encoding="utf-8")
+    app.mount("/static", StaticFiles(packages=[("pumpwatch.api", "static")]), name="static")
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:

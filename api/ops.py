@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.context import ApiContext
-from api.routes import health, system
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.routes import health, system
 
 
 def create_ops_app(ctx: ApiContext) -> FastAPI:

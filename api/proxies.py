@@ -9,7 +9,7 @@ then removed, so no code further in can read a forged one by mistake. The audit 
 the login throttle, the Secure cookie flag and the CSRF origin check all see the result.
 
 uvicorn must not apply its own proxy handling in front of this (its default trusts 127.0.0.1):
-`pumpwatch.system.api_server_config` sets `proxy_headers=False`.
+`pumpwatch.app.serve.api_server_config` sets `proxy_headers=False`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import ipaddress
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api.webconfig import Network
+from pumpwatch.api.webconfig import Network
 
 FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 

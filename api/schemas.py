@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer
 
-from alarms.status import Status
-from api import inputs
-from api.inputs import RequestModel, Timestamp
+from pumpwatch.alarms.status import Status
+from pumpwatch.api import inputs
+from pumpwatch.api.inputs import RequestModel, Timestamp
 
 IsoTime = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str)]
 # Row ids are 32-bit integers in the database: a bigger one is a 422, not a database error (in a path

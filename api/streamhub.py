@@ -35,15 +35,13 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, func, select
 
-from alarms import store
-from alarms.status import LADDER
-from api.context import ApiContext, station_samples
-from api.routes.alarms import alarm_public
-from api.routes.dispatch import build_board
-from api.routes.stations import build_station
-from api.schemas import DispatchEntry, StationPublic
-from pumpwatch.db import rls
-from pumpwatch.db.schema import alarm, alarm_event
+from pumpwatch.alarms import store
+from pumpwatch.alarms.status import LADDER
+from pumpwatch.api.context import ApiContext, station_samples
+from pumpwatch.api.schemas import DispatchEntry, StationPublic
+from pumpwatch.api.views import alarm_public, build_board, build_station
+from pumpwatch.core.db import rls
+from pumpwatch.core.db.schema import alarm, alarm_event
 
 log = logging.getLogger(__name__)
 

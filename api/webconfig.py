@@ -1,5 +1,5 @@
 """How the API meets the web: trusted proxies, allowed origins, body limit, docs and metrics exposure
-(from `pumpwatch.settings.Settings.web_config`; the defaults are the safe ones)."""
+(`web_config(Settings())`; the defaults are the safe ones)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from api.inputs import MAX_BODY_BYTES
+from pumpwatch.api.inputs import MAX_BODY_BYTES
+from pumpwatch.core.settings import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -74,3 +75,21 @@ def parse_origins(value: str | None) -> frozenset[str]:
             )
         out.add(o)
     return frozenset(out)
+
+
+def web_config(settings: Settings) -> WebConfig:
+    """The API's web settings (PUMPWATCH_TRUSTED_PROXIES, _API_ORIGINS, _API_DOCS, _METRICS_TOKEN);
+    ValueError with the reason if they do not hold together."""
+    proxies = parse_proxies(settings.trusted_proxies)
+    if settings.api_behind_tls_proxy and not proxies:
+        raise ValueError(
+            "PUMPWATCH_API_BEHIND_TLS_PROXY=true needs PUMPWATCH_TRUSTED_PROXIES (the proxy's address, "
+            "e.g. 127.0.0.1): without it the API cannot tell the proxy's https from a forged header, so "
+            "cookies would lose the Secure flag and the console's changes be refused as cross-origin"
+        )
+    return WebConfig(
+        trusted_proxies=proxies,
+        origins=parse_origins(settings.api_origins),
+        docs=settings.api_docs,
+        metrics_token=settings.metrics_token or None,
+    )

@@ -72,9 +72,9 @@ async def floor_level(n: int, ports: list[int], window_s: float, tmp: Path, leve
 
 
 async def pumpwatch_level(n: int, ports: list[int], window_s: float, tmp: Path, level: int) -> dict:
-    from collector.fleet import build_modbus_sources
-    from pumpwatch.clock import SystemClock
-    from pumpwatch.live import LiveSnapshot
+    from pumpwatch.collector.fleet import build_modbus_sources
+    from pumpwatch.core.clock import SystemClock
+    from pumpwatch.core.live import LiveSnapshot
 
     fleet = bench_fleet(tmp / f"fleet-{level}-{ports[0]}", n, ports[:n], interval_s=INTERVAL_S)
     live = LiveSnapshot()

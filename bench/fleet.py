@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from pumpwatch.config import Fleet, load_fleet
+from pumpwatch.core.config import Fleet, load_fleet
 
 HERE = Path(__file__).resolve().parent
 

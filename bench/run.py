@@ -133,9 +133,9 @@ def _run_parts(mode: str, n: int, ports: list[int], window: float, tmp: Path) ->
 def collector_breakdown(tmp: Path) -> dict:
     """Where a pumpwatch poll's CPU goes besides the wire: decoding 20 points into Samples and the live
     snapshot, timed in a tight loop (the rest of the per-poll cost is pymodbus and the event loop)."""
-    from collector.model import Sample
-    from collector.registers import build_read_plan
-    from pumpwatch.live import LiveSnapshot
+    from pumpwatch.collector.registers import build_read_plan
+    from pumpwatch.core.live import LiveSnapshot
+    from pumpwatch.core.sample import Sample
 
     fleet = bench_fleet(tmp / "breakdown", 1)
     plan = build_read_plan(fleet.register_maps["bench-20"])
@@ -221,10 +221,10 @@ def drop_db(name: str, admin: str = PG_ADMIN) -> None:
 
 
 def ingest_section(url: str, *, timescale: bool = False) -> dict:
-    from pumpwatch import historian
-    from pumpwatch.db import make_engine, upgrade
-    from pumpwatch.historian_scale import Rollups, roll_up
-    from pumpwatch.timescale import ensure_timescale
+    from pumpwatch.core import historian
+    from pumpwatch.core.db import make_engine, upgrade
+    from pumpwatch.core.historian_scale import Rollups, roll_up
+    from pumpwatch.core.timescale import ensure_timescale
 
     engine = make_engine(url)
     upgrade(engine)
@@ -300,10 +300,10 @@ def ingest_section(url: str, *, timescale: bool = False) -> dict:
 
 
 async def alarm_section(url: str, tmp: Path, n: int = 2000) -> dict:
-    from alarms.service import AlarmService
-    from collector.model import Sample
-    from pumpwatch.clock import SystemClock
-    from pumpwatch.system import System
+    from pumpwatch.alarms.service import AlarmService
+    from pumpwatch.app.system import System
+    from pumpwatch.core.clock import SystemClock
+    from pumpwatch.core.sample import Sample
 
     fleet = bench_fleet(tmp / "alarm-fleet", n, rules=True)
     clock = SystemClock()
@@ -358,12 +358,12 @@ async def alarm_section(url: str, tmp: Path, n: int = 2000) -> dict:
 async def api_section(tmp: Path, n: int = 10_000) -> dict:
     import httpx
 
-    from api.context import ApiContext
-    from api.main import create_app
-    from collector.model import Sample
-    from pumpwatch.clock import SystemClock
-    from pumpwatch.db import make_engine, upgrade
-    from pumpwatch.live import LiveSnapshot
+    from pumpwatch.api.context import ApiContext
+    from pumpwatch.api.main import create_app
+    from pumpwatch.core.clock import SystemClock
+    from pumpwatch.core.db import make_engine, upgrade
+    from pumpwatch.core.live import LiveSnapshot
+    from pumpwatch.core.sample import Sample
 
     fleet = bench_fleet(tmp / "api-fleet", n)
     engine = make_engine(f"sqlite:///{tmp / 'api.db'}")
@@ -420,12 +420,12 @@ async def api_section(tmp: Path, n: int = 10_000) -> dict:
     fast = await measure("/api/v1/overview", 600, pause=0.005)
     full = await measure("/api/v1/stations", 4)
     # where the time goes: building the station models vs encoding them
-    from api.routes.stations import build_station
+    from pumpwatch.api.views import build_station
 
     t = time.perf_counter()
     models = [build_station(ctx, sid, live.station(sid), [], now) for sid in fleet.stations]
     build_ms = (time.perf_counter() - t) * 1000
-    from api.schemas import StationsPublic
+    from pumpwatch.api.schemas import StationsPublic
 
     t = time.perf_counter()
     StationsPublic(data=models, count=len(models), at=now).model_dump_json()
@@ -445,9 +445,9 @@ async def api_section(tmp: Path, n: int = 10_000) -> dict:
 
 
 def trend_section(url: str) -> dict:
-    from pumpwatch import historian
-    from pumpwatch.db import make_engine, upgrade
-    from pumpwatch.historian_scale import roll_up
+    from pumpwatch.core import historian
+    from pumpwatch.core.db import make_engine, upgrade
+    from pumpwatch.core.historian_scale import roll_up
 
     engine = make_engine(url)
     upgrade(engine)
@@ -501,8 +501,8 @@ def _reference_week(engine, days: int = 7) -> tuple[int, datetime]:
     """`days` of one simulated manhole pump station of the demo fleet at 1 Hz (its 32 points as the
     collector stores them: booleans 0/1, registers at their map's resolution), by binary COPY into
     `sample`, ending 8 days ago (so every chunk is old enough to compress). Returns (rows, first instant)."""
-    from pumpwatch.config import load_fleet
-    from simulators.kinds import make_station
+    from pumpwatch.core.config import load_fleet
+    from pumpwatch.simulators.kinds import make_station
 
     fleet = load_fleet(HERE.parent / "deploy" / "config" / "demo")
     sid = "KITA-MP-01"
@@ -545,9 +545,9 @@ def _reference_week(engine, days: int = 7) -> tuple[int, datetime]:
 def timescale_section() -> dict:
     """Ingest on both databases (same rows, same run); a month's trend from the continuous aggregate;
     compression of a week of the reference station's data."""
-    from pumpwatch import historian
-    from pumpwatch.db import make_engine, upgrade
-    from pumpwatch.timescale import ensure_timescale, job_health, run_job
+    from pumpwatch.core import historian
+    from pumpwatch.core.db import make_engine, upgrade
+    from pumpwatch.core.timescale import ensure_timescale, job_health, run_job
 
     out: dict = {"load_avg_start": load()}
     for label, admin, ts in (("postgresql", PG_ADMIN, False), ("timescaledb", TS_ADMIN, True)):

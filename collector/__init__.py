@@ -1,6 +1,7 @@
-"""Collector: reads field devices (Modbus TCP now; MQTT later) and emits `Sample`s.
+"""Collector: reads field devices (Modbus TCP, MQTT JSON, Sparkplug B) and emits `Sample`s
+(`pumpwatch.core.sample`) to the `Emit` callable the composition root gives it (`sources.Emit`).
 
-Exceptions::
+Exceptions (`errors.py`)::
 
     CollectorError
     └── SourceError

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from collector.registers import ReadPlan, build_read_plan
-from collector.sources import Emit, Reject
-from collector.sources.modbus import ModbusSource, UnitPlan
-from collector.sources.mqtt import MqttIngest
-from pumpwatch.clock import Clock
-from pumpwatch.config import Fleet
+from pumpwatch.collector.registers import ReadPlan, build_read_plan
+from pumpwatch.collector.sources import Emit, Reject
+from pumpwatch.collector.sources.modbus import ModbusSource, UnitPlan
+from pumpwatch.collector.sources.mqtt import MqttIngest
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config import Fleet
 
 
 def build_modbus_sources(

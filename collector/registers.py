@@ -12,8 +12,8 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from collector.model import Quality
-from pumpwatch.config.models import BIT_TABLES, MAX_READ, PointSpec, RegisterMap
+from pumpwatch.core.config.models import BIT_TABLES, MAX_READ, PointSpec, RegisterMap
+from pumpwatch.core.sample import Quality
 
 Decoded = tuple[float | None, Quality]
 Decoder = Callable[[Sequence[int], int], Decoded]  # (block words or bits, offset in block) -> value, quality

@@ -1,8 +1,14 @@
 """pumpwatch: monitoring for sewer pump stations, treatment plants and their controllers.
 
-This package is the shared kernel: configuration (fleet files), the clock, the historian schema and the
-command line. `collector`, `alarms`, `simulators` and `api` build on it; `simulators` never import
-`collector`, `alarms` or `api`, so the field side of every integration test stays a black box.
+One namespace, layers checked by import-linter (docs/architecture.md), top to bottom:
+
+- `pumpwatch.app`: the composition root (the `System` wiring, the command line); nothing imports it;
+- `pumpwatch.api`: the HTTP API, the live stream and the console;
+- `pumpwatch.alarms` | `pumpwatch.collector` | `pumpwatch.simulators`: independent of each other;
+- `pumpwatch.protocols`: protocol code the collector and the simulators share (Sparkplug B);
+- `pumpwatch.core`: the kernel (configuration, clock, storage, the sample type); it imports nothing above it.
+
+`collector`, `alarms`, `api` and `simulators` are folders at the repository's top level, linked here.
 """
 
 __version__ = "0.1.0"

@@ -29,21 +29,21 @@ RTUs, for demos and tests.
   sources and their conversion to a metric's type; `mqtt_json_publisher`: `JsonPublisher` (plain JSON, one
   session per station); `sparkplug_node`: `SparkplugEdgeNode` (a Sparkplug B edge node).
 
-Dependency rule: this package imports only `pumpwatch.config`, `pumpwatch.clock`, `pumpwatch.hydraulics`,
-pymodbus and the standard library (the MQTT devices also aiomqtt and `pumpwatch.sparkplug`), never the
-collector, alarms or api, so integration tests stay honest.
+Dependency rule (an import-linter contract, docs/architecture.md): this package imports only the kernel
+(`pumpwatch.core.config`, `.clock`, `.hydraulics`), `pumpwatch.protocols.sparkplug`, pymodbus, aiomqtt and
+the standard library, never the collector, alarms or api, so integration tests stay honest.
 """
 
-from simulators.fleet import SimulatedFleet
-from simulators.kinds import MODELS, make_station
-from simulators.manhole import ManholePumpStation
-from simulators.modbus_server import ModbusStationServer, UnitSpec, build_device
-from simulators.plant import TreatmentPlant
-from simulators.pumps import PumpState
-from simulators.registers import encode_point, encode_points
-from simulators.relay import RelayPumpStation
-from simulators.rtu import TelemetryRTU
-from simulators.scenarios import (
+from pumpwatch.simulators.fleet import SimulatedFleet
+from pumpwatch.simulators.kinds import MODELS, make_station
+from pumpwatch.simulators.manhole import ManholePumpStation
+from pumpwatch.simulators.modbus_server import ModbusStationServer, UnitSpec, build_device
+from pumpwatch.simulators.plant import TreatmentPlant
+from pumpwatch.simulators.pumps import PumpState
+from pumpwatch.simulators.registers import encode_point, encode_points
+from pumpwatch.simulators.relay import RelayPumpStation
+from pumpwatch.simulators.rtu import TelemetryRTU
+from pumpwatch.simulators.scenarios import (
     Area,
     ScenarioEvent,
     blower_fault,
@@ -60,8 +60,8 @@ from simulators.scenarios import (
     sensor_stuck_low,
     toxic_shock,
 )
-from simulators.station_model import StationModel
-from simulators.stormwater import StormwaterPumpStation
+from pumpwatch.simulators.station_model import StationModel
+from pumpwatch.simulators.stormwater import StormwaterPumpStation
 
 __all__ = [
     "MODELS",

@@ -36,15 +36,15 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
-from pumpwatch.clock import Clock
-from pumpwatch.config.loader import Fleet
-from pumpwatch.config.models import ControllerConfig, MqttJsonController
-from simulators.kinds import MODELS, accepted_options, make_station, options_for
-from simulators.modbus_server import ModbusStationServer, PointSource, UnitSpec
-from simulators.mqtt_json_publisher import JsonPublisher
-from simulators.rtu import TelemetryRTU
-from simulators.sparkplug_node import SparkplugEdgeNode
-from simulators.station_model import StationModel
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config.loader import Fleet
+from pumpwatch.core.config.models import ControllerConfig, MqttJsonController
+from pumpwatch.simulators.kinds import MODELS, accepted_options, make_station, options_for
+from pumpwatch.simulators.modbus_server import ModbusStationServer, PointSource, UnitSpec
+from pumpwatch.simulators.mqtt_json_publisher import JsonPublisher
+from pumpwatch.simulators.rtu import TelemetryRTU
+from pumpwatch.simulators.sparkplug_node import SparkplugEdgeNode
+from pumpwatch.simulators.station_model import StationModel
 
 __all__ = ["RTU_STATUS_MAP", "SimulatedFleet", "TimedChange"]
 

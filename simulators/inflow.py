@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 
-from pumpwatch.config.models import StationConfig
+from pumpwatch.core.config.models import StationConfig
 
 __all__ = ["DIURNAL", "DiurnalInflow", "catchment_q_avg_m3_min", "diurnal_factor", "lognormal"]
 

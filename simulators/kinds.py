@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from typing import Any
 
-from pumpwatch.config.models import StationConfig
-from simulators.manhole import ManholePumpStation
-from simulators.plant import TreatmentPlant
-from simulators.relay import RelayPumpStation
-from simulators.station_model import StationModel
-from simulators.stormwater import StormwaterPumpStation
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.simulators.manhole import ManholePumpStation
+from pumpwatch.simulators.plant import TreatmentPlant
+from pumpwatch.simulators.relay import RelayPumpStation
+from pumpwatch.simulators.station_model import StationModel
+from pumpwatch.simulators.stormwater import StormwaterPumpStation
 
 __all__ = ["MODELS", "accepted_options", "make_station", "options_for"]
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 from collections import deque
 from datetime import datetime, timedelta, tzinfo
 
-from pumpwatch.config.models import StationConfig
-from pumpwatch.hydraulics import StageStorage
-from simulators.inflow import DiurnalInflow, catchment_q_avg_m3_min
-from simulators.pumps import PumpControls, pumps_from_config
-from simulators.rtu import BATTERY_EMPTY_V, BATTERY_FLOAT_V, BATTERY_FULL_V, BATTERY_LOW_V
-from simulators.station_model import PointValues, StationModel
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.core.hydraulics import StageStorage
+from pumpwatch.simulators.inflow import DiurnalInflow, catchment_q_avg_m3_min
+from pumpwatch.simulators.pumps import PumpControls, pumps_from_config
+from pumpwatch.simulators.rtu import BATTERY_EMPTY_V, BATTERY_FLOAT_V, BATTERY_FULL_V, BATTERY_LOW_V
+from pumpwatch.simulators.station_model import PointValues, StationModel
 
 __all__ = ["ManholePumpStation"]
 

@@ -26,8 +26,8 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from pumpwatch.config.models import RegisterMap
-from simulators.registers import PointValue, encode_points, pack_bits, table_sizes
+from pumpwatch.core.config.models import RegisterMap
+from pumpwatch.simulators.registers import PointValue, encode_points, pack_bits, table_sizes
 
 __all__ = ["ModbusStationServer", "UnitSpec", "build_device"]
 

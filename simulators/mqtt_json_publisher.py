@@ -21,10 +21,10 @@ from collections.abc import Mapping
 
 import aiomqtt
 
-from pumpwatch.clock import Clock
-from pumpwatch.config.models import MetricMap, MetricSpec, MqttBroker, MqttJsonController
-from simulators.mqtt_link import MqttLink
-from simulators.mqtt_values import SampleLog, Scalar, Values, checked_interval, typed_value
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config.models import MetricMap, MetricSpec, MqttBroker, MqttJsonController
+from pumpwatch.simulators.mqtt_link import MqttLink
+from pumpwatch.simulators.mqtt_values import SampleLog, Scalar, Values, checked_interval, typed_value
 
 __all__ = ["JsonPublisher"]
 

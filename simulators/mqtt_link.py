@@ -21,7 +21,7 @@ from typing import Any
 
 import aiomqtt
 
-from pumpwatch.config.models import MqttBroker
+from pumpwatch.core.config.models import MqttBroker
 
 __all__ = ["MqttLink", "backoff_delay"]
 

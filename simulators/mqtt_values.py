@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from pumpwatch.config.models import MetricMap, MetricSpec, MqttJsonController, SparkplugController
+from pumpwatch.core.config.models import MetricMap, MetricSpec, MqttJsonController, SparkplugController
 
 __all__ = ["SampleLog", "Scalar", "Values", "checked_interval", "typed_value"]
 

@@ -36,10 +36,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from pumpwatch.config.models import StationConfig
-from simulators.generator import StandbyGenerator
-from simulators.inflow import DiurnalInflow, diurnal_factor
-from simulators.station_model import PointValues, StationModel
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.simulators.generator import StandbyGenerator
+from pumpwatch.simulators.inflow import DiurnalInflow, diurnal_factor
+from pumpwatch.simulators.station_model import PointValues, StationModel
 
 __all__ = ["Blower", "TreatmentPlant"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pumpwatch.config.models import StationConfig
+from pumpwatch.core.config.models import StationConfig
 
 __all__ = ["PumpControls", "PumpState", "StagedPumpControl", "derive_stages", "pumps_from_config"]
 

@@ -20,7 +20,7 @@ import math
 import struct
 from collections.abc import Mapping
 
-from pumpwatch.config.models import BIT_TABLES, PointSpec, RegisterMap
+from pumpwatch.core.config.models import BIT_TABLES, PointSpec, RegisterMap
 
 __all__ = [
     "TABLES",

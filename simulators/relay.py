@@ -42,13 +42,13 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
-from pumpwatch.config.models import StationConfig
-from pumpwatch.hydraulics import StageStorage
-from simulators.gauges import LevelGauge
-from simulators.generator import StandbyGenerator
-from simulators.inflow import DiurnalInflow, catchment_q_avg_m3_min
-from simulators.pumps import PumpControls, StagedPumpControl, derive_stages, pumps_from_config
-from simulators.station_model import PointValues, StationModel
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.core.hydraulics import StageStorage
+from pumpwatch.simulators.gauges import LevelGauge
+from pumpwatch.simulators.generator import StandbyGenerator
+from pumpwatch.simulators.inflow import DiurnalInflow, catchment_q_avg_m3_min
+from pumpwatch.simulators.pumps import PumpControls, StagedPumpControl, derive_stages, pumps_from_config
+from pumpwatch.simulators.station_model import PointValues, StationModel
 
 __all__ = ["HV_VOLTAGE_KV", "RelayPumpStation"]
 

@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from simulators.station_model import PointValues
+from pumpwatch.simulators.station_model import PointValues
 
 __all__ = ["BATTERY_EMPTY_V", "BATTERY_FLOAT_V", "BATTERY_FULL_V", "BATTERY_LOW_V", "TelemetryRTU"]
 

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pumpwatch.clock import Clock
-from simulators.fleet import SimulatedFleet
-from simulators.station_model import StationModel
+from pumpwatch.core.clock import Clock
+from pumpwatch.simulators.fleet import SimulatedFleet
+from pumpwatch.simulators.station_model import StationModel
 
 __all__ = [
     "Area",

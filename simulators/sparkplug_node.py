@@ -22,11 +22,11 @@ from datetime import datetime
 
 import aiomqtt
 
-from pumpwatch import sparkplug as spb
-from pumpwatch.clock import Clock
-from pumpwatch.config.models import MetricMap, MetricSpec, MqttBroker, SparkplugController
-from simulators.mqtt_link import MqttLink
-from simulators.mqtt_values import SampleLog, Scalar, Values, checked_interval, typed_value
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config.models import MetricMap, MetricSpec, MqttBroker, SparkplugController
+from pumpwatch.protocols import sparkplug as spb
+from pumpwatch.simulators.mqtt_link import MqttLink
+from pumpwatch.simulators.mqtt_values import SampleLog, Scalar, Values, checked_interval, typed_value
 
 __all__ = ["SparkplugEdgeNode"]
 

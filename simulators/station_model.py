@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
-from pumpwatch.config.models import StationConfig
+from pumpwatch.core.config.models import StationConfig
 
 __all__ = ["PointValues", "StationModel"]
 

@@ -40,12 +40,12 @@ from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
 
-from pumpwatch.config.models import StationConfig
-from pumpwatch.hydraulics import StageStorage
-from simulators.generator import StandbyGenerator
-from simulators.inflow import lognormal
-from simulators.pumps import PumpControls, StagedPumpControl, derive_stages, pumps_from_config
-from simulators.station_model import PointValues, StationModel
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.core.hydraulics import StageStorage
+from pumpwatch.simulators.generator import StandbyGenerator
+from pumpwatch.simulators.inflow import lognormal
+from pumpwatch.simulators.pumps import PumpControls, StagedPumpControl, derive_stages, pumps_from_config
+from pumpwatch.simulators.station_model import PointValues, StationModel
 
 __all__ = ["StormwaterPumpStation"]
 

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy import Engine, select
 
-from api.auth import mfa, passwords
-from api.auth.config import AuthConfig
-from api.auth.users import create_user
-from pumpwatch.db.schema_security import app_user
+from pumpwatch.api.auth import mfa, passwords
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.api.auth.users import create_user
+from pumpwatch.core.db.schema_security import app_user
 
 PASSWORD = "test-password-123"
 # A strong secret for every process the tests start (tests/conftest.py puts it in the environment).

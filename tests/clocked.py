@@ -12,8 +12,8 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-from collector.sources.modbus import ModbusSource
-from pumpwatch.clock import FakeClock
+from pumpwatch.collector.sources.modbus import ModbusSource
+from pumpwatch.core.clock import FakeClock
 from tests.e2e.fleets import wait_until
 
 

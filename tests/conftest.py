@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tests import namespace
 from tests.auth import SECRET
 from tests.mqtt_fixtures import mqtt_broker  # noqa: F401  (fixture)
 from tests.services import create_database, drop_database, free_port
+
+namespace.install()  # `import api` & co. fail loudly instead of loading second copies (tests/namespace.py)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FLEET = REPO / "deploy" / "config" / "demo"

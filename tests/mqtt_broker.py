@@ -26,7 +26,7 @@ from typing import Any
 
 import aiomqtt
 
-from pumpwatch.config.models import MqttBroker
+from pumpwatch.core.config.models import MqttBroker
 from tests.services import free_port, service_missing
 
 __all__ = ["MosquittoBroker", "Subscriber", "mosquitto_binary"]

@@ -136,8 +136,8 @@ def _template(kind: str) -> str:
     name = _templates.get(kind)
     if name is not None:
         return name
-    from pumpwatch.db import make_engine, upgrade
-    from pumpwatch.timescale import ensure_timescale
+    from pumpwatch.core.db import make_engine, upgrade
+    from pumpwatch.core.timescale import ensure_timescale
 
     name = f"pumpwatch_tpl_{kind}_{uuid.uuid4().hex[:8]}"
     with _admin_connect(kind) as conn:

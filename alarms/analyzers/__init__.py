@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from collector.model import Sample
+from pumpwatch.core.sample import Sample
 
 # One entry of DerivedPoint.needs: a point name, or a tuple of names of which any one will do.
 Need = str | tuple[str, ...]

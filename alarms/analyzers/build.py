@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from alarms.analyzers import Analyzer
-from alarms.analyzers.levels import LevelCheck
-from alarms.analyzers.overflow import OverflowForecaster
-from alarms.analyzers.pumps import PumpHealth
-from alarms.analyzers.telemetry import TelemetryHealth
-from pumpwatch.config import Fleet
-from pumpwatch.config.models import PUMPING_KINDS
+from pumpwatch.alarms.analyzers import Analyzer
+from pumpwatch.alarms.analyzers.levels import LevelCheck
+from pumpwatch.alarms.analyzers.overflow import OverflowForecaster
+from pumpwatch.alarms.analyzers.pumps import PumpHealth
+from pumpwatch.alarms.analyzers.telemetry import TelemetryHealth
+from pumpwatch.core.config import Fleet
+from pumpwatch.core.config.models import PUMPING_KINDS
 
 
 def analyzers_for(fleet: Fleet, station_id: str) -> list[Analyzer]:

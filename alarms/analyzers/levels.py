@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from alarms.analyzers import DerivedPoint
-from collector.model import Quality, Sample
-from pumpwatch.config.models import StationConfig
+from pumpwatch.alarms.analyzers import DerivedPoint
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.core.sample import Quality, Sample
 
 
 class LevelCheck:

@@ -83,11 +83,11 @@ from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
-from alarms.analyzers import DerivedPoint
-from alarms.profiles import load_profile, normalise_profile
-from collector.model import Quality, Sample
-from pumpwatch.config.models import StationConfig
-from pumpwatch.hydraulics import StageStorage
+from pumpwatch.alarms.analyzers import DerivedPoint
+from pumpwatch.alarms.profiles import load_profile, normalise_profile
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.core.hydraulics import StageStorage
+from pumpwatch.core.sample import Quality, Sample
 
 __all__ = ["HORIZON_MIN", "OverflowForecast", "OverflowForecaster"]
 

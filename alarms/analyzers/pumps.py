@@ -58,9 +58,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby, islice
 
-from alarms.analyzers import DerivedPoint
-from collector.model import Quality, Sample
-from pumpwatch.config.models import StationConfig
+from pumpwatch.alarms.analyzers import DerivedPoint
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.core.sample import Quality, Sample
 
 __all__ = ["PumpHealth"]
 

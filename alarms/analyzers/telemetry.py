@@ -34,9 +34,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from itertools import groupby
 
-from alarms.analyzers import DerivedPoint
-from collector.model import Quality, Sample
-from pumpwatch.config.models import StationConfig
+from pumpwatch.alarms.analyzers import DerivedPoint
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.core.sample import Quality, Sample
 
 __all__ = ["DEFAULT_CUTOFF_V", "TelemetryHealth", "theil_sen"]
 

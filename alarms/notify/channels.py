@@ -22,7 +22,7 @@ from typing import Protocol
 import aiosmtplib
 import httpx
 
-from alarms.notify.config import (
+from pumpwatch.alarms.notify.config import (
     AppriseChannel,
     EmailChannel,
     LogChannel,

@@ -24,10 +24,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from alarms.system_monitor import is_system
-from pumpwatch.config import Fleet
-from pumpwatch.config.loader import describe
-from pumpwatch.config.yamlsrc import ConfigError, KeyPath, Located, load_yaml
+from pumpwatch.alarms.system_monitor import is_system
+from pumpwatch.core.config import Fleet
+from pumpwatch.core.config.loader import describe
+from pumpwatch.core.config.yamlsrc import ConfigError, KeyPath, Located, load_yaml
 
 Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Priority = Literal["critical", "high", "medium", "low"]

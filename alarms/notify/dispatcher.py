@@ -24,13 +24,13 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from alarms.hidden import is_hidden
-from alarms.notify import tokens
-from alarms.notify.config import Oncall
-from alarms.notify.messages import render
-from alarms.system_monitor import SYSTEM_KIND, is_system
-from pumpwatch.config import Fleet
-from pumpwatch.db.schema import (
+from pumpwatch.alarms.hidden import is_hidden
+from pumpwatch.alarms.notify import tokens
+from pumpwatch.alarms.notify.config import Oncall
+from pumpwatch.alarms.notify.messages import render
+from pumpwatch.alarms.system_monitor import SYSTEM_KIND, is_system
+from pumpwatch.core.config import Fleet
+from pumpwatch.core.db.schema import (
     alarm,
     alarm_event,
     escalation,

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alarms.store import PRIORITY_RANK
+from pumpwatch.alarms.store import PRIORITY_RANK
 
 TTO_SOON_MIN = 30  # "N below 30 min to overflow" in a summary
 

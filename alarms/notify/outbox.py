@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy import insert, or_, select, update
 
-from alarms.notify.channels import Notifier, NotifyError, OutgoingMessage, redact
-from alarms.notify.dispatcher import NotifyContext, recipient_label
-from pumpwatch.clock import Clock
-from pumpwatch.db.schema import alarm_event, notification, notification_alarm
+from pumpwatch.alarms.notify.channels import Notifier, NotifyError, OutgoingMessage, redact
+from pumpwatch.alarms.notify.dispatcher import NotifyContext, recipient_label
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.db.schema import alarm_event, notification, notification_alarm
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from alarms.notify.config import Oncall
-from pumpwatch.db.schema import alarm, escalation, notification, notification_alarm, notify_item
+from pumpwatch.alarms.notify.config import Oncall
+from pumpwatch.core.db.schema import alarm, escalation, notification, notification_alarm, notify_item
 
 DELIVERY_COLUMNS = [
     c for c in notification.c if c.name not in ("body", "short", "claimed_by")

@@ -20,22 +20,29 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy import Engine, select, update
 
-from alarms import store
-from alarms.incidents import note_first_response
-from alarms.notify import tokens
-from alarms.notify.channels import Notifier, build_notifiers, redact
-from alarms.notify.config import Oncall
-from alarms.notify.dispatcher import NotifyContext, TtoLookup, create_message, escalate, flush, process_events
-from alarms.notify.messages import Text
-from alarms.notify.outbox import OutboxSender
-from collector.model import Quality
-from pumpwatch import historian
-from pumpwatch.audit import Audit
-from pumpwatch.clock import Clock
-from pumpwatch.config import Fleet
-from pumpwatch.db.schema import alarm, notification, notification_alarm
-from pumpwatch.live import LiveSnapshot
-from pumpwatch.sharding import service_beat
+from pumpwatch.alarms import store
+from pumpwatch.alarms.incidents import note_first_response
+from pumpwatch.alarms.notify import tokens
+from pumpwatch.alarms.notify.channels import Notifier, build_notifiers, redact
+from pumpwatch.alarms.notify.config import Oncall
+from pumpwatch.alarms.notify.dispatcher import (
+    NotifyContext,
+    TtoLookup,
+    create_message,
+    escalate,
+    flush,
+    process_events,
+)
+from pumpwatch.alarms.notify.messages import Text
+from pumpwatch.alarms.notify.outbox import OutboxSender
+from pumpwatch.core import historian
+from pumpwatch.core.audit import Audit
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config import Fleet
+from pumpwatch.core.db.schema import alarm, notification, notification_alarm
+from pumpwatch.core.live import LiveSnapshot
+from pumpwatch.core.sample import Quality
+from pumpwatch.core.sharding import service_beat
 
 log = logging.getLogger(__name__)
 TTO_POINT = "tto_spill_min"

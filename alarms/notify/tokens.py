@@ -6,7 +6,7 @@ the expiry. The signature is the link's authentication, so it is compared in con
 altered or out-of-range token is refused (a `TokenError`, never an exception from deep inside). What the
 token names must also match the stored message (person, tenant), and a message's link acknowledges once
 (`alarms.notify.service.ack_by_token`). The secret is never the public default outside `pumpwatch demo`
-(pumpwatch.settings), so nobody else can sign one.
+(pumpwatch.core.settings), so nobody else can sign one.
 """
 
 from __future__ import annotations

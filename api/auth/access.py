@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request
 
-from api.auth.guard import client_ip
+from pumpwatch.api.auth.guard import client_ip
 
 __all__ = ["audit_for", "client_ip", "not_found", "require", "station", "tenants_for"]
-from api.auth.users import User
-from pumpwatch.audit import Audit
+from pumpwatch.api.auth.users import User
+from pumpwatch.core.audit import Audit
 
 
 def not_found(what: str) -> HTTPException:

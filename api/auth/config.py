@@ -1,12 +1,13 @@
-"""Session, throttling and second-factor policy (from `pumpwatch.settings.Settings`; defaults for tests)."""
+"""Session, throttling and second-factor policy (`auth_config(Settings())`; the defaults are for tests)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pumpwatch.settings import DEFAULT_SECRET
+from pumpwatch.api.auth.roles import rank
+from pumpwatch.core.settings import DEFAULT_SECRET, Settings
 
-__all__ = ["DEFAULT_SECRET", "AuthConfig"]
+__all__ = ["DEFAULT_SECRET", "AuthConfig", "auth_config"]
 
 
 @dataclass(frozen=True)
@@ -43,3 +44,20 @@ class AuthConfig:
 
     def needs_mfa(self, tenant: str, role: str) -> bool:
         return role in self.mfa_roles or tenant in self.mfa_tenants
+
+
+def auth_config(settings: Settings, *, demo: bool = False) -> AuthConfig:
+    """The policy of `settings` (PUMPWATCH_SESSION_*, PUMPWATCH_LOGIN_*, PUMPWATCH_MFA_ROLES); ValueError
+    for an unknown role name in PUMPWATCH_MFA_ROLES (a configuration error, said at start)."""
+    roles = frozenset(r.strip() for r in settings.mfa_roles.split(",") if r.strip())
+    for r in roles:
+        rank(r)
+    return AuthConfig(
+        secret_key=settings.secret_key,
+        idle_timeout_s=settings.session_idle_min * 60,
+        max_age_s=settings.session_max_h * 3600,
+        max_failures=settings.login_max_failures,
+        lock_s=settings.login_lock_min * 60,
+        mfa_roles=roles,
+        demo=demo,
+    )

@@ -7,12 +7,14 @@ from importlib import resources
 import yaml
 from sqlalchemy import Engine
 
-from api.auth import users
+from pumpwatch.api.auth import users
 
 
 def seed_demo_users(engine: Engine, tenants: list[str]) -> list[str]:
     """Create the demo users that do not exist yet; returns the names created."""
-    spec = yaml.safe_load(resources.files("api.auth").joinpath("demo_users.yaml").read_text(encoding="utf-8"))
+    spec = yaml.safe_load(
+        resources.files("pumpwatch.api.auth").joinpath("demo_users.yaml").read_text(encoding="utf-8")
+    )
     existing = {u["username"] for u in users.list_users(engine)}
     made = []
     for u in spec["users"]:

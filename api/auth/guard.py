@@ -18,10 +18,10 @@ import re
 from fastapi import HTTPException, Request
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.auth import sessions
-from api.auth.roles import RANK
-from api.auth.users import User
-from pumpwatch.db import rls
+from pumpwatch.api.auth import sessions
+from pumpwatch.api.auth.roles import RANK
+from pumpwatch.api.auth.users import User
+from pumpwatch.core.db import rls
 
 # (method or "*", path template) that need no session; a signed token in the path authenticates ack links.
 PUBLIC: frozenset[tuple[str, str]] = frozenset(

@@ -25,8 +25,8 @@ import segno
 from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import Connection
 
-from api.auth.config import AuthConfig
-from pumpwatch.db.schema_security import app_user
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.core.db.schema_security import app_user
 
 ISSUER = "pumpwatch"
 WINDOW = 1  # steps either side

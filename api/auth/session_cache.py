@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from api.auth.users import User
+from pumpwatch.api.auth.users import User
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import Connection
 
-from api.auth import mfa, passwords, throttle
-from api.auth.config import AuthConfig
-from api.auth.users import User, by_name, grants_of
-from pumpwatch.audit import Audit
-from pumpwatch.db import rls
-from pumpwatch.db.schema_security import app_user, user_session
+from pumpwatch.api.auth import mfa, passwords, throttle
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.api.auth.users import User, by_name, grants_of
+from pumpwatch.core.audit import Audit
+from pumpwatch.core.db import rls
+from pumpwatch.core.db.schema_security import app_user, user_session
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def announce_backoff(engine: Engine, audit: Audit, username: str, what: str) -> 
         uid = conn.execute(select(app_user.c.id).where(by_name(username))).scalar()
     tenants: list[str | None] = [None]
     if uid is not None:
-        from api.auth.users import tenants_of
+        from pumpwatch.api.auth.users import tenants_of
 
         tenants = sorted(tenants_of(engine, username) or ()) or [None]
     # The system writes about this user into the user's own tenants (row-level security admits them).

@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.engine import Connection
 
-from api.auth.config import AuthConfig
-from pumpwatch.db.schema_security import login_failure
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.core.db.schema_security import login_failure
 
 KEEP = timedelta(days=2)
 MAX_DEVICE_USERS = 20  # names one device cookie may vouch for (a shared control-room PC)

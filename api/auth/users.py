@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
-from api.auth import passwords
-from api.auth.roles import RANK, rank
-from pumpwatch.audit import Audit, write_optional
-from pumpwatch.db.schema_security import app_user, user_grant, user_session
+from pumpwatch.api.auth import passwords
+from pumpwatch.api.auth.roles import RANK, rank
+from pumpwatch.core.audit import Audit, write_optional
+from pumpwatch.core.db.schema_security import app_user, user_grant, user_session
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 
@@ -219,7 +219,7 @@ def set_disabled(
     demo_mode: bool = False,
 ) -> None:
     """Disable (every session revoked at once) or enable a user; enabling also lifts a login lockout."""
-    from api.auth import throttle
+    from pumpwatch.api.auth import throttle
 
     at = _now(now)
     with engine.begin() as conn:
@@ -294,7 +294,7 @@ def unlock(
 ) -> int:
     """Lift every sign-in backoff of the user (an admin's call after checking with them); returns how many
     failures were forgotten. Recorded in the user's tenants (`tenants`: only those, the admin's own)."""
-    from api.auth import throttle
+    from pumpwatch.api.auth import throttle
 
     with engine.begin() as conn:
         uid = _user_id(conn, username)
@@ -314,7 +314,7 @@ def reset_mfa(
 ) -> bool:
     """Forget the user's second factor and recovery codes (a lost phone); their sessions end and they enrol
     again at the next sign-in. True if they had one."""
-    from api.auth import mfa
+    from pumpwatch.api.auth import mfa
 
     at = _now(now)
     with engine.begin() as conn:
@@ -347,7 +347,7 @@ def list_users(
     """Users with their grants; `tenants`: only users holding one of them, showing only those grants (and,
     with `grantless`, the users holding none, for a centre admin). With `cfg`: until when each one's
     sign-in backs off (`locked_until`)."""
-    from api.auth import mfa, throttle
+    from pumpwatch.api.auth import mfa, throttle
 
     only = set(tenants) if tenants is not None else None
     with engine.connect() as conn:

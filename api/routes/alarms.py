@@ -4,20 +4,19 @@ shelve (timed or one-shot, with a reason, at most the configured time), unshelve
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from alarms import store
-from alarms.hidden import is_hidden, is_shelved
-from alarms.incidents import note_first_response
-from api.auth import access
-from api.auth.users import User
-from api.context import ApiContext
-from api.deps import Ctx, CurrentUser
-from api.inputs import Timestamp
-from api.schemas import (
+from pumpwatch.alarms import store
+from pumpwatch.alarms.incidents import note_first_response
+from pumpwatch.api.auth import access
+from pumpwatch.api.auth.users import User
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.inputs import Timestamp
+from pumpwatch.api.schemas import (
     AckRequest,
     AlarmPublic,
     AlarmsPublic,
@@ -30,41 +29,10 @@ from api.schemas import (
     ShelveRequest,
     UnshelveRequest,
 )
+from pumpwatch.api.views import alarm_public
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 CONFLICT = {409: {"model": Detail, "description": "the alarm is not in a state for this action"}}
-
-
-def alarm_public(r: dict[str, Any], now: datetime) -> AlarmPublic:
-    shelved = is_shelved(r, now)
-    return AlarmPublic(
-        id=r["id"],
-        tenant=r["tenant_id"],
-        station=r["station_id"],
-        name=r["name"],
-        priority=r["priority"],
-        message=r["message"],
-        state=r["state"],
-        active=r["active"],
-        latched=r["latched"],
-        hidden=is_hidden(r, now),
-        raised_at=r["raised_at"],
-        last_raised_at=r["last_raised_at"],
-        raise_count=r["raise_count"],
-        cleared_at=r["cleared_at"],
-        value=r["value"],
-        acked_at=r["acked_at"],
-        acked_by=r["acked_by"],
-        shelve_kind=r["shelve_kind"] if shelved else None,
-        shelved_until=r["shelved_until"] if shelved else None,
-        shelved_by=r["shelved_by"] if shelved else None,
-        shelve_reason=r["shelve_reason"] if shelved else None,
-        suppressed_by=r["suppressed_by"],
-        out_of_service=r["out_of_service"],
-        incident_id=r["incident_id"],
-        input_not_good_since=r.get("input_not_good_since"),
-        input_quality=r.get("input_quality"),
-    )
 
 
 async def _run(fn, *args, **kw):

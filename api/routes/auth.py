@@ -16,13 +16,21 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.auth import access, mfa, passwords, sessions, throttle
-from api.auth.guard import client_ip
-from api.auth.users import User, UserError, set_password
-from api.deps import Ctx, CurrentUser
-from api.inputs import RequestModel
-from api.schemas import Detail, IsoTime, LoginPublic, LoginRequest, MePublic, MfaPublic, PasswordChange
-from pumpwatch.db.schema_security import app_user
+from pumpwatch.api.auth import access, mfa, passwords, sessions, throttle
+from pumpwatch.api.auth.guard import client_ip
+from pumpwatch.api.auth.users import User, UserError, set_password
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.inputs import RequestModel
+from pumpwatch.api.schemas import (
+    Detail,
+    IsoTime,
+    LoginPublic,
+    LoginRequest,
+    MePublic,
+    MfaPublic,
+    PasswordChange,
+)
+from pumpwatch.core.db.schema_security import app_user
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter
 from sqlalchemy import Engine, func, select
 
-from api.auth import access
-from api.deps import Ctx, CurrentUser
-from api.routes.incidents import incident_public
-from api.routes.stations import get_station
-from api.schemas import PointInfo, PumpAsset, StationDetailPublic
-from pumpwatch.db.schema import incident, incident_station
+from pumpwatch.api.auth import access
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.routes.incidents import incident_public
+from pumpwatch.api.routes.stations import get_station
+from pumpwatch.api.schemas import PointInfo, PumpAsset, StationDetailPublic
+from pumpwatch.core.db.schema import incident, incident_station
 
 router = APIRouter(prefix="/console", tags=["console"])
 

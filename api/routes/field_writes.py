@@ -17,10 +17,16 @@ from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Request
 
-from api.auth import access
-from api.deps import Ctx, CurrentUser
-from api.schemas import Detail, WriteConfirm, WriteConfirmationPublic, WriteRequest, WriteResultPublic
-from collector.field_write import WriteError, to_raw, writable_spec
+from pumpwatch.api.auth import access
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.schemas import (
+    Detail,
+    WriteConfirm,
+    WriteConfirmationPublic,
+    WriteRequest,
+    WriteResultPublic,
+)
+from pumpwatch.core.writable import WriteError, to_raw, writable_spec
 
 router = APIRouter(prefix="/stations", tags=["field writes"])
 CONFIRM_S = 60

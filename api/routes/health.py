@@ -7,9 +7,9 @@ import asyncio
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 
-from api.deps import Ctx
-from api.routes.system import system_alarms
-from api.schemas import Health
+from pumpwatch.api.deps import Ctx
+from pumpwatch.api.routes.system import system_alarms
+from pumpwatch.api.schemas import Health
 
 router = APIRouter(tags=["health"])
 

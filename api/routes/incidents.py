@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from alarms import incidents
-from alarms.store import AlarmActionError
-from api.auth import access
-from api.deps import Ctx, CurrentUser
-from api.schemas import Detail, IncidentNoteCreate, IncidentPublic, IncidentsPublic, RowId
+from pumpwatch.alarms import incidents
+from pumpwatch.alarms.store import AlarmActionError
+from pumpwatch.api.auth import access
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.schemas import Detail, IncidentNoteCreate, IncidentPublic, IncidentsPublic, RowId
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 

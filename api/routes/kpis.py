@@ -7,11 +7,11 @@ from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException
 
-from alarms import kpis, store
-from api.auth import access
-from api.deps import Ctx, CurrentUser
-from api.inputs import Timestamp
-from api.schemas import BadActor, KpisPublic
+from pumpwatch.alarms import kpis, store
+from pumpwatch.api.auth import access
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.inputs import Timestamp
+from pumpwatch.api.schemas import BadActor, KpisPublic
 
 router = APIRouter(prefix="/kpis", tags=["kpis"])
 

@@ -17,10 +17,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from alarms import store
-from alarms.notify import queries
-from alarms.notify.dispatcher import pending_counts
-from alarms.notify.service import (
+from pumpwatch.alarms import store
+from pumpwatch.alarms.notify import queries
+from pumpwatch.alarms.notify.dispatcher import pending_counts
+from pumpwatch.alarms.notify.service import (
     ACKABLE,
     LinkSpent,
     NotifierService,
@@ -28,12 +28,12 @@ from alarms.notify.service import (
     describe_token,
     spent_reason,
 )
-from alarms.notify.tokens import TokenError
-from api.auth import access
-from api.auth.guard import client_ip
-from api.deps import Ctx, CurrentUser
-from api.inputs import RequestModel
-from api.schemas import Detail, IsoTime, RowId
+from pumpwatch.alarms.notify.tokens import TokenError
+from pumpwatch.api.auth import access
+from pumpwatch.api.auth.guard import client_ip
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.inputs import RequestModel
+from pumpwatch.api.schemas import Detail, IsoTime, RowId
 
 router = APIRouter(prefix="/notify", tags=["notify"])
 

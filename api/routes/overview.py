@@ -27,11 +27,11 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from alarms import status, store
-from api.auth import access
-from api.context import ApiContext, station_samples
-from api.deps import Ctx, CurrentUser
-from pumpwatch.db import rls
+from pumpwatch.alarms import status, store
+from pumpwatch.api.auth import access
+from pumpwatch.api.context import ApiContext, station_samples
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.core.db import rls
 
 router = APIRouter(prefix="/overview", tags=["stations"])
 MAX_AGE_S = 10.0  # a snapshot older than this (or 4 build times) is rebuilt before it is served, or refused

@@ -10,92 +10,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from alarms import status, store
-from api.auth import access
-from api.auth.users import User
-from api.context import ApiContext, station_samples
-from api.coverage import coverage_public
-from api.deps import Ctx, CurrentUser
-from api.inputs import Timestamp
-from api.schemas import (
+from pumpwatch.alarms import store
+from pumpwatch.api.auth import access
+from pumpwatch.api.auth.users import User
+from pumpwatch.api.context import ApiContext, station_samples
+from pumpwatch.api.coverage import coverage_public
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.inputs import Timestamp
+from pumpwatch.api.schemas import (
     HistoryPointPublic,
     HistoryPublic,
-    LocationPublic,
     OutOfServiceRequest,
-    PointValue,
     StationPublic,
     StationsPublic,
 )
-from collector.model import Sample
-from pumpwatch import historian
+from pumpwatch.api.views import build_station
+from pumpwatch.core import historian
 
 router = APIRouter(prefix="/stations", tags=["stations"])
 
 MAX_HISTORY = timedelta(days=400)
-
-
-def _point_value(
-    s: Sample | None, shown: tuple[str, float | None], unit: str | None, is_state: bool
-) -> PointValue:
-    quality, age = shown
-    if s is None:
-        return PointValue(value=None, unit=unit, quality="no_data", observed_at=None, age_s=None)
-    value: float | bool | None = s.value
-    if is_state and s.value is not None:
-        value = s.value >= 0.5
-    age_s = round(age, 3) if age is not None else None
-    return PointValue(value=value, unit=unit, quality=quality, observed_at=s.observed_at, age_s=age_s)
-
-
-def build_station(
-    ctx: ApiContext,
-    sid: str,
-    samples: dict[str, Sample],
-    alarms: list[dict],
-    now: datetime,
-    mode: dict | None = None,
-) -> StationPublic:
-    """One station as every view shows it: status and shown qualities from alarms/status.py."""
-    fleet = ctx.fleet
-    st = fleet.stations[sid]
-    stale_after = fleet.stale_after_s(sid)
-    points = fleet.points.get(sid, {})
-    oos = bool(mode and mode.get("out_of_service"))
-    state = status.assess(
-        measured=points.keys(),
-        samples=samples,
-        alarms=[status.OpenAlarm.of(a) for a in alarms],
-        out_of_service=oos,
-        now=now,
-        stale_after_s=stale_after,
-        roles=ctx.alarm_roles(sid),
-    )
-    values = {
-        name: _point_value(samples.get(name), state.shown[name], sp.spec.unit, sp.spec.is_state)
-        for name, sp in points.items()
-    }
-    for dp in ctx.derived.get(sid, ()):  # derived values: the same age rule, no say in the status
-        s = samples.get(dp.name)
-        shown = status.shown_quality(s, now, stale_after, None)
-        values[dp.name] = _point_value(s, shown, dp.unit, dp.kind == "state")
-    return StationPublic(
-        id=sid,
-        tenant=st.tenant,
-        name=st.name,
-        kind=st.kind,
-        power_area=st.power_area,
-        location=LocationPublic(lat=st.location.lat, lon=st.location.lon) if st.location else None,
-        status=state.status,
-        active_alarms=state.active_alarms,
-        suppressed_alarms=state.suppressed_alarms,
-        live=state.live,
-        out_of_service=oos,
-        heard_at=state.heard_at,
-        data_age_s=state.data_age_s,
-        stale_after_s=stale_after,
-        values=values,
-        levels=st.levels.model_dump(exclude_none=True) if st.levels else None,
-    )
 
 
 async def _open_alarms(

@@ -27,9 +27,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.auth.sessions import session_alive
-from api.deps import Ctx, CurrentUser
-from api.streamhub import StreamHub
+from pumpwatch.api.auth.sessions import session_alive
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.streamhub import StreamHub
 
 router = APIRouter(prefix="/stream", tags=["stream"])
 

@@ -25,20 +25,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from alarms import store
-from api.auth import access
-from api.deps import Ctx, CurrentUser
-from api.schemas import (
+from pumpwatch.alarms import store
+from pumpwatch.api.auth import access
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.schemas import (
     DeadLetterPublic,
     DeadLettersPublic,
     RejectionCountPublic,
     SystemAlarmPublic,
     SystemBannerPublic,
 )
-from pumpwatch import rejections
-from pumpwatch.db import rls
-from pumpwatch.metrics import CONTENT_TYPE
-from pumpwatch.sharding import shard_health
+from pumpwatch.core import rejections
+from pumpwatch.core.db import rls
+from pumpwatch.core.metrics import CONTENT_TYPE
+from pumpwatch.core.sharding import shard_health
 
 router = APIRouter(prefix="/system", tags=["system"])
 ops_router = APIRouter(tags=["health"])

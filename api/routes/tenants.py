@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 
-from api.deps import Ctx, CurrentUser
-from api.schemas import TenantPublic, TenantsPublic
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.schemas import TenantPublic, TenantsPublic
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 

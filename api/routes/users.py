@@ -18,12 +18,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.auth import access, throttle
-from api.auth import users as accounts
-from api.auth.users import User, UserError
-from api.deps import Ctx, CurrentUser
-from api.inputs import Timestamp
-from api.schemas import (
+from pumpwatch.api.auth import access, throttle
+from pumpwatch.api.auth import users as accounts
+from pumpwatch.api.auth.users import User, UserError
+from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.inputs import Timestamp
+from pumpwatch.api.schemas import (
     AuditEntryPublic,
     AuditPublic,
     Detail,
@@ -32,7 +32,7 @@ from api.schemas import (
     UserCreate,
     UsersPublic,
 )
-from pumpwatch import audit as audit_log
+from pumpwatch.core import audit as audit_log
 
 router = APIRouter(tags=["users"])
 

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from collector.model import Quality, Sample
-from collector.registers import Block, ReadPlan
-from collector.sources import Emit, Reject
-from pumpwatch.clock import Clock
-from pumpwatch.config.models import ControllerConfig
-from pumpwatch.metrics import POLL_BUCKETS, Histogram
+from pumpwatch.collector.registers import Block, ReadPlan
+from pumpwatch.collector.sources import Emit, Reject
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config.models import ControllerConfig
+from pumpwatch.core.metrics import POLL_BUCKETS, Histogram
+from pumpwatch.core.sample import Quality, Sample
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Subscribes with QoS 1 on a persistent session (clean_session false, fixed client
 published while we reconnect wait at the broker. Reconnects with a jittered backoff capped at
 `reconnect_max_s`. Every message is routed to its controller's handler (plain JSON or Sparkplug B);
 a message that does not fit is counted by controller and reason, handed to `reject` (which stores it as a
-dead letter, `pumpwatch.rejections`), kept in a bounded in-memory list and logged once per reason and
+dead letter, `pumpwatch.core.rejections`), kept in a bounded in-memory list and logged once per reason and
 controller; the messages around it are stored. Input under no configured controller counts as source
 `unconfigured` (a bounded label set: the topic is in the dead letter). Sparkplug data that arrives before
 its birth (a host that joined late) is ignored and counted apart, not rejected: a rebirth brings it. A 1 s
@@ -27,14 +27,14 @@ from datetime import datetime
 import aiomqtt
 import orjson
 
-from collector.model import Sample
-from collector.sources import Emit, Reject
-from collector.sources.mqtt_common import Ignored, Rejected, StationFeed
-from collector.sources.mqtt_json import JsonHandler
-from collector.sources.sparkplug import SparkplugHandler
-from pumpwatch import sparkplug as spb
-from pumpwatch.clock import Clock
-from pumpwatch.config.models import MetricMap, MqttBroker, MqttJsonController, SparkplugController
+from pumpwatch.collector.sources import Emit, Reject
+from pumpwatch.collector.sources.mqtt_common import Ignored, Rejected, StationFeed
+from pumpwatch.collector.sources.mqtt_json import JsonHandler
+from pumpwatch.collector.sources.sparkplug import SparkplugHandler
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config.models import MetricMap, MqttBroker, MqttJsonController, SparkplugController
+from pumpwatch.core.sample import Sample
+from pumpwatch.protocols import sparkplug as spb
 
 log = logging.getLogger(__name__)
 

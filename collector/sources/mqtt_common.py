@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from collector.model import Quality, Sample
-from pumpwatch.clock import Clock
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.sample import Quality, Sample
 
 
 class Rejected(Exception):

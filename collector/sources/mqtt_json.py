@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from collector.model import Quality, Sample
-from collector.sources.mqtt_common import Ignored, Rejected, StationFeed
-from pumpwatch.config.models import MetricMap, MetricSpec, MqttJsonController
+from pumpwatch.collector.sources.mqtt_common import Ignored, Rejected, StationFeed
+from pumpwatch.core.config.models import MetricMap, MetricSpec, MqttJsonController
+from pumpwatch.core.sample import Quality, Sample
 
 MAX_PAYLOAD = 256 * 1024
 QUALITY_BY_LABEL = {q.label: q for q in Quality}

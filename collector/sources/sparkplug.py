@@ -20,12 +20,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from collector.model import Quality, Sample
-from collector.sources.mqtt_common import Ignored, Rejected, StationFeed
-from collector.sources.mqtt_json import coerce, quality_of
-from pumpwatch import sparkplug as spb
-from pumpwatch.clock import Clock
-from pumpwatch.config.models import MetricMap, MetricSpec, SparkplugController
+from pumpwatch.collector.sources.mqtt_common import Ignored, Rejected, StationFeed
+from pumpwatch.collector.sources.mqtt_json import coerce, quality_of
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.config.models import MetricMap, MetricSpec, SparkplugController
+from pumpwatch.core.sample import Quality, Sample
+from pumpwatch.protocols import sparkplug as spb
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alarms.evaluator import StationEvaluator
-from alarms.rules import StationRule
-from collector.model import Quality, Sample
+from pumpwatch.alarms.evaluator import StationEvaluator
+from pumpwatch.alarms.rules import StationRule
+from pumpwatch.core.sample import Quality, Sample
 
 T0 = datetime(2026, 8, 1, 2, 0, tzinfo=UTC)
 

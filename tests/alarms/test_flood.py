@@ -8,15 +8,15 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alarms import store
-from alarms.rules import RuleSet
-from alarms.service import AlarmService
-from collector.model import Quality, Sample
-from pumpwatch import historian
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
+from pumpwatch.alarms import store
+from pumpwatch.alarms.rules import RuleSet
+from pumpwatch.alarms.service import AlarmService
+from pumpwatch.core import historian
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
+from pumpwatch.core.sample import Quality, Sample
 from tests.alarms.test_lifecycle_api import RULES
 
 CITY = Path(__file__).resolve().parents[2] / "deploy" / "config" / "city"

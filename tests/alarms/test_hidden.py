@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import insert, select
 
-from alarms import store
-from alarms.hidden import hidden_clause, is_hidden, is_shelved, shelved_clause
-from alarms.notify import dispatcher
-from api.routes.alarms import alarm_public
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
-from pumpwatch.db.schema import alarm
+from pumpwatch.alarms import store
+from pumpwatch.alarms.hidden import hidden_clause, is_hidden, is_shelved, shelved_clause
+from pumpwatch.alarms.notify import dispatcher
+from pumpwatch.api.views import alarm_public
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
+from pumpwatch.core.db.schema import alarm
 
 NOW = datetime(2026, 9, 1, 3, 0, tzinfo=UTC)
 TICK = timedelta(microseconds=1)

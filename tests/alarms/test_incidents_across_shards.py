@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
-from alarms import store
-from alarms.incidents import IncidentGrouper
-from alarms.rules import IncidentRule
-from pumpwatch.config import Fleet, load_fleet
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
-from pumpwatch.db.schema import alarm, incident, incident_station
+from pumpwatch.alarms import store
+from pumpwatch.alarms.incidents import IncidentGrouper
+from pumpwatch.alarms.rules import IncidentRule
+from pumpwatch.core.config import Fleet, load_fleet
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
+from pumpwatch.core.db.schema import alarm, incident, incident_station
 from tests.conftest import DEMO_FLEET
 
 T0 = datetime(2026, 9, 1, 0, 0, tzinfo=UTC)

@@ -9,17 +9,17 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from alarms import store
-from alarms.rules import IncidentRule, RuleSet, StationRule
-from alarms.service import AlarmService
-from api.context import ApiContext
-from api.main import create_app
-from collector.model import Quality, Sample
-from pumpwatch import historian
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
+from pumpwatch.alarms import store
+from pumpwatch.alarms.rules import IncidentRule, RuleSet, StationRule
+from pumpwatch.alarms.service import AlarmService
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.main import create_app
+from pumpwatch.core import historian
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
+from pumpwatch.core.sample import Quality, Sample
 from tests.auth import log_in
 from tests.conftest import DEMO_FLEET
 

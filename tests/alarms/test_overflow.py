@@ -19,14 +19,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alarms.analyzers import DerivedPoint
-from alarms.analyzers.overflow import HORIZON_MIN, OverflowForecast, OverflowForecaster
-from alarms.profiles import load_profile, normalise_profile
-from collector.model import Quality, Sample
-from pumpwatch.config.loader import Fleet, load_fleet
-from pumpwatch.config.models import Catchment, StationConfig
-from simulators.inflow import DIURNAL
-from simulators.manhole import ManholePumpStation
+from pumpwatch.alarms.analyzers import DerivedPoint
+from pumpwatch.alarms.analyzers.overflow import HORIZON_MIN, OverflowForecast, OverflowForecaster
+from pumpwatch.alarms.profiles import load_profile, normalise_profile
+from pumpwatch.core.config.loader import Fleet, load_fleet
+from pumpwatch.core.config.models import Catchment, StationConfig
+from pumpwatch.core.sample import Quality, Sample
+from pumpwatch.simulators.inflow import DIURNAL
+from pumpwatch.simulators.manhole import ManholePumpStation
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "config" / "demo"
 TZ = ZoneInfo("Asia/Tokyo")

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from alarms.analyzers import Analyzer
-from alarms.analyzers.pumps import PumpHealth
-from collector.model import Quality, Sample
-from pumpwatch.config import load_fleet
-from pumpwatch.config.models import StationConfig
-from simulators.manhole import ManholePumpStation
+from pumpwatch.alarms.analyzers import Analyzer
+from pumpwatch.alarms.analyzers.pumps import PumpHealth
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.core.sample import Quality, Sample
+from pumpwatch.simulators.manhole import ManholePumpStation
 
 DEMO_FLEET = Path(__file__).resolve().parents[2] / "deploy" / "config" / "demo"
 SID = "KITA-MP-01"  # MPS-REF: 2 × 0.5 m³/min, 10 A rated, start 1.0 m, stop 0.5 m

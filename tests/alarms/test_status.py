@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from alarms.rules import StationRule
-from alarms.status import (
+from pumpwatch.alarms.rules import StationRule
+from pumpwatch.alarms.status import (
     DEFAULT_ROLES,
     LADDER,
     AlarmRoles,
@@ -16,7 +16,7 @@ from alarms.status import (
     shown_quality,
     station_status,
 )
-from collector.model import Quality, Sample
+from pumpwatch.core.sample import Quality, Sample
 
 NOW = datetime(2026, 9, 1, 3, 0, tzinfo=UTC)
 POINTS = ["wet_well_level_m", "mains_failed", "pump1_running", "pump2_running"]

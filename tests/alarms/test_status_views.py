@@ -10,18 +10,18 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 
-from alarms import store
-from alarms.analyzers.build import all_analyzers
-from alarms.rules import load_rules
-from alarms.status import LADDER
-from api.context import ApiContext
-from api.main import create_app
-from collector.model import Quality, Sample
-from pumpwatch import historian
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.db import make_engine, upgrade
-from pumpwatch.live import LiveSnapshot
+from pumpwatch.alarms import store
+from pumpwatch.alarms.analyzers.build import all_analyzers
+from pumpwatch.alarms.rules import load_rules
+from pumpwatch.alarms.status import LADDER
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.main import create_app
+from pumpwatch.core import historian
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db import make_engine, upgrade
+from pumpwatch.core.live import LiveSnapshot
+from pumpwatch.core.sample import Quality, Sample
 from tests.auth import LONG_SESSIONS, log_in
 from tests.conftest import DEMO_FLEET
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from alarms.analyzers import Analyzer
-from alarms.analyzers.telemetry import TelemetryHealth, theil_sen
-from collector.model import Quality, Sample
-from pumpwatch.config import load_fleet
-from pumpwatch.config.models import StationConfig
-from simulators.manhole import ManholePumpStation
-from simulators.rtu import BATTERY_EMPTY_V, BATTERY_FULL_V, TelemetryRTU
+from pumpwatch.alarms.analyzers import Analyzer
+from pumpwatch.alarms.analyzers.telemetry import TelemetryHealth, theil_sen
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.core.sample import Quality, Sample
+from pumpwatch.simulators.manhole import ManholePumpStation
+from pumpwatch.simulators.rtu import BATTERY_EMPTY_V, BATTERY_FULL_V, TelemetryRTU
 
 DEMO_FLEET = Path(__file__).resolve().parents[2] / "deploy" / "config" / "demo"
 SID = "KITA-MP-01"

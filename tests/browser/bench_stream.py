@@ -14,11 +14,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from api.main import create_app
-from collector.model import Quality, Sample
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.system import System
+from pumpwatch.api.main import create_app
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.sample import Quality, Sample
 
 CITY = Path(__file__).resolve().parents[2] / "deploy" / "config" / "city"
 

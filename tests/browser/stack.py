@@ -15,11 +15,12 @@ from pathlib import Path
 
 import httpx
 
-from api.auth.users import create_user
-from api.main import create_app
-from pumpwatch.clock import FakeClock
-from pumpwatch.system import ApiServer, System, api_server_config
-from simulators.fleet import SimulatedFleet
+from pumpwatch.api.auth.users import create_user
+from pumpwatch.api.main import create_app
+from pumpwatch.app.serve import ApiServer, api_server_config
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.simulators.fleet import SimulatedFleet
 from tests.auth import LONG_SESSIONS, PASSWORD, add_user
 from tests.clocked import poll_step
 from tests.e2e.fleets import demo_fleet_on_free_ports

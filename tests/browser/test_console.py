@@ -17,7 +17,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from simulators.scenarios import power_outage
+from pumpwatch.simulators.scenarios import power_outage
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.sse import SseReader, tenants_in
 from tests.browser.stack import Stack, running_stack

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_demo_stops_promptly_with_a_stream_open(tmp_path: Path) -> None:
     fleet = demo_fleet_dir_on_free_ports(tmp_path)
     port = free_port()
-    cmd = [sys.executable, "-m", "pumpwatch.cli", "demo", "--fleet", str(fleet)]
+    cmd = [sys.executable, "-m", "pumpwatch.app.cli", "demo", "--fleet", str(fleet)]
     cmd += ["--db", f"sqlite:///{tmp_path / 'demo.db'}", "--api-port", str(port), "--speed", "5"]
     log = (tmp_path / "demo.log").open("w")
     proc = subprocess.Popen(

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from api.routes import stream as stream_route
-from simulators.scenarios import power_outage
+from pumpwatch.api.routes import stream as stream_route
+from pumpwatch.simulators.scenarios import power_outage
 from tests.auth import LONG_SESSIONS
 from tests.browser.sse import SseReader, tenants_in
 from tests.browser.stack import Stack, running_stack
@@ -196,7 +196,7 @@ async def test_stream_is_in_the_openapi_spec_and_detail_has_assets(stack: Stack)
 async def test_an_api_process_apart_from_the_collector_streams_from_the_database(stack: Stack) -> None:
     """`pumpwatch run --no-collect`: no in-process snapshot; changes come from the latest-value table and
     the alarm journal."""
-    from api.streamhub import StreamHub
+    from pumpwatch.api.streamhub import StreamHub
 
     hub = StreamHub(stack.system.api_context(in_process_live=False, auth=LONG_SESSIONS))
     sub = hub.subscribe({"minami"}, None)

@@ -12,16 +12,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
-from alarms import store
-from api.auth.config import AuthConfig
-from api.context import ApiContext
-from api.streamhub import StreamHub
-from pumpwatch import historian
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.db import rls
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
+from pumpwatch.alarms import store
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.streamhub import StreamHub
+from pumpwatch.core import historian
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db import rls
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
 from tests.conftest import DEMO_FLEET
 from tests.security.conftest import T0
 

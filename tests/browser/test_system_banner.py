@@ -15,10 +15,11 @@ import pytest
 import pytest_asyncio
 import uvicorn
 
-from api.main import create_app
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.system import ApiServer, System
+from pumpwatch.api.main import create_app
+from pumpwatch.app.serve import ApiServer
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
 from tests.auth import LONG_SESSIONS, PASSWORD, add_user
 from tests.browser.conftest import ARTIFACTS
 from tests.services import free_port

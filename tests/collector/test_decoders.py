@@ -8,9 +8,9 @@ import struct
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from collector.model import Quality
-from collector.registers import make_decoder, words_to_u32
-from pumpwatch.config.models import PointSpec
+from pumpwatch.collector.registers import make_decoder, words_to_u32
+from pumpwatch.core.config.models import PointSpec
+from pumpwatch.core.sample import Quality
 
 
 def spec(**kw) -> PointSpec:

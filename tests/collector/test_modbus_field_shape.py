@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from collector.model import Quality
-from collector.registers import build_read_plan
-from collector.sources.modbus import ModbusSource, UnitPlan
-from pumpwatch.clock import SystemClock
-from pumpwatch.config.models import ControllerConfig
+from pumpwatch.collector.registers import build_read_plan
+from pumpwatch.collector.sources.modbus import ModbusSource, UnitPlan
+from pumpwatch.core.clock import SystemClock
+from pumpwatch.core.config.models import ControllerConfig
+from pumpwatch.core.sample import Quality
 from tests.collector.test_modbus_source import MAP, PLAN, Recorder, fill
 from tests.fakes import RawModbusServer
 

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from collector.model import Quality, Sample
-from collector.registers import build_read_plan
-from collector.sources.modbus import ModbusSource, UnitPlan
-from pumpwatch.clock import SystemClock
-from pumpwatch.config.models import ControllerConfig, RegisterMap
+from pumpwatch.collector.registers import build_read_plan
+from pumpwatch.collector.sources.modbus import ModbusSource, UnitPlan
+from pumpwatch.core.clock import SystemClock
+from pumpwatch.core.config.models import ControllerConfig, RegisterMap
+from pumpwatch.core.sample import Quality, Sample
 from tests.fakes import RawModbusServer
 from tests.services import free_port
 
@@ -124,7 +124,7 @@ async def test_dead_station_turns_comm_loss_after_configured_misses() -> None:
 
 
 async def test_station_that_stops_and_returns(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="collector")
+    caplog.set_level(logging.INFO, logger="pumpwatch.collector")
     port = free_port()
     srv = await RawModbusServer(port=port).start()
     fill(srv, 1)
@@ -159,7 +159,7 @@ async def test_station_that_stops_and_returns(caplog: pytest.LogCaptureFixture) 
     ],
 )
 async def test_bad_answers_become_bad_value_logged_once(mode: str, why: str, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="collector")
+    caplog.set_level(logging.WARNING, logger="pumpwatch.collector")
     async with RawModbusServer() as srv:
         fill(srv, 1)
         rec = Recorder()

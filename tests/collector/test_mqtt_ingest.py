@@ -8,13 +8,13 @@ from collections.abc import Callable
 
 import pytest
 
-from collector.model import Quality, Sample
-from collector.sources.mqtt import MqttIngest
-from pumpwatch import sparkplug as spb
-from pumpwatch.clock import SystemClock
-from pumpwatch.config.models import MetricMap, MqttJsonController, SparkplugController
-from simulators.mqtt_json_publisher import JsonPublisher
-from simulators.sparkplug_node import SparkplugEdgeNode
+from pumpwatch.collector.sources.mqtt import MqttIngest
+from pumpwatch.core.clock import SystemClock
+from pumpwatch.core.config.models import MetricMap, MqttJsonController, SparkplugController
+from pumpwatch.core.sample import Quality, Sample
+from pumpwatch.protocols import sparkplug as spb
+from pumpwatch.simulators.mqtt_json_publisher import JsonPublisher
+from pumpwatch.simulators.sparkplug_node import SparkplugEdgeNode
 from tests.mqtt_broker import MosquittoBroker
 
 pytestmark = pytest.mark.integration

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.model import Quality
-from collector.sources.mqtt_common import Rejected, StationFeed
-from collector.sources.mqtt_json import JsonHandler
-from pumpwatch.clock import FakeClock
-from pumpwatch.config.models import MetricMap, MqttJsonController
+from pumpwatch.collector.sources.mqtt_common import Rejected, StationFeed
+from pumpwatch.collector.sources.mqtt_json import JsonHandler
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config.models import MetricMap, MqttJsonController
+from pumpwatch.core.sample import Quality
 
 T0 = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
 MAP = MetricMap.model_validate(
@@ -126,7 +126,7 @@ def test_a_non_finite_value_in_a_batch_is_rejected_alone() -> None:
 
 
 def test_a_cleared_retained_status_is_ignored_not_rejected() -> None:
-    from collector.sources.mqtt_common import Ignored
+    from pumpwatch.collector.sources.mqtt_common import Ignored
 
     r = Rig()
     with pytest.raises(Ignored):

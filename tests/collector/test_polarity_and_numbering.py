@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.field_write import FieldWriter
-from collector.fleet import build_modbus_sources
-from collector.model import Quality, Sample
-from pumpwatch.clock import FakeClock, SystemClock
-from pumpwatch.config import load_fleet
-from pumpwatch.system import System
+from pumpwatch.app.system import System
+from pumpwatch.collector.field_write import FieldWriter
+from pumpwatch.collector.fleet import build_modbus_sources
+from pumpwatch.core.clock import FakeClock, SystemClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.sample import Quality, Sample
 from tests.clocked import poll_step
 from tests.conftest import REPO
 from tests.fakes import RawModbusServer
@@ -238,8 +238,8 @@ async def test_field_writes_use_the_same_address_translation_as_reads(
 async def test_the_simulator_serves_an_inverted_modicon_map_as_the_device_would(tmp_path: Path) -> None:
     """simulators/ encodes from the same map (independently of the collector): mains failed is MAINS OK = 0
     at wire 0, and the collector reads it back as mains_failed through pymodbus's server."""
-    from simulators.modbus_server import ModbusStationServer, UnitSpec
-    from simulators.registers import encode_points
+    from pumpwatch.simulators.modbus_server import ModbusStationServer, UnitSpec
+    from pumpwatch.simulators.registers import encode_points
 
     fleet = load_fleet(acme_fleet(tmp_path, 1))
     rmap = fleet.register_maps["acme-ps2"]

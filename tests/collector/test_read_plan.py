@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from collector.registers import build_read_plan
-from pumpwatch.config.models import RegisterMap
+from pumpwatch.collector.registers import build_read_plan
+from pumpwatch.core.config.models import RegisterMap
 
 
 def rmap(points, **kw) -> RegisterMap:

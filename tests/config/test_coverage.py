@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.main import create_app
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.system import System
+from pumpwatch.api.main import create_app
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
 from tests.auth import log_in
 from tests.config.test_fleet_config import edit
 from tests.conftest import DEMO_FLEET, REPO
@@ -39,7 +39,7 @@ def fleet_dir(tmp_path: Path) -> Path:
 
 def pumpwatch(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pumpwatch.cli", *map(str, args)],
+        [sys.executable, "-m", "pumpwatch.app.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,

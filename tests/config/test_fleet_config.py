@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from alarms.rules import load_rules
-from pumpwatch.config import ConfigError, load_fleet
+from pumpwatch.alarms.rules import load_rules
+from pumpwatch.core.config import ConfigError, load_fleet
 from tests.conftest import DEMO_FLEET
 
 MAPS = DEMO_FLEET.parent / "maps"
@@ -130,7 +130,7 @@ def test_invalid_alarm_rule_is_refused_with_location(fleet_dir: Path) -> None:
 
 def test_check_config_command_reports_and_exits_2(fleet_dir: Path) -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "pumpwatch.cli", "check-config", str(DEMO_FLEET)],
+        [sys.executable, "-m", "pumpwatch.app.cli", "check-config", str(DEMO_FLEET)],
         capture_output=True,
         text=True,
     )
@@ -138,7 +138,7 @@ def test_check_config_command_reports_and_exits_2(fleet_dir: Path) -> None:
     assert "12 stations" in ok.stdout and "OK" in ok.stdout
     edit(fleet_dir / "stations.yaml", "tenant: minami, name: 南浜", "tenant: nishi, name: 南浜")
     bad = subprocess.run(
-        [sys.executable, "-m", "pumpwatch.cli", "check-config", str(fleet_dir)],
+        [sys.executable, "-m", "pumpwatch.app.cli", "check-config", str(fleet_dir)],
         capture_output=True,
         text=True,
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pumpwatch.config import ConfigError, load_fleet
+from pumpwatch.core.config import ConfigError, load_fleet
 from tests.config.test_coverage import line_of
 from tests.config.test_fleet_config import edit
 from tests.conftest import DEMO_FLEET

@@ -30,14 +30,14 @@ from typing import Any
 import httpx
 import yaml
 
-from alarms import store
-from api.main import create_app
-from pumpwatch.clock import Clock, FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.config.loader import Fleet
-from pumpwatch.system import System
-from simulators.mqtt_json_publisher import JsonPublisher
-from simulators.sparkplug_node import SparkplugEdgeNode
+from pumpwatch.alarms import store
+from pumpwatch.api.main import create_app
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import Clock, FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.config.loader import Fleet
+from pumpwatch.simulators.mqtt_json_publisher import JsonPublisher
+from pumpwatch.simulators.sparkplug_node import SparkplugEdgeNode
 from tests.auth import LONG_SESSIONS, log_in
 from tests.clocked import poll_step
 from tests.conftest import REPO

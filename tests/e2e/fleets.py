@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from pumpwatch.config import Fleet, load_fleet
+from pumpwatch.core.config import Fleet, load_fleet
 from tests.conftest import DEMO_FLEET
 from tests.services import free_port
 

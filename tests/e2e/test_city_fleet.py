@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.main import create_app
-from pumpwatch.clock import ScaledClock
-from pumpwatch.config import load_fleet
-from pumpwatch.system import System
-from simulators.fleet import SimulatedFleet
+from pumpwatch.api.main import create_app
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import ScaledClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.simulators.fleet import SimulatedFleet
 from tests.auth import log_in
 from tests.mqtt_broker import MosquittoBroker
 from tests.simulators import on_free_ports

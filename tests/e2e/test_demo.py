@@ -30,7 +30,16 @@ def test_demo_serves_live_changing_levels_and_stops_cleanly(tmp_path: Path) -> N
     fleet = demo_fleet_dir_on_free_ports(tmp_path)
     port = free_port()
     db = tmp_path / "var" / "demo.db"
-    cmd = [sys.executable, "-m", "pumpwatch.cli", "demo", "--fleet", str(fleet), "--db", f"sqlite:///{db}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pumpwatch.app.cli",
+        "demo",
+        "--fleet",
+        str(fleet),
+        "--db",
+        f"sqlite:///{db}",
+    ]
     cmd += ["--api-port", str(port), "--speed", "20"]
     log = (tmp_path / "demo.log").open("w")
     proc = subprocess.Popen(

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from api.main import create_app
-from pumpwatch.clock import FakeClock
-from pumpwatch.config.models import PointSpec
-from pumpwatch.system import System
-from simulators.fleet import SimulatedFleet
+from pumpwatch.api.main import create_app
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config.models import PointSpec
+from pumpwatch.simulators.fleet import SimulatedFleet
 from tests.auth import LONG_SESSIONS, log_in
 from tests.conftest import REPO
 from tests.mqtt_broker import MosquittoBroker

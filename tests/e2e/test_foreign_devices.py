@@ -28,10 +28,10 @@ from typing import Any
 import httpx
 import pytest
 
-from api.main import create_app
-from pumpwatch.clock import SystemClock
-from pumpwatch.config import load_fleet
-from pumpwatch.system import System
+from pumpwatch.api.main import create_app
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import SystemClock
+from pumpwatch.core.config import load_fleet
 from tests.auth import LONG_SESSIONS, log_in
 from tests.conftest import REPO
 from tests.e2e import faults

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from api.main import create_app
-from pumpwatch.clock import FakeClock
-from pumpwatch.system import System
-from simulators.fleet import SimulatedFleet
+from pumpwatch.api.main import create_app
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.simulators.fleet import SimulatedFleet
 from tests.auth import LONG_SESSIONS, log_in
 from tests.clocked import poll_step
 from tests.e2e.fleets import demo_fleet_on_free_ports, wait_until
@@ -113,7 +113,7 @@ async def test_history_holds_every_poll_and_downsamples(rig: Rig) -> None:
     values = [p["value"] for p in raw["data"]]
     assert min(values) <= min(p["min"] for p in down["data"]) + 1e-9
     # A replayed batch changes nothing (samples are keyed by point and time).
-    from pumpwatch import historian
+    from pumpwatch.core import historian
 
     pid = rig.system.catalog[("KITA-MP-01", "wet_well_level_m")]
     before = len(historian.read_history(rig.system.engine, pid, START, end, 10_000))
@@ -226,7 +226,7 @@ async def test_power_failure_and_high_water_alarms(rig: Rig) -> None:
         r = await rig.client.post(f"/api/v1/alarms/{a['id']}/ack", json={"comment": "seen"})
         assert r.status_code == 200
     assert (await rig.client.get("/api/v1/alarms", params={"station": "KITA-MP-05"})).json()["count"] == 0
-    from alarms import store
+    from pumpwatch.alarms import store
 
     done = store.list_alarms(rig.system.engine, open_=False, station_id="KITA-MP-05")
     assert {a["name"] for a in done} >= {"power_failure", "high_water"}

@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, Table, func, select, text
 
-from collector.model import Quality
-from pumpwatch.config.loader import Fleet, StationPoint, load_fleet
-from pumpwatch.config.models import PointSpec, RegisterMap, StationConfig, TenantConfig
-from pumpwatch.db import make_engine, point, sample, station, tenant, upgrade
-from pumpwatch.historian import (
+from pumpwatch.core.config.loader import Fleet, StationPoint, load_fleet
+from pumpwatch.core.config.models import PointSpec, RegisterMap, StationConfig, TenantConfig
+from pumpwatch.core.db import make_engine, point, sample, station, tenant, upgrade
+from pumpwatch.core.historian import (
     HistoryPoint,
     read_history,
     read_latest,
     sync_catalog,
     write_samples,
 )
+from pumpwatch.core.sample import Quality
 
 JST = timezone(timedelta(hours=9))
 T0 = datetime(2026, 7, 1, tzinfo=UTC)

@@ -15,15 +15,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from api.main import create_app
-from api.webconfig import WebConfig
-from collector.model import Sample
-from pumpwatch import historian
-from pumpwatch.clock import FakeClock
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.schema import alarm, alarm_event, point, sample
-from pumpwatch.system import System
-from simulators.fleet import SimulatedFleet
+from pumpwatch.api.main import create_app
+from pumpwatch.api.webconfig import WebConfig
+from pumpwatch.app.system import System
+from pumpwatch.core import historian
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.schema import alarm, alarm_event, point, sample
+from pumpwatch.core.sample import Sample
+from pumpwatch.simulators.fleet import SimulatedFleet
 from tests.auth import LONG_SESSIONS, add_user, token
 from tests.e2e.fleets import demo_fleet_on_free_ports, wait_until
 from tests.tcp_proxy import TcpProxy

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pumpwatch import historian
-from pumpwatch.db import make_engine, upgrade
-from pumpwatch.historian_scale import Rollups
-from pumpwatch.timescale import job_health, run_job, timescale_active
+from pumpwatch.core import historian
+from pumpwatch.core.db import make_engine, upgrade
+from pumpwatch.core.historian_scale import Rollups
+from pumpwatch.core.timescale import job_health, run_job, timescale_active
 
 pytestmark = pytest.mark.postgres
 

@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, insert, inspect, select, text
 from sqlalchemy.exc import StatementError
 
-from pumpwatch.db import (
+from pumpwatch.core.db import (
     current_revision,
     head_revision,
     make_engine,
@@ -22,9 +22,9 @@ from pumpwatch.db import (
     tenant,
     upgrade,
 )
-from pumpwatch.db.schema import include_object_for, station
-from pumpwatch.db.types import UTCDateTime
-from pumpwatch.timescale import ensure_timescale, timescale_active
+from pumpwatch.core.db.schema import include_object_for, station
+from pumpwatch.core.db.types import UTCDateTime
+from pumpwatch.core.timescale import ensure_timescale, timescale_active
 from tests.services import create_database, drop_database
 
 JST = timezone(timedelta(hours=9))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pumpwatch.spool import Spool, SpoolLocked
-from pumpwatch.writer import decode_rows, encode_rows
+from pumpwatch.core.spool import Spool, SpoolLocked
+from pumpwatch.core.writer import decode_rows, encode_rows
 
 
 def _drain(sp: Spool) -> list[bytes]:
@@ -126,7 +126,7 @@ def test_row_codec_round_trip() -> None:
 
 
 async def test_writer_raises_the_spool_fill_alarm_at_80_percent_and_counts_drops(tmp_path: Path) -> None:
-    from pumpwatch.writer import HistorianWriter
+    from pumpwatch.core.writer import HistorianWriter
 
     def refuse(engine, rows):
         raise ConnectionError("database unreachable")

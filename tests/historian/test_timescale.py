@@ -18,16 +18,16 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from api.main import create_app
-from api.webconfig import WebConfig
-from pumpwatch import historian
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.db import make_engine, rls, upgrade
-from pumpwatch.historian_scale import Rollups
-from pumpwatch.spool import Spool
-from pumpwatch.system import System, historian_setup
-from pumpwatch.timescale import (
+from pumpwatch.api.main import create_app
+from pumpwatch.api.webconfig import WebConfig
+from pumpwatch.app.system import System, historian_setup
+from pumpwatch.core import historian
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db import make_engine, rls, upgrade
+from pumpwatch.core.historian_scale import Rollups
+from pumpwatch.core.spool import Spool
+from pumpwatch.core.timescale import (
     FEATURES,
     JobWatch,
     TimescalePlan,
@@ -36,7 +36,7 @@ from pumpwatch.timescale import (
     job_health,
     run_job,
 )
-from pumpwatch.writer import HistorianWriter, encode_rows
+from pumpwatch.core.writer import HistorianWriter, encode_rows
 from tests.auth import add_user, bearer, token
 from tests.conftest import DEMO_FLEET
 
@@ -213,9 +213,9 @@ def test_apache_licence_is_partial_set_up_reported_and_trends_still_served(ts_ap
             job.run(system.engine, everything=True)
             seen = statements(system.engine)
             add_user(system.engine, "centre", [(t, "viewer") for t in fleet.tenants])
-            transport = httpx.ASGITransport(
-                app=create_app(system.api_context(web=WebConfig(metrics_token="scrape")))
-            )
+            # /metrics on the API's port needs its token (api.exposure)
+            ctx = system.api_context(web=WebConfig(metrics_token="scrape-token"))
+            transport = httpx.ASGITransport(app=create_app(ctx))
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
                 h = bearer(await token(c, "centre"))
                 r = await c.get(
@@ -233,7 +233,7 @@ def test_apache_licence_is_partial_set_up_reported_and_trends_still_served(ts_ap
                 assert set(ready["detail"]["historian_features"]["missing"]) == set(f.missing)
                 status = (await c.get("/api/v1/system/status", headers=h)).json()
                 assert status["process"]["historian_features"]["trend_source"] == "rollups"
-                metrics = (await c.get("/metrics", headers={"Authorization": "Bearer scrape"})).text
+                metrics = (await c.get("/metrics", headers={"Authorization": "Bearer scrape-token"})).text
                 assert 'pumpwatch_historian_feature{feature="compression"} 0.0' in metrics
                 assert 'pumpwatch_historian_feature{feature="hypertable"} 1.0' in metrics
         finally:

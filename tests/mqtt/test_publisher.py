@@ -13,13 +13,13 @@ from datetime import datetime
 
 import pytest
 
-from pumpwatch import sparkplug as spb
-from pumpwatch.clock import FakeClock
-from pumpwatch.config.models import MetricMap, MqttJsonController, SparkplugController
-from simulators.mqtt_json_publisher import JsonPublisher
-from simulators.mqtt_link import backoff_delay
-from simulators.mqtt_values import typed_value
-from simulators.sparkplug_node import SparkplugEdgeNode
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config.models import MetricMap, MqttJsonController, SparkplugController
+from pumpwatch.protocols import sparkplug as spb
+from pumpwatch.simulators.mqtt_json_publisher import JsonPublisher
+from pumpwatch.simulators.mqtt_link import backoff_delay
+from pumpwatch.simulators.mqtt_values import typed_value
+from pumpwatch.simulators.sparkplug_node import SparkplugEdgeNode
 from tests.mqtt_broker import MosquittoBroker, Subscriber
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import pytest
 from tahutils.tahu import sparkplug_b as tahu
 from tahutils.tahu import sparkplug_b_pb2 as pb
 
-from pumpwatch import sparkplug as spb
-from pumpwatch.sparkplug import Metric, Payload, SparkplugError, Topic
+from pumpwatch.protocols import sparkplug as spb
+from pumpwatch.protocols.sparkplug import Metric, Payload, SparkplugError, Topic
 
 # --- topics --------------------------------------------------------------------------------------------
 

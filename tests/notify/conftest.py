@@ -10,16 +10,16 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from alarms import store
-from alarms.notify.config import Oncall, load_oncall
-from alarms.notify.service import NotifierService
-from api.context import ApiContext
-from api.main import create_app
-from pumpwatch import historian
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import Fleet, load_fleet
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
+from pumpwatch.alarms import store
+from pumpwatch.alarms.notify.config import Oncall, load_oncall
+from pumpwatch.alarms.notify.service import NotifierService
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.main import create_app
+from pumpwatch.core import historian
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import Fleet, load_fleet
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
 from tests.auth import LONG_SESSIONS, log_in
 from tests.conftest import DEMO_FLEET
 from tests.notify.receivers import HttpReceiver, SmtpServer

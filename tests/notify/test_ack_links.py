@@ -12,9 +12,9 @@ import hmac
 import json
 from datetime import timedelta
 
-from alarms import store
-from alarms.notify import tokens
-from pumpwatch.settings import DEFAULT_SECRET
+from pumpwatch.alarms import store
+from pumpwatch.alarms.notify import tokens
+from pumpwatch.core.settings import DEFAULT_SECRET
 from tests.notify.conftest import SECRET_KEY, World
 from tests.notify.test_escalation import ack_path
 
@@ -117,7 +117,7 @@ async def test_a_link_ack_is_the_incidents_first_response(world: World) -> None:
     """The incident's first response is the first acknowledgement, from the console or from the phone."""
     from sqlalchemy import insert, select, update
 
-    from pumpwatch.db.schema import alarm, incident
+    from pumpwatch.core.db.schema import alarm, incident
 
     aid, path = await _first_link(world)
     with world.engine.begin() as conn:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from alarms.notify.config import load_oncall
-from alarms.notify.service import NotifierService
-from pumpwatch.cli import main
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import Fleet
+from pumpwatch.alarms.notify.config import load_oncall
+from pumpwatch.alarms.notify.service import NotifierService
+from pumpwatch.app.cli import main
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import Fleet
 from tests.notify.conftest import SECRET_KEY, START, World, write_oncall
 from tests.notify.receivers import HttpReceiver, SmtpServer
 
@@ -117,7 +117,7 @@ async def test_routes_say_when_notification_is_not_configured(world: World) -> N
 async def test_status_shows_the_backlog_and_pending_entries_can_be_purged(world: World) -> None:
     from datetime import timedelta
 
-    from alarms.notify.dispatcher import purge_pending
+    from pumpwatch.alarms.notify.dispatcher import purge_pending
 
     world.raise_()
     r = await world.client.get("/api/v1/notify/status")

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from alarms.notify.channels import (
+from pumpwatch.alarms.notify.channels import (
     AppriseNotifier,
     EmailNotifier,
     NotifyError,
@@ -21,7 +21,7 @@ from alarms.notify.channels import (
     SmsNotifier,
     WebhookNotifier,
 )
-from alarms.notify.config import AppriseChannel, EmailChannel, SmsChannel, WebhookChannel
+from pumpwatch.alarms.notify.config import AppriseChannel, EmailChannel, SmsChannel, WebhookChannel
 from tests.notify.receivers import HttpReceiver, SmtpServer
 from tests.services import free_port
 

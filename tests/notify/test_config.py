@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from alarms.notify.config import load_oncall
-from pumpwatch.config import ConfigError, Fleet, load_fleet
+from pumpwatch.alarms.notify.config import load_oncall
+from pumpwatch.core.config import ConfigError, Fleet, load_fleet
 from tests.conftest import DEMO_FLEET
 
 BASE = """\

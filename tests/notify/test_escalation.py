@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from alarms import store
+from pumpwatch.alarms import store
 from tests.auth import add_user, bearer, token
 from tests.notify.conftest import BOTH_DATABASES, World
 

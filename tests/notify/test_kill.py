@@ -13,10 +13,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from alarms import store
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
-from pumpwatch.db.schema import notification
+from pumpwatch.alarms import store
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
+from pumpwatch.core.db.schema import notification
 from tests.auth import SECRET
 from tests.conftest import DEMO_FLEET, REPO
 from tests.notify.conftest import HOOK_SECRET
@@ -52,7 +52,7 @@ def _wait(cond, what: str, limit_s: float = 60) -> None:  # type: ignore[no-unty
 def _notifier(fleet: Path, db_url: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PUMPWATCH_SECRET_KEY": SECRET, "PUMPWATCH_LOG_LEVEL": "INFO"}
     return subprocess.Popen(
-        [sys.executable, "-m", "pumpwatch.cli", "notify", "run", "--fleet", str(fleet), "--db", db_url],
+        [sys.executable, "-m", "pumpwatch.app.cli", "notify", "run", "--fleet", str(fleet), "--db", db_url],
         cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
     )  # fmt: skip
 
@@ -71,8 +71,8 @@ def test_sigkill_mid_send_loses_nothing_and_the_receiver_sees_one_message(
         )
         engine = make_engine(db_url)
         upgrade(engine)
-        from pumpwatch import historian
-        from pumpwatch.config import load_fleet
+        from pumpwatch.core import historian
+        from pumpwatch.core.config import load_fleet
 
         historian.sync_catalog(engine, load_fleet(tmp_path))
         store.raise_alarm(

@@ -9,8 +9,8 @@ import asyncio
 import pytest
 from sqlalchemy import select, update
 
-from alarms.notify.outbox import OutboxSender, backoff_s, claim
-from pumpwatch.db.schema import notification
+from pumpwatch.alarms.notify.outbox import OutboxSender, backoff_s, claim
+from pumpwatch.core.db.schema import notification
 from tests.notify.conftest import BOTH_DATABASES, World
 
 pytestmark = BOTH_DATABASES

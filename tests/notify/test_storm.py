@@ -16,21 +16,21 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from alarms import store
-from alarms.notify.config import load_oncall
-from alarms.notify.service import NotifierService
-from alarms.rules import RuleSet
-from alarms.service import AlarmService
-from api.context import ApiContext
-from api.main import create_app
-from collector.model import Quality, Sample
-from pumpwatch import historian
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
-from pumpwatch.db.schema import alarm, notification, notification_alarm, notify_item
-from pumpwatch.live import LiveSnapshot
+from pumpwatch.alarms import store
+from pumpwatch.alarms.notify.config import load_oncall
+from pumpwatch.alarms.notify.service import NotifierService
+from pumpwatch.alarms.rules import RuleSet
+from pumpwatch.alarms.service import AlarmService
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.main import create_app
+from pumpwatch.core import historian
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
+from pumpwatch.core.db.schema import alarm, notification, notification_alarm, notify_item
+from pumpwatch.core.live import LiveSnapshot
+from pumpwatch.core.sample import Quality, Sample
 from tests.alarms.test_lifecycle_api import RULES
 from tests.auth import LONG_SESSIONS, log_in
 from tests.notify.conftest import SECRET_KEY
@@ -83,7 +83,7 @@ async def test_two_hundred_stations_lose_power_within_a_minute(
     clock = FakeClock(datetime(2026, 9, 1, 3, 0, tzinfo=UTC))  # Tuesday 12:00 in Tokyo
     live = LiveSnapshot()
     alarms_svc = AlarmService(fleet, RuleSet({sid: RULES for sid in fleet.stations}, []), engine, clock)
-    from alarms.notify.service import tto_from_live
+    from pumpwatch.alarms.notify.service import tto_from_live
 
     notifier = NotifierService(engine, oncall, fleet, clock, SECRET_KEY, tto=tto_from_live(live, clock))
     ctx = ApiContext(

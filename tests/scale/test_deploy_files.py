@@ -10,7 +10,7 @@ import click
 import pytest
 import yaml
 
-from pumpwatch.cli import main
+from pumpwatch.app.cli import main
 from tests.conftest import REPO
 
 DEPLOY = REPO / "deploy"

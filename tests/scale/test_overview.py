@@ -7,14 +7,14 @@ from pathlib import Path
 
 import httpx
 
-from alarms import store
-from api.context import ApiContext
-from api.main import create_app
-from collector.model import Quality, Sample
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.db import make_engine, upgrade
-from pumpwatch.live import LiveSnapshot
+from pumpwatch.alarms import store
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.main import create_app
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db import make_engine, upgrade
+from pumpwatch.core.live import LiveSnapshot
+from pumpwatch.core.sample import Quality, Sample
 from tests.auth import LONG_SESSIONS, log_in
 from tests.conftest import DEMO_FLEET
 from tests.services import free_port
@@ -70,7 +70,7 @@ async def test_overview_matches_the_station_list(tmp_path: Path) -> None:
 async def test_an_overview_that_cannot_be_rebuilt_is_refused_not_served_old(tmp_path: Path) -> None:
     """An API process without an alarm engine loses its database: the snapshot it has is served while
     young, and refused (503, with the reason) once older than MAX_AGE_S; never shown as if live."""
-    from api.routes.overview import MAX_AGE_S
+    from pumpwatch.api.routes.overview import MAX_AGE_S
 
     fleet = load_fleet(DEMO_FLEET)
     engine = make_engine(f"sqlite:///{tmp_path / 'o.db'}")

@@ -17,14 +17,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from api.context import ApiContext
-from api.main import create_app
-from pumpwatch.clock import SystemClock
-from pumpwatch.config import load_fleet
-from pumpwatch.db import make_engine, upgrade
-from pumpwatch.db.schema import collector_shard, incident, incident_station, point, sample, station_owner
-from pumpwatch.sharding import Shard, parse_shard, shard_health, stations_of
-from simulators.fleet import SimulatedFleet
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.main import create_app
+from pumpwatch.core.clock import SystemClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db import make_engine, upgrade
+from pumpwatch.core.db.schema import collector_shard, incident, incident_station, point, sample, station_owner
+from pumpwatch.core.sharding import Shard, parse_shard, shard_health, stations_of
+from pumpwatch.simulators.fleet import SimulatedFleet
 from tests.auth import log_in
 from tests.e2e.fleets import demo_fleet_dir_on_free_ports, wait_until
 from tests.services import free_port
@@ -53,7 +53,17 @@ def test_shards_partition_the_city_fleet() -> None:
 
 
 def _start_shard(i: int, fleet_dir: Path, db: str, tmp: Path, env: dict) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pumpwatch.cli", "run", "--fleet", str(fleet_dir), "--db", db, "--no-api"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pumpwatch.app.cli",
+        "run",
+        "--fleet",
+        str(fleet_dir),
+        "--db",
+        db,
+        "--no-api",
+    ]
     cmd += ["--shard", f"{i}/3", "--spool-dir", str(tmp / "spool")]
     cmd += ["--probe-host", "127.0.0.1", "--probe-port", str(free_port())]
     with open(tmp / f"shard{i}.log", "wb") as log:

@@ -17,12 +17,12 @@ import httpx
 import pytest
 import yaml
 
-from alarms import store
-from api.main import create_app
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.system import System
-from simulators.fleet import SimulatedFleet
+from pumpwatch.alarms import store
+from pumpwatch.api.main import create_app
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.simulators.fleet import SimulatedFleet
 from tests.auth import LONG_SESSIONS, log_in
 from tests.clocked import poll_step
 from tests.conftest import DEMO_FLEET

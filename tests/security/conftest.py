@@ -11,19 +11,19 @@ import httpx
 import pytest
 from sqlalchemy import Engine, insert
 
-from alarms import incidents, store
-from alarms.notify.config import load_oncall
-from alarms.notify.service import NotifierService
-from api.auth.config import AuthConfig
-from api.context import ApiContext
-from api.main import create_app
-from pumpwatch import historian
-from pumpwatch.audit import Audit
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import Fleet, load_fleet
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
-from pumpwatch.db.schema import (
+from pumpwatch.alarms import incidents, store
+from pumpwatch.alarms.notify.config import load_oncall
+from pumpwatch.alarms.notify.service import NotifierService
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.main import create_app
+from pumpwatch.core import historian
+from pumpwatch.core.audit import Audit
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import Fleet, load_fleet
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
+from pumpwatch.core.db.schema import (
     escalation,
     incident,
     incident_station,

@@ -13,12 +13,12 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from api.context import ApiContext  # noqa: F401  (imports the schema the same way the API does)
-from pumpwatch import historian
-from pumpwatch.config import load_fleet
-from pumpwatch.db import rls
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
+from pumpwatch.api.context import ApiContext  # noqa: F401  (imports the schema the same way the API does)
+from pumpwatch.core import historian
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db import rls
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
 from tests.conftest import DEMO_FLEET
 from tests.services import create_database, drop_database
 

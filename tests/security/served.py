@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-from pumpwatch.system import ApiServer, api_server_config
+from pumpwatch.app.serve import ApiServer, api_server_config
 from tests.services import free_port
 
 

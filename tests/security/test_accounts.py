@@ -10,9 +10,9 @@ import pyotp
 import pytest
 from sqlalchemy import insert, select
 
-from api.auth.config import AuthConfig
-from pumpwatch import audit
-from pumpwatch.db.schema_security import app_user
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.core import audit
+from pumpwatch.core.db.schema_security import app_user
 from tests.auth import PASSWORD, add_user, bearer, next_code, totp_secret
 from tests.security.conftest import T0, Api, make_api
 
@@ -102,8 +102,8 @@ async def test_usernames_are_unique_whatever_their_case(api: Api) -> None:
 
 
 def test_the_migration_refuses_names_that_differ_only_in_case(sqlite_url: str) -> None:
-    from pumpwatch.db.engine import make_engine
-    from pumpwatch.db.migrate import upgrade
+    from pumpwatch.core.db.engine import make_engine
+    from pumpwatch.core.db.migrate import upgrade
 
     engine = make_engine(sqlite_url)
     upgrade(engine, "0006_latest_value_hot")
@@ -216,9 +216,9 @@ async def test_a_password_alone_cannot_replace_the_phone(api: Api) -> None:
 def test_the_centre_admin_resets_a_lost_phone(sqlite_url: str) -> None:
     from click.testing import CliRunner
 
-    from pumpwatch.cli import main
-    from pumpwatch.db.engine import make_engine
-    from pumpwatch.db.migrate import upgrade
+    from pumpwatch.app.cli import main
+    from pumpwatch.core.db.engine import make_engine
+    from pumpwatch.core.db.migrate import upgrade
 
     engine = make_engine(sqlite_url)
     upgrade(engine)
@@ -234,7 +234,7 @@ def test_the_centre_admin_resets_a_lost_phone(sqlite_url: str) -> None:
 
 
 async def test_a_tenant_may_ask_a_second_factor_of_every_role(sqlite_url: str) -> None:
-    from pumpwatch.config import load_fleet
+    from pumpwatch.core.config import load_fleet
     from tests.conftest import DEMO_FLEET
 
     fleet = load_fleet(DEMO_FLEET)
@@ -249,7 +249,7 @@ async def test_a_tenant_may_ask_a_second_factor_of_every_role(sqlite_url: str) -
 
 
 async def test_demo_users_need_no_second_factor_in_the_demo_only(sqlite_url: str) -> None:
-    from api.auth.demo import seed_demo_users
+    from pumpwatch.api.auth.demo import seed_demo_users
 
     for demo, step in ((True, None), (False, "enrol")):
         a, _ = await make_api(sqlite_url if demo else sqlite_url + "-2", cfg=AuthConfig(demo=demo))

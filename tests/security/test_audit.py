@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from alarms.rules import RuleSet, StationRule
-from alarms.service import AlarmService
-from collector.model import Quality, Sample
-from pumpwatch import audit
+from pumpwatch.alarms.rules import RuleSet, StationRule
+from pumpwatch.alarms.service import AlarmService
+from pumpwatch.core import audit
+from pumpwatch.core.sample import Quality, Sample
 from tests.auth import PASSWORD, bearer
 from tests.security.conftest import Api, make_api
 

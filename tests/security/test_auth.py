@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from api.auth import sessions, users
-from api.auth.demo import seed_demo_users
-from pumpwatch.db.schema_security import app_user, user_session
+from pumpwatch.api.auth import sessions, users
+from pumpwatch.api.auth.demo import seed_demo_users
+from pumpwatch.core.db.schema_security import app_user, user_session
 from tests.auth import PASSWORD, bearer
 from tests.security.conftest import Api
 
@@ -192,8 +192,8 @@ async def test_admin_creates_and_grants_within_own_tenants(api: Api) -> None:
 
 
 def test_demo_users_seeded_once(sqlite_url: str) -> None:
-    from pumpwatch.db.engine import make_engine
-    from pumpwatch.db.migrate import upgrade
+    from pumpwatch.core.db.engine import make_engine
+    from pumpwatch.core.db.migrate import upgrade
 
     engine = make_engine(sqlite_url)
     upgrade(engine)
@@ -215,7 +215,7 @@ def test_demo_users_seeded_once(sqlite_url: str) -> None:
 def test_cli_user_commands(sqlite_url: str) -> None:
     from click.testing import CliRunner
 
-    from pumpwatch.cli import main
+    from pumpwatch.app.cli import main
 
     def cli(*args: str, stdin: str = ""):
         return CliRunner().invoke(main, ["user", *args, "--db", sqlite_url], input=stdin)
@@ -233,8 +233,8 @@ def test_cli_user_commands(sqlite_url: str) -> None:
     assert cli("disable", "tanaka").exit_code == 0
     out = cli("list").output
     assert "tanaka\tkita:engineer (disabled)" in out
-    from pumpwatch import audit
-    from pumpwatch.db.engine import make_engine
+    from pumpwatch.core import audit
+    from pumpwatch.core.db.engine import make_engine
 
     engine = make_engine(sqlite_url)
     actions = [(a["action"], a["tenant_id"], a["new_value"]) for a in audit.read(engine)]
@@ -265,6 +265,6 @@ def test_production_hash_parameters() -> None:
     h = PasswordHasher().hash("any-password-at-all")
     p = extract_parameters(h)
     assert h.startswith("$argon2id$") and p.memory_cost >= 65536 and p.time_cost >= 3
-    import api.auth.passwords as pw
+    import pumpwatch.api.auth.passwords as pw
 
     assert pw.verify(h, "any-password-at-all") and not pw.verify(h, "another-password")

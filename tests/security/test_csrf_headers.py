@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.exposure import SWAGGER_UI
-from api.headers import CSP
-from api.main import create_app
-from api.ops import create_ops_app
-from api.webconfig import WebConfig
+from pumpwatch.api.exposure import SWAGGER_UI
+from pumpwatch.api.headers import CSP
+from pumpwatch.api.main import create_app
+from pumpwatch.api.ops import create_ops_app
+from pumpwatch.api.webconfig import WebConfig
 from tests.auth import PASSWORD, next_code
 from tests.security.conftest import Api, make_api
 

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import text
 
-from collector.field_write import FieldWriter
-from collector.fleet import build_modbus_sources
-from pumpwatch import audit
-from pumpwatch.config import load_fleet
+from pumpwatch.collector.field_write import FieldWriter
+from pumpwatch.collector.fleet import build_modbus_sources
+from pumpwatch.core import audit
+from pumpwatch.core.config import load_fleet
 from tests.conftest import DEMO_FLEET
 from tests.fakes import RawModbusServer
 from tests.security.conftest import Api, make_api

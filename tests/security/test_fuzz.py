@@ -24,12 +24,12 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.model import Quality, Sample
-from collector.sources.modbus import ModbusSource, UnitPlan
-from collector.sources.mqtt import MqttIngest
-from pumpwatch import sparkplug as spb
-from pumpwatch.clock import FakeClock, SystemClock
-from pumpwatch.config.models import MetricMap, MqttBroker, MqttJsonController, SparkplugController
+from pumpwatch.collector.sources.modbus import ModbusSource, UnitPlan
+from pumpwatch.collector.sources.mqtt import MqttIngest
+from pumpwatch.core.clock import FakeClock, SystemClock
+from pumpwatch.core.config.models import MetricMap, MqttBroker, MqttJsonController, SparkplugController
+from pumpwatch.core.sample import Quality, Sample
+from pumpwatch.protocols import sparkplug as spb
 from tests.collector.test_modbus_source import PLAN, controller, fill
 from tests.fakes import RawModbusServer
 

@@ -29,9 +29,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.auth import guard, sessions
-from api.auth.config import AuthConfig
-from api.main import create_app
+from pumpwatch.api.auth import guard, sessions
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.api.main import create_app
 from tests.auth import PASSWORD
 from tests.security.conftest import attach_notifier, fill, make_api
 from tests.services import create_database, drop_database

@@ -18,9 +18,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from api.auth import guard
-from api.context import ApiContext
-from api.main import create_app
+from pumpwatch.api.auth import guard
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.main import create_app
 from tests.security.conftest import ACK_SECRET, CONSOLE, Api, attach_notifier, fill, make_api
 from tests.security.served import raw_exchange, served
 

@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from api.auth import guard
+from pumpwatch.api.auth import guard
 from tests.security.conftest import Api, fill, make_api
 
 # Served without a session on purpose. Docs and the live page serve no tenant data. Outside /api/v1 but

@@ -13,8 +13,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from pumpwatch.config import load_fleet
-from pumpwatch.mqtt_acl import COLLECTOR_USER, write_credentials
+from pumpwatch.app.mqtt_acl import COLLECTOR_USER, write_credentials
+from pumpwatch.core.config import load_fleet
 from tests.conftest import REPO
 from tests.mqtt_broker import MosquittoBroker, mosquitto_binary
 from tests.services import service_missing

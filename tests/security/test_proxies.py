@@ -15,11 +15,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.auth.config import AuthConfig
-from api.main import create_app
-from api.webconfig import WebConfig
-from pumpwatch.db.schema_security import audit_log
-from pumpwatch.settings import Settings
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.api.main import create_app
+from pumpwatch.api.webconfig import WebConfig, web_config
+from pumpwatch.core.db.schema_security import audit_log
+from pumpwatch.core.settings import Settings
 from tests.auth import PASSWORD
 from tests.security.conftest import make_api
 from tests.security.served import served
@@ -133,15 +133,15 @@ async def test_behind_a_trusted_proxy_the_throttle_counts_each_real_client(trust
 
 
 def test_the_setting_refuses_what_it_cannot_mean() -> None:
-    assert Settings(trusted_proxies="").web_config().trusted_proxies == ()
-    got = Settings(trusted_proxies=" 127.0.0.1, 10.0.0.0/8 ,::1").web_config().trusted_proxies
+    assert web_config(Settings(trusted_proxies="")).trusted_proxies == ()
+    got = web_config(Settings(trusted_proxies=" 127.0.0.1, 10.0.0.0/8 ,::1")).trusted_proxies
     assert [str(n) for n in got] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
     for bad, why in (("*", "every client"), ("10.0.0.1, proxy.local", "'proxy.local' is not an IP")):
         with pytest.raises(ValueError, match=why):
-            Settings(trusted_proxies=bad).web_config()
+            web_config(Settings(trusted_proxies=bad))
     with pytest.raises(ValueError, match="needs PUMPWATCH_TRUSTED_PROXIES"):
-        Settings(api_behind_tls_proxy=True).web_config()
-    assert Settings(api_behind_tls_proxy=True, trusted_proxies="127.0.0.1").web_config().trusted_proxies
+        web_config(Settings(api_behind_tls_proxy=True))
+    assert web_config(Settings(api_behind_tls_proxy=True, trusted_proxies="127.0.0.1")).trusted_proxies
     with pytest.raises(ValueError, match="not an origin"):
-        Settings(api_origins="scada.city.jp").web_config()
-    assert Settings(api_origins="https://SCADA.city.jp:443").web_config().origins == {"https://scada.city.jp"}
+        web_config(Settings(api_origins="scada.city.jp"))
+    assert web_config(Settings(api_origins="https://SCADA.city.jp:443")).origins == {"https://scada.city.jp"}

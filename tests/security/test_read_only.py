@@ -17,10 +17,10 @@ import time
 
 import pytest
 
-from pumpwatch import sparkplug as spb
-from pumpwatch.clock import FakeClock
-from pumpwatch.system import System
-from simulators.fleet import SimulatedFleet
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.protocols import sparkplug as spb
+from pumpwatch.simulators.fleet import SimulatedFleet
 from tests.e2e.fleets import demo_fleet_on_free_ports
 from tests.mqtt_broker import MosquittoBroker
 from tests.security.conftest import T0

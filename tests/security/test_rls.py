@@ -15,14 +15,14 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from alarms import store
-from api.auth.config import AuthConfig
-from api.context import ApiContext
-from api.main import create_app
-from pumpwatch import audit, historian
-from pumpwatch.db import rls
-from pumpwatch.historian_scale import roll_up
-from pumpwatch.timescale import daily_name, timescale_active
+from pumpwatch.alarms import store
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.main import create_app
+from pumpwatch.core import audit, historian
+from pumpwatch.core.db import rls
+from pumpwatch.core.historian_scale import roll_up
+from pumpwatch.core.timescale import daily_name, timescale_active
 from tests.auth import bearer, token
 from tests.security.conftest import T0, fill, make_api
 
@@ -180,8 +180,8 @@ def test_the_api_runs_through_the_app_role(filled) -> None:
 
     import httpx
 
-    from pumpwatch.clock import FakeClock
-    from pumpwatch.config import load_fleet
+    from pumpwatch.core.clock import FakeClock
+    from pumpwatch.core.config import load_fleet
     from tests.conftest import DEMO_FLEET
 
     pg_url, owner = filled

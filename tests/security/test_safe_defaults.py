@@ -23,8 +23,8 @@ import httpx
 import pytest
 import yaml
 
-from pumpwatch.cli import exposure_problems
-from pumpwatch.settings import DEFAULT_SECRET, Settings, secret_problem
+from pumpwatch.app.policy import exposure_problems
+from pumpwatch.core.settings import DEFAULT_SECRET, Settings, secret_problem
 from tests.auth import SECRET
 from tests.conftest import REPO
 from tests.e2e.fleets import demo_fleet_dir_on_free_ports
@@ -84,7 +84,7 @@ def test_beyond_loopback_tls_is_required(tmp_path: Path) -> None:
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k != "PUMPWATCH_SECRET_KEY"} | env
     return subprocess.run(
-        [sys.executable, "-m", "pumpwatch.cli", *args],
+        [sys.executable, "-m", "pumpwatch.app.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -115,9 +115,9 @@ def test_notify_run_refuses_the_default_secret(tmp_path: Path) -> None:
 
 
 def test_run_on_loopback_refuses_enabled_demo_users(tmp_path: Path) -> None:
-    from api.auth.demo import seed_demo_users
-    from pumpwatch.db.engine import make_engine
-    from pumpwatch.db.migrate import upgrade
+    from pumpwatch.api.auth.demo import seed_demo_users
+    from pumpwatch.core.db.engine import make_engine
+    from pumpwatch.core.db.migrate import upgrade
 
     fleet = demo_fleet_dir_on_free_ports(tmp_path)
     db = f"sqlite:///{tmp_path / 'x.db'}"
@@ -211,7 +211,7 @@ def test_api_over_tls_only_1_2_or_newer(tmp_path: Path, certificate: tuple[Path,
     cmd = ["run", "--fleet", str(fleet), "--db", f"sqlite:///{tmp_path / 'x.db'}", "--no-collect"]
     cmd += ["--api-port", str(port), "--api-host", "0.0.0.0"]  # beyond loopback: TLS is what allows it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pumpwatch.cli", *cmd],
+        [sys.executable, "-m", "pumpwatch.app.cli", *cmd],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, **env, "PUMPWATCH_SECRET_KEY": STRONG},

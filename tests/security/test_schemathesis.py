@@ -29,10 +29,10 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi import formats
 from sqlalchemy import update
 
-from api.auth import sessions
-from api.auth.config import AuthConfig
-from api.main import create_app
-from pumpwatch.db.schema_security import user_session
+from pumpwatch.api.auth import sessions
+from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.api.main import create_app
+from pumpwatch.core.db.schema_security import user_session
 from tests.security.conftest import fill, make_api
 from tests.security.test_isolation import b_markers
 

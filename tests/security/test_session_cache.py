@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from api.auth.session_cache import SessionCache
-from api.auth.users import User
+from pumpwatch.api.auth.session_cache import SessionCache
+from pumpwatch.api.auth.users import User
 
 T0 = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""Tests of the simulators and of `pumpwatch.hydraulics`. Shared helpers (not fixtures) live here."""
+"""Tests of the simulators and of `pumpwatch.core.hydraulics`. Shared helpers (not fixtures) live here."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import struct
 from functools import lru_cache
 from pathlib import Path
 
-from pumpwatch.config.loader import Fleet, load_fleet
-from pumpwatch.config.models import StationConfig
+from pumpwatch.core.config.loader import Fleet, load_fleet
+from pumpwatch.core.config.models import StationConfig
 from tests.services import free_port
 
 DEMO_FLEET = Path(__file__).resolve().parents[2] / "deploy" / "config" / "demo"

@@ -11,10 +11,10 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from pumpwatch.clock import FakeClock, ScaledClock
-from pumpwatch.config.models import ControllerConfig, ModbusUnit, StationConfig
-from simulators.fleet import SimulatedFleet
-from simulators.kinds import make_station, options_for
+from pumpwatch.core.clock import FakeClock, ScaledClock
+from pumpwatch.core.config.models import ControllerConfig, ModbusUnit, StationConfig
+from pumpwatch.simulators.fleet import SimulatedFleet
+from pumpwatch.simulators.kinds import make_station, options_for
 from tests.simulators import demo_fleet_on_free_ports, mixed_fleet, mixed_fleet_on_free_ports, settle
 
 T0 = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)

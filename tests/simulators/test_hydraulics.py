@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from pumpwatch.config.models import StationConfig
-from pumpwatch.hydraulics import StageStorage, segment_area
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.core.hydraulics import StageStorage, segment_area
 from tests.simulators import station_config
 
 A_WW = math.pi * 1.5**2 / 4  # 3号 φ1500

@@ -10,8 +10,8 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from pumpwatch.config.models import PointSpec, RegisterMap
-from simulators.modbus_server import ModbusStationServer, UnitSpec
+from pumpwatch.core.config.models import PointSpec, RegisterMap
+from pumpwatch.simulators.modbus_server import ModbusStationServer, UnitSpec
 from tests.simulators import settle
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, GATEWAY_NO_RESPONSE = 1, 2, 0x0B

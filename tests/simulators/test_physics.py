@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pumpwatch.config.models import StationConfig
-from simulators.inflow import DIURNAL, diurnal_factor
-from simulators.manhole import ManholePumpStation
+from pumpwatch.core.config.models import StationConfig
+from pumpwatch.simulators.inflow import DIURNAL, diurnal_factor
+from pumpwatch.simulators.manhole import ManholePumpStation
 from tests.simulators import demo_fleet, station_config
 
 T0 = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)  # 19:00 in Tokyo

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from pumpwatch.clock import FakeClock
-from simulators.fleet import SimulatedFleet
-from simulators.plant import TreatmentPlant
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.simulators.fleet import SimulatedFleet
+from pumpwatch.simulators.plant import TreatmentPlant
 from tests.simulators import (
     assert_decodes_to,
     f32_abcd,

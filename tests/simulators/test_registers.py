@@ -5,8 +5,8 @@ import math
 import pytest
 from pymodbus.client.mixin import ModbusClientMixin
 
-from pumpwatch.config.models import PointSpec, RegisterMap
-from simulators.registers import encode_point, encode_points, pack_bits, table_sizes
+from pumpwatch.core.config.models import PointSpec, RegisterMap
+from pumpwatch.simulators.registers import encode_point, encode_points, pack_bits, table_sizes
 from tests.simulators import demo_fleet
 
 

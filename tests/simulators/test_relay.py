@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from pumpwatch.clock import FakeClock
-from simulators.fleet import SimulatedFleet
-from simulators.pumps import derive_stages
-from simulators.relay import RelayPumpStation
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.simulators.fleet import SimulatedFleet
+from pumpwatch.simulators.pumps import derive_stages
+from pumpwatch.simulators.relay import RelayPumpStation
 from tests.simulators import (
     assert_decodes_to,
     f32_abcd,

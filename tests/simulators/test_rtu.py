@@ -10,9 +10,9 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from pumpwatch.clock import FakeClock
-from simulators.fleet import SimulatedFleet
-from simulators.rtu import TelemetryRTU
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.simulators.fleet import SimulatedFleet
+from pumpwatch.simulators.rtu import TelemetryRTU
 from tests.simulators import mixed_fleet_on_free_ports, s16, settle, u32
 
 T0 = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)

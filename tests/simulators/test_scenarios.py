@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pumpwatch.clock import FakeClock
-from simulators.fleet import SimulatedFleet
-from simulators.scenarios import (
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.simulators.fleet import SimulatedFleet
+from pumpwatch.simulators.scenarios import (
     Area,
     blower_fault,
     clog,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from pumpwatch.clock import FakeClock
-from simulators.fleet import SimulatedFleet
-from simulators.stormwater import StormwaterPumpStation
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.simulators.fleet import SimulatedFleet
+from pumpwatch.simulators.stormwater import StormwaterPumpStation
 from tests.simulators import (
     assert_decodes_to,
     mixed_fleet,

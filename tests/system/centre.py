@@ -16,15 +16,15 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from alarms import store
-from api.auth.users import UserError
-from api.main import create_app
-from api.webconfig import WebConfig
-from pumpwatch.clock import FakeClock
-from pumpwatch.config import load_fleet
-from pumpwatch.db.schema import alarm, notification, notification_alarm
-from pumpwatch.sharding import Shard
-from pumpwatch.system import System
+from pumpwatch.alarms import store
+from pumpwatch.api.auth.users import UserError
+from pumpwatch.api.main import create_app
+from pumpwatch.api.webconfig import WebConfig
+from pumpwatch.app.system import System
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.config import load_fleet
+from pumpwatch.core.db.schema import alarm, notification, notification_alarm
+from pumpwatch.core.sharding import Shard
 from tests.auth import LONG_SESSIONS, add_user, bearer, token
 from tests.e2e.fleets import demo_fleet_dir_on_free_ports
 

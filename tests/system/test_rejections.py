@@ -15,15 +15,15 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
-from collector.registers import build_read_plan
-from collector.sources.modbus import ModbusSource, UnitPlan
-from pumpwatch import rejections
-from pumpwatch.clock import FakeClock
-from pumpwatch.db import rls
-from pumpwatch.db.engine import make_engine
-from pumpwatch.db.migrate import upgrade
-from pumpwatch.db.schema import dead_letter
-from pumpwatch.rejections import RejectionLog
+from pumpwatch.collector.registers import build_read_plan
+from pumpwatch.collector.sources.modbus import ModbusSource, UnitPlan
+from pumpwatch.core import rejections
+from pumpwatch.core.clock import FakeClock
+from pumpwatch.core.db import rls
+from pumpwatch.core.db.engine import make_engine
+from pumpwatch.core.db.migrate import upgrade
+from pumpwatch.core.db.schema import dead_letter
+from pumpwatch.core.rejections import RejectionLog
 from tests.conftest import REPO
 from tests.e2e.fleets import wait_until
 from tests.fakes import RawModbusServer

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from pumpwatch.sharding import Shard, beat
+from pumpwatch.core.sharding import Shard, beat
 from tests.e2e.fleets import wait_until
 from tests.system.centre import Centre, centre_stack
 from tests.tcp_proxy import TcpProxy
@@ -74,9 +74,9 @@ async def test_historian_set_up_incomplete(sqlite_url: str, tmp_path: Path) -> N
 
 async def test_set_up_failure_fills_historian_problems(pg_url: str, monkeypatch) -> None:
     """Where ensure_timescale is called: a half set-up is caught into the field, not only logged."""
-    from pumpwatch import system as system_module
-    from pumpwatch.clock import FakeClock
-    from pumpwatch.config import load_fleet
+    from pumpwatch.app import system as system_module
+    from pumpwatch.core.clock import FakeClock
+    from pumpwatch.core.config import load_fleet
     from tests.conftest import DEMO_FLEET
 
     def half_set_up(engine):
@@ -170,7 +170,7 @@ async def test_database_outage_fills_the_spool_and_lags_the_historian(pg_url: st
             w.flush_interval_s, w.retry_max_s = 0.1, 0.3
             station = "system:collector"
             pids = sorted(c.system.catalog.values())[:50]
-            from collector.model import Quality, Sample
+            from pumpwatch.core.sample import Quality, Sample
 
             names = {pid: key for key, pid in c.system.catalog.items()}
 

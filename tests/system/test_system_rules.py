@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from alarms.rules import default_system_rules, load_rules
-from pumpwatch.cli import main
-from pumpwatch.config import ConfigError, load_fleet
+from pumpwatch.alarms.rules import default_system_rules, load_rules
+from pumpwatch.app.cli import main
+from pumpwatch.core.config import ConfigError, load_fleet
 from tests.conftest import DEMO_FLEET, REPO
 
 

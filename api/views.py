@@ -1,0 +1,188 @@
+"""The API's read models: one alarm, one station and the dispatch board as every view shows them.
+
+The routes (api/routes/) answer requests with them and the live stream's hub (api/streamhub.py) sends
+them as events, so both sit above this module and neither imports the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+from pumpwatch.alarms import status, store
+from pumpwatch.alarms.hidden import is_hidden, is_shelved
+from pumpwatch.api.context import ApiContext, station_samples
+from pumpwatch.api.schemas import AlarmPublic, DispatchEntry, LocationPublic, PointValue, StationPublic
+from pumpwatch.core.live import LiveSnapshot
+from pumpwatch.core.sample import Quality, Sample
+
+# --- one alarm --------------------------------------------------------------------------------------------
+
+
+def alarm_public(r: dict[str, Any], now: datetime) -> AlarmPublic:
+    shelved = is_shelved(r, now)
+    return AlarmPublic(
+        id=r["id"],
+        tenant=r["tenant_id"],
+        station=r["station_id"],
+        name=r["name"],
+        priority=r["priority"],
+        message=r["message"],
+        state=r["state"],
+        active=r["active"],
+        latched=r["latched"],
+        hidden=is_hidden(r, now),
+        raised_at=r["raised_at"],
+        last_raised_at=r["last_raised_at"],
+        raise_count=r["raise_count"],
+        cleared_at=r["cleared_at"],
+        value=r["value"],
+        acked_at=r["acked_at"],
+        acked_by=r["acked_by"],
+        shelve_kind=r["shelve_kind"] if shelved else None,
+        shelved_until=r["shelved_until"] if shelved else None,
+        shelved_by=r["shelved_by"] if shelved else None,
+        shelve_reason=r["shelve_reason"] if shelved else None,
+        suppressed_by=r["suppressed_by"],
+        out_of_service=r["out_of_service"],
+        incident_id=r["incident_id"],
+        input_not_good_since=r.get("input_not_good_since"),
+        input_quality=r.get("input_quality"),
+    )
+
+
+# --- one station ------------------------------------------------------------------------------------------
+
+
+def _point_value(
+    s: Sample | None, shown: tuple[str, float | None], unit: str | None, is_state: bool
+) -> PointValue:
+    quality, age = shown
+    if s is None:
+        return PointValue(value=None, unit=unit, quality="no_data", observed_at=None, age_s=None)
+    value: float | bool | None = s.value
+    if is_state and s.value is not None:
+        value = s.value >= 0.5
+    age_s = round(age, 3) if age is not None else None
+    return PointValue(value=value, unit=unit, quality=quality, observed_at=s.observed_at, age_s=age_s)
+
+
+def build_station(
+    ctx: ApiContext,
+    sid: str,
+    samples: dict[str, Sample],
+    alarms: list[dict],
+    now: datetime,
+    mode: dict | None = None,
+) -> StationPublic:
+    """One station as every view shows it: status and shown qualities from alarms/status.py."""
+    fleet = ctx.fleet
+    st = fleet.stations[sid]
+    stale_after = fleet.stale_after_s(sid)
+    points = fleet.points.get(sid, {})
+    oos = bool(mode and mode.get("out_of_service"))
+    state = status.assess(
+        measured=points.keys(),
+        samples=samples,
+        alarms=[status.OpenAlarm.of(a) for a in alarms],
+        out_of_service=oos,
+        now=now,
+        stale_after_s=stale_after,
+        roles=ctx.alarm_roles(sid),
+    )
+    values = {
+        name: _point_value(samples.get(name), state.shown[name], sp.spec.unit, sp.spec.is_state)
+        for name, sp in points.items()
+    }
+    for dp in ctx.derived.get(sid, ()):  # derived values: the same age rule, no say in the status
+        s = samples.get(dp.name)
+        shown = status.shown_quality(s, now, stale_after, None)
+        values[dp.name] = _point_value(s, shown, dp.unit, dp.kind == "state")
+    return StationPublic(
+        id=sid,
+        tenant=st.tenant,
+        name=st.name,
+        kind=st.kind,
+        power_area=st.power_area,
+        location=LocationPublic(lat=st.location.lat, lon=st.location.lon) if st.location else None,
+        status=state.status,
+        active_alarms=state.active_alarms,
+        suppressed_alarms=state.suppressed_alarms,
+        live=state.live,
+        out_of_service=oos,
+        heard_at=state.heard_at,
+        data_age_s=state.data_age_s,
+        stale_after_s=stale_after,
+        values=values,
+        levels=st.levels.model_dump(exclude_none=True) if st.levels else None,
+    )
+
+
+# --- the dispatch board: where the portable generators and vacuum trucks go first -------------------------
+
+# An active alarm of one of these puts a station on the board: it cannot pump, or its water is high.
+REASONS = (
+    "power_failure",
+    "pumps_unavailable",
+    "pumps_not_restarted",
+    "time_to_overflow",
+    "time_to_overflow_critical",
+    "high_water",
+    "hwl_float",
+)
+
+
+def good(samples: dict, name: str) -> float | None:
+    s = samples.get(name)
+    return s.value if s is not None and s.quality is Quality.GOOD else None
+
+
+def build_board(
+    ctx: ApiContext,
+    latest: dict[str, dict[str, Sample]] | LiveSnapshot,
+    active_alarms: list[dict],
+    now: datetime,
+    tenants: Collection[str] | None,
+) -> list[DispatchEntry]:
+    """The ranked board from the latest values and the active alarms (None: every tenant)."""
+    active: dict[str, list[dict]] = {}
+    for a in active_alarms:
+        active.setdefault(a["station_id"], []).append(a)
+    entries = []
+    for sid, st in ctx.fleet.stations.items():
+        if tenants is not None and st.tenant not in tenants:
+            continue
+        samples = station_samples(latest, sid)
+        reasons = sorted({a["name"] for a in active.get(sid, []) if a["name"] in REASONS})
+        tto = good(samples, "tto_spill_min")
+        if not reasons:
+            continue
+        prio = min((store.PRIORITY_RANK.get(a["priority"], 9) for a in active.get(sid, [])), default=9)
+        entries.append(
+            (tto if tto is not None else float("inf"), prio, sid, st, reasons, samples, active.get(sid, []))
+        )
+    entries.sort(key=lambda e: (e[0], e[1], e[2]))
+    data = []
+    names = {v: k for k, v in store.PRIORITY_RANK.items()}
+    for rank, (tto, prio, sid, st, reasons, samples, alarms) in enumerate(entries, start=1):
+        spill_at = now + timedelta(minutes=tto) if tto != float("inf") else None
+        data.append(
+            DispatchEntry(
+                rank=rank,
+                station=sid,
+                tenant=st.tenant,
+                name=st.name,
+                power_area=st.power_area,
+                location=LocationPublic(lat=st.location.lat, lon=st.location.lon) if st.location else None,
+                reasons=reasons,
+                priority=names.get(prio, "low"),
+                level_m=good(samples, "wet_well_level_m"),
+                tto_spill_min=None if tto == float("inf") else round(tto, 1),
+                tto_spill_conservative_min=good(samples, "tto_spill_conservative_min"),
+                spill_at=spill_at,
+                inflow_m3_min=good(samples, "inflow_m3_min"),
+                incident_id=next((a["incident_id"] for a in alarms if a["incident_id"]), None),
+            )
+        )
+    return data

@@ -1,0 +1,19 @@
+"""The collector's errors (the tree is drawn in `pumpwatch/collector/__init__.py`)."""
+
+from __future__ import annotations
+
+
+class CollectorError(Exception):
+    """Base of the collector's errors."""
+
+
+class SourceError(CollectorError):
+    """A source failed to read its device."""
+
+
+class ConnectError(SourceError):
+    """The device could not be reached."""
+
+
+class DecodeError(SourceError):
+    """The device answered something that does not fit its register map."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the historian schema, run programmatically by `pumpwatch.core.db.migrate`."""

@@ -1,0 +1,300 @@
+"""HistorianWriter: batches samples and writes them in a worker thread; spools to disk when the database
+is unreachable.
+
+Normal path: rows wait in memory for one flush interval (≈1 s) and go to the database in one COPY batch.
+When a write fails the writer turns `delayed`: every flush interval the rows in memory are appended to the
+disk spool (`pumpwatch.core.spool.Spool`, fsync'd), and the database is retried with a backoff
+(≤ `retry_max_s`).
+Once it answers, the spool is drained oldest first; while anything is still spooled, new rows go to the
+spool's tail too, so the database receives every row in the order it was read. Without a spool (tests,
+`spool=None`) rows wait in memory, bounded by `max_pending` (oldest dropped first and counted).
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import logging
+import math
+import struct
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from pumpwatch.core import historian
+from pumpwatch.core.clock import Clock
+from pumpwatch.core.historian_scale import Rollups
+from pumpwatch.core.sample import Sample
+from pumpwatch.core.spool import Spool
+
+log = logging.getLogger(__name__)
+
+Row = tuple[int, datetime, float | None, int]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_N = struct.Struct("<I")
+SPOOL_ALARM_PCT = 80.0
+
+
+def encode_rows(rows: Sequence[Row]) -> bytes:
+    """A batch of rows as compressed columns: ids int32, times int64 µs, values float64, null mask, quality.
+    Columns compress well (one poll shares its timestamp; ids run in order): ~6-8 bytes a row."""
+    pids = array.array("i", [r[0] for r in rows])
+    times = array.array("q", [(r[1] - _EPOCH) // _US for r in rows])
+    values = array.array("d", [math.nan if r[2] is None else r[2] for r in rows])
+    nulls = bytes(1 if r[2] is None else 0 for r in rows)
+    quality = array.array("b", [r[3] for r in rows])
+    raw = b"".join((_N.pack(len(rows)), pids.tobytes(), times.tobytes(), values.tobytes(), nulls, quality))
+    return zlib.compress(raw, 1)
+
+
+def decode_rows(data: bytes) -> list[Row]:
+    raw = zlib.decompress(data)
+    (n,) = _N.unpack_from(raw)
+    off = _N.size
+    pids = array.array("i")
+    pids.frombytes(raw[off : off + 4 * n])
+    off += 4 * n
+    times = array.array("q")
+    times.frombytes(raw[off : off + 8 * n])
+    off += 8 * n
+    values = array.array("d")
+    values.frombytes(raw[off : off + 8 * n])
+    off += 8 * n
+    nulls = raw[off : off + n]
+    off += n
+    quality = array.array("b")
+    quality.frombytes(raw[off : off + n])
+    return [
+        (pids[i], _EPOCH + timedelta(microseconds=times[i]), None if nulls[i] else values[i], quality[i])
+        for i in range(n)
+    ]
+
+
+class HistorianWriter:
+    def __init__(
+        self,
+        engine: Engine,
+        catalog: dict[tuple[str, str], int],
+        *,
+        flush_interval_s: float = 1.0,
+        batch_rows: int = 20_000,
+        max_pending: int = 2_000_000,
+        spool: Spool | None = None,
+        retry_max_s: float = 10.0,
+        write: Callable[[Engine, Sequence[Row]], object] = historian.write_samples,
+        rollups: Rollups | None = None,
+        rollup_interval_s: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        # how long rows have waited (the `historian_lagging` system alarm), on the injected clock
+        self._mono = clock.monotonic if clock is not None else time.monotonic
+        self._waiting_since: float | None = None  # rows have waited since then, without a break
+        self.rollups = rollups
+        self.rollup_interval_s = rollup_interval_s
+        self._next_rollup = time.monotonic() + rollup_interval_s
+        self.engine = engine
+        self.catalog = catalog
+        self.flush_interval_s = flush_interval_s
+        self.batch_rows = batch_rows
+        self.max_pending = max_pending
+        self.spool = spool
+        self.retry_max_s = retry_max_s
+        self._write = write
+        self._pending: deque[Row] = deque()
+        self.written = 0
+        self.dropped = 0  # dropped from memory (no spool, or the spool refused them)
+        self.unknown = 0
+        self.spooled = 0  # rows that went through the spool
+        self.last_error: str | None = None
+        self.last_ok_monotonic: float | None = None
+        self.down_since: float | None = None  # monotonic time of the first failed write of this outage
+        self._retry_at = 0.0
+        self._delay = 0.0
+        self.spool_fill_high = False
+        self._wake = asyncio.Event()
+
+    def accept(self, samples: Iterable[Sample]) -> None:
+        for s in samples:
+            pid = self.catalog.get((s.station, s.point))
+            if pid is None:
+                self.unknown += 1
+                continue
+            if len(self._pending) >= self.max_pending:
+                self._pending.popleft()  # full: the oldest goes first, and is counted
+                self.dropped += 1
+            self._pending.append((pid, s.observed_at, s.value, int(s.quality)))
+        if self._pending and self._waiting_since is None:
+            self._waiting_since = self._mono()
+        if len(self._pending) >= self.batch_rows:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def queue_age_s(self) -> float:
+        """Seconds rows have been waiting for the database without a break (0: nothing waits): since the
+        first row that is still in memory or in the spool arrived."""
+        if self._waiting_since is None:
+            return 0.0
+        return max(0.0, self._mono() - self._waiting_since)
+
+    @property
+    def delayed(self) -> bool:
+        """Rows are waiting for the database: a write failed, or the spool still holds rows."""
+        return self.down_since is not None or (self.spool is not None and not self.spool.empty)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.step()
+            except Exception:  # never let the writer die: the next step retries
+                log.exception("historian writer step failed")
+
+    async def step(self) -> None:
+        """One flush interval's work: write, or spool while the database is away and retry when due."""
+        if self.down_since is not None and time.monotonic() < self._retry_at:
+            await self._spool_pending()
+            return
+        try:
+            await self.flush()
+        except Exception as exc:
+            self._failed(exc)
+            await self._spool_pending()
+            return
+        if self.rollups is not None and time.monotonic() >= self._next_rollup:
+            self._next_rollup = time.monotonic() + self.rollup_interval_s
+            try:
+                await asyncio.to_thread(self.rollups.run, self.engine)
+            except Exception:
+                log.exception("rollup job failed; the minutes stay due")
+
+    def _failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = now
+            log.error(
+                "historian write failed (%s: %s); rows go to the %s and the database is retried",
+                type(exc).__name__,
+                exc,
+                "disk spool" if self.spool is not None else "memory queue",
+            )
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self._delay = min(max(self._delay * 2, 0.5), self.retry_max_s)
+        self._retry_at = now + self._delay
+
+    def _ok(self) -> None:
+        if self.down_since is not None:
+            log.warning(
+                "historian writes again after %.1f s; spool drained", time.monotonic() - self.down_since
+            )
+        self.down_since = None
+        self.last_error = None
+        self._delay = 0.0
+        self.last_ok_monotonic = time.monotonic()
+
+    async def _spool_pending(self) -> None:
+        if self.spool is None:
+            return
+        while self._pending:
+            n = min(len(self._pending), self.batch_rows)
+            batch = [self._pending.popleft() for _ in range(n)]
+            if await asyncio.to_thread(self.spool.append, encode_rows(batch), n):
+                self.spooled += n  # (a refused batch is counted by the spool itself)
+        self._check_fill()
+
+    def _check_fill(self) -> None:
+        """Spool at 80 % or more: an alarm-level log once, and `spool_fill_high` in status and /readyz,
+        until it is back under 70 % (hysteresis, so it does not flap)."""
+        if self.spool is None:
+            return
+        fill = self.spool.status().fill_pct
+        if not self.spool_fill_high and fill >= SPOOL_ALARM_PCT:
+            self.spool_fill_high = True
+            log.critical(
+                "ALARM historian spool %.0f %% full (%s): the oldest rows will be dropped when it is full",
+                fill,
+                self.spool.folder,
+            )
+        elif self.spool_fill_high and fill < SPOOL_ALARM_PCT - 10:
+            self.spool_fill_high = False
+            log.warning("historian spool back under %d %% (%.0f %%)", SPOOL_ALARM_PCT - 10, fill)
+
+    async def flush(self) -> None:
+        """Write everything spooled, then everything in memory, in that order. Raises if the database
+        fails; with a spool the rows in memory are then spooled (nothing is lost), without one a failed
+        batch goes back to the front of the queue."""
+        if self.spool is not None:
+            try:
+                await self._drain_spool()
+            except BaseException:
+                await self._spool_pending()
+                raise
+        while self._pending:
+            n = min(len(self._pending), self.batch_rows)
+            batch = [self._pending.popleft() for _ in range(n)]
+            try:
+                await asyncio.to_thread(self._write, self.engine, batch)
+            except BaseException:
+                self._pending.extendleft(reversed(batch))
+                if self.spool is not None:
+                    await self._spool_pending()
+                raise
+            self.written += n
+            if self.rollups is not None:
+                self.rollups.note(batch)
+        self._ok()
+        if not self._pending and (self.spool is None or self.spool.empty):
+            self._waiting_since = None  # everything that arrived is stored
+
+    async def _drain_spool(self) -> None:
+        spool = self.spool
+        assert spool is not None
+        while True:
+            if self._pending and not spool.empty:  # keep order: new rows queue behind the spooled ones
+                await self._spool_pending()
+            data = await asyncio.to_thread(spool.peek)
+            if data is None:
+                return
+            rows = decode_rows(data)
+            await asyncio.to_thread(self._write, self.engine, rows)
+            await asyncio.to_thread(spool.commit)
+            self.written += len(rows)
+            self._check_fill()
+            if self.rollups is not None:
+                self.rollups.note(rows)
+
+    def status(self) -> dict:
+        sp = self.spool.status() if self.spool is not None else None
+        return {
+            "state": "delayed" if self.delayed else "current",
+            "spool_fill_high": self.spool_fill_high,
+            "pending_rows": self.pending,
+            "written_rows": self.written,
+            "dropped_rows": self.dropped + (sp.dropped_rows if sp else 0),
+            "last_error": self.last_error,
+            "queue_age_s": round(self.queue_age_s(), 1),
+            "down_for_s": None if self.down_since is None else round(time.monotonic() - self.down_since, 1),
+            "spool": None
+            if sp is None
+            else {
+                "rows": sp.pending_rows,
+                "records": sp.pending_records,
+                "bytes": sp.bytes,
+                "capacity_bytes": sp.capacity_bytes,
+                "fill_pct": round(sp.fill_pct, 2),
+                "dropped_rows": sp.dropped_rows,
+                "write_errors": sp.write_errors,
+            },
+        }

@@ -1,1 +1,0 @@
-"""Alembic migrations of the historian schema, run programmatically by `pumpwatch.db.migrate`."""

@@ -42,6 +42,13 @@ def free_port(host: str = "127.0.0.1") -> int:
     an outgoing client socket between our check and the server's bind."""
     lo_eph, _ = _ephemeral_range()
     low, high = (20000, lo_eph - 1) if lo_eph > 21000 else (61001, 64999)
+    # pytest-xdist workers each draw from their own slice, so two workers never hand out the same port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and worker[2:].isdigit() and count > 1:
+        width = (high - low + 1) // count
+        low += int(worker[2:]) * width
+        high = low + width - 1
     for _ in range(1000):
         port = random.randint(low, high)
         if port in _handed_out:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -537,6 +538,7 @@ class JobHealth:
     total_failures: int
     last_error: str | None
     scheduled: bool = True  # false: paused (alter_job(…, scheduled => false)), by a DBA presumably
+    last_start: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -548,7 +550,11 @@ class JobHealth:
         if self.last_status == "Failed":
             return True
         grace = max(self.schedule_interval, timedelta(minutes=10))
-        since = self.next_start if self.next_start is not None else first_seen
+        # next_start is unset ('-infinity' in TimescaleDB, None here) while a run is under way or before
+        # the first: then it is overdue only counted from that run's start, or from when we first saw it
+        since = self.next_start
+        if since is None:
+            since = max(first_seen, self.last_start or first_seen)
         return since < now - grace
 
 
@@ -560,8 +566,12 @@ def job_health(engine: Engine) -> tuple[datetime, list[JobHealth]]:
         rows = conn.execute(
             text(
                 "SELECT j.job_id, j.proc_name, coalesce(c.view_name, j.hypertable_name), "
-                "  j.schedule_interval, j.next_start, j.scheduled, "
-                "  nullif(st.last_successful_finish, '-infinity'), st.last_run_status, "
+                "  j.schedule_interval, j.scheduled, "
+                # TimescaleDB writes ±infinity for "not set"; psycopg cannot load it as a datetime
+                "  CASE WHEN isfinite(j.next_start) THEN j.next_start END, "
+                "  CASE WHEN isfinite(st.last_successful_finish) THEN st.last_successful_finish END, "
+                "  CASE WHEN isfinite(st.last_run_started_at) THEN st.last_run_started_at END, "
+                "  st.last_run_status, "
                 "  coalesce(st.total_failures, 0), "
                 "  (SELECT e.err_message FROM timescaledb_information.job_errors e "
                 "   WHERE e.job_id = j.job_id ORDER BY e.start_time DESC LIMIT 1) "
@@ -574,17 +584,32 @@ def job_health(engine: Engine) -> tuple[datetime, list[JobHealth]]:
             )
         ).all()
     jobs = [
-        JobHealth(int(jid), proc, rel, every, nxt, ok_at, status, int(failures), err, bool(on))
-        for jid, proc, rel, every, nxt, on, ok_at, status, failures, err in rows
+        JobHealth(int(jid), proc, rel, every, nxt, ok_at, status, int(failures), err, bool(on), started)
+        for jid, proc, rel, every, on, nxt, ok_at, started, status, failures, err in rows
         if rel == "sample" or rel == HOURLY or str(rel).startswith("sample_1d_cagg_")
     ]
     return now, jobs
 
 
-def run_job(engine: Engine, job_id: int) -> None:
-    """Run one TimescaleDB job now, in this session (`CALL run_job`), as tests and `JobWatch` do."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(f"CALL run_job({int(job_id)})")
+def _concurrent_run(exc: BaseException) -> bool:
+    """The background scheduler runs the same refresh right now (TimescaleDB refuses a second one)."""
+    return "due to a concurrent refresh" in str(exc)
+
+
+def run_job(engine: Engine, job_id: int, *, wait_s: float = 30.0) -> None:
+    """Run one TimescaleDB job now, in this session (`CALL run_job`), as tests do. If the background
+    scheduler is running the same refresh, wait for it and run again (up to `wait_s`), so that on return the
+    job has run to completion once after the call."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql(f"CALL run_job({int(job_id)})")
+            return
+        except Exception as exc:
+            if not _concurrent_run(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 class JobWatch:
@@ -651,6 +676,9 @@ class JobWatch:
             try:
                 conn.exec_driver_sql(f"CALL run_job({j.job_id})")
             except Exception as exc:
+                if _concurrent_run(exc):  # the scheduler runs it after all: not a failure
+                    log.info("historian: %s is being run by TimescaleDB's scheduler right now", j.name)
+                    return None
                 why = _error(exc)
                 log.error("historian: running %s here failed too: %s", j.name, why)
                 return why

@@ -10,15 +10,30 @@ from pathlib import Path
 
 import yaml
 
-from pumpwatch.core.config import Fleet, load_fleet
+from pumpwatch.core.config import ControllerConfig, Fleet, load_fleet
 from tests.conftest import DEMO_FLEET
 from tests.services import free_port
+
+# A loaded test machine (two pytest workers, the databases, Chromium) answers loopback late now and then;
+# the demo's 0.5-1 s answer limits then count misses (seen in CI: a gateway "cannot connect" three polls
+# running, so comm_loss). These fleets are not about timeouts; the tests of timeouts set their own.
+PATIENT_TIMEOUT_S = 5.0
+
+
+def _patient(c: ControllerConfig) -> float:
+    """The longest answer limit the controller's validator allows (its units' limits must add up to under
+    four poll intervals), at most PATIENT_TIMEOUT_S, never shorter than the fleet's own."""
+    allowed = 0.9 * 4 * c.poll_interval_s / len(c.units)
+    return max(c.timeout_s, min(PATIENT_TIMEOUT_S, allowed))
 
 
 def demo_fleet_on_free_ports() -> Fleet:
     fleet = load_fleet(DEMO_FLEET)
     fleet.controllers = {
-        cid: c.model_copy(update={"port": free_port()}) for cid, c in fleet.controllers.items()
+        cid: c.model_copy(update={"port": free_port(), "timeout_s": _patient(c)})
+        if isinstance(c, ControllerConfig)
+        else c.model_copy(update={"port": free_port()})
+        for cid, c in fleet.controllers.items()
     }
     return fleet
 
@@ -29,8 +44,12 @@ def demo_fleet_dir_on_free_ports(tmp: Path) -> Path:
         shutil.copytree(DEMO_FLEET.parent / d, tmp / d)
     path = tmp / "demo" / "controllers.yaml"
     data = yaml.safe_load(path.read_text())
+    fleet = load_fleet(DEMO_FLEET)
     for c in data["controllers"]:
         c["port"] = free_port()
+        ctrl = fleet.controllers[c["id"]]
+        if isinstance(ctrl, ControllerConfig):
+            c["timeout_s"] = _patient(ctrl)
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return tmp / "demo"
 

@@ -501,6 +501,35 @@ def test_jobs_the_scheduler_fails_are_reported_and_run_by_the_collector(engine: 
     assert {j["background"] for j in status["jobs"]} == {"failing"} and status["error"] is None
 
 
+def test_a_job_whose_times_are_unset_is_read_and_not_called_overdue(engine: Engine) -> None:
+    """TimescaleDB marks "not set" with -infinity (a run under way: next_start; never succeeded:
+    last_successful_finish), which no Python datetime holds (seen in CI: job_health failed with "timestamp
+    too small"). Read as unset, and a job under way is overdue only counted from that run's start."""
+    (j, *_rest) = job_health(engine)[1]
+    with engine.begin() as conn:  # a run under way, as the scheduler's mark_start leaves it
+        conn.exec_driver_sql(
+            "UPDATE _timescaledb_internal.bgw_job_stat SET next_start = '-infinity', "
+            "last_successful_finish = '-infinity', last_start = now(), last_run_success = true "
+            "WHERE job_id = %(j)s",
+            {"j": j.job_id},
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO _timescaledb_internal.bgw_job_stat (job_id, last_start, last_finish, next_start, "
+            "last_successful_finish, last_run_success, total_runs, total_duration, "
+            "total_duration_failures, total_successes, total_failures, total_crashes, consecutive_failures, "
+            "consecutive_crashes, flags) SELECT %(j)s, now(), '-infinity', '-infinity', '-infinity', true, "
+            "1, '0', '0', 0, 0, 0, 0, 0, 0 WHERE NOT EXISTS "
+            "(SELECT 1 FROM _timescaledb_internal.bgw_job_stat WHERE job_id = %(j)s)",
+            {"j": j.job_id},
+        )
+    now, jobs = job_health(engine)
+    (read,) = [x for x in jobs if x.job_id == j.job_id]
+    assert read.next_start is None and read.last_success is None
+    assert read.last_start is not None and abs((read.last_start - now).total_seconds()) < 60
+    assert not read.failing(now, first_seen=now - timedelta(days=1))  # under way since just now
+    assert read.failing(now + timedelta(days=2), first_seen=now - timedelta(days=1))  # stuck for days
+
+
 def test_a_database_left_by_the_old_set_up_is_repaired(tmp_path: Path) -> None:
     """Before migration 0008, `sample` had row-level security: start-up made it a hypertable, then
     compression failed ("columnstore cannot be used on table with row security") and nothing else was

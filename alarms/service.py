@@ -28,6 +28,7 @@ from pumpwatch.alarms.analyzers import Analyzer
 from pumpwatch.alarms.evaluator import AlarmEvent, StationEvaluator
 from pumpwatch.alarms.incidents import IncidentGrouper
 from pumpwatch.alarms.rules import RuleSet
+from pumpwatch.core.backoff import Backoff
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.config import Fleet
 from pumpwatch.core.metrics import ALARM_BUCKETS, Histogram
@@ -163,7 +164,7 @@ class AlarmService:
                         await self._persist_retrying(event)
                 for _ in burst:
                     self._queue.task_done()
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         spool = self.spool
         while True:
             if not spool.empty:
@@ -174,11 +175,10 @@ class AlarmService:
                         await asyncio.to_thread(self._persist, decode_event(data))
                     except Exception as exc:
                         self._down(exc)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 10.0)
+                        await asyncio.sleep(backoff.failed())
                         continue
                     await asyncio.to_thread(spool.commit)
-                    delay = 0.5
+                    backoff.reset()
                     continue
             if self.db_down and spool.empty:
                 log.warning("alarm journal writes again; spooled events stored")
@@ -226,15 +226,14 @@ class AlarmService:
             self._queue.task_done()
 
     async def _persist_retrying(self, event: AlarmEvent) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 30.0)
         while True:
             try:
                 await asyncio.to_thread(self._persist, event)
                 return
             except Exception:  # the database is down: keep the event, retry, never drop it
                 log.exception("cannot store alarm %s %s/%s; retrying", event.kind, event.station, event.name)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+                await asyncio.sleep(backoff.failed())
 
     def _persist(self, e: AlarmEvent) -> None:
         after: list[Callable[[], None]] = []

@@ -1,12 +1,9 @@
 """One MQTT session of a simulated MQTT device kept alive: connect, run the session, reconnect.
 
-Reconnecting is a visible loop with jittered backoff `random.uniform(0, 1.5 ** min(10, attempt))`, capped at
-`broker.reconnect_max_s`, in real time (the broker lives in real time, even when the clock is fake).
-`kill()` drops the TCP connection without an MQTT DISCONNECT (the broker then sends the will), `stop()` is
-the clean shutdown.
-
-`backoff_delay` is one of the project's copies of backoff with jitter: issue 14 wants one for the whole
-project; when that lands, use it here rather than keeping this copy.
+Reconnecting is a visible loop with the project's jittered backoff (`pumpwatch.core.backoff.jittered`),
+capped at `broker.reconnect_max_s`, in real time (the broker lives in real time, even when the clock is
+fake). `kill()` drops the TCP connection without an MQTT DISCONNECT (the broker then sends the will),
+`stop()` is the clean shutdown.
 """
 
 from __future__ import annotations
@@ -14,22 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiomqtt
 
+from pumpwatch.core.backoff import jittered
 from pumpwatch.core.config.models import MqttBroker
 
-__all__ = ["MqttLink", "backoff_delay"]
+__all__ = ["MqttLink"]
 
 log = logging.getLogger(__name__)
-
-
-def backoff_delay(attempt: int, cap: float) -> float:
-    return min(cap, random.uniform(0, 1.5 ** min(10, attempt)))
 
 
 class MqttLink:
@@ -103,7 +96,7 @@ class MqttLink:
                 self.online = False
             if self._dead:
                 break
-            delay = backoff_delay(attempt, self.broker.reconnect_max_s)
+            delay = jittered(attempt, self.broker.reconnect_max_s)
             attempt += 1
             log.info("%s: connection lost (%s); reconnecting in %.2f s", self.name, lost, delay)
             await asyncio.sleep(delay)

@@ -23,14 +23,11 @@ from sqlalchemy import insert, or_, select, update
 
 from pumpwatch.alarms.notify.channels import Notifier, NotifyError, OutgoingMessage, redact
 from pumpwatch.alarms.notify.dispatcher import NotifyContext, recipient_label
+from pumpwatch.core.backoff import exponential
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.db.schema import alarm_event, notification, notification_alarm
 
 log = logging.getLogger(__name__)
-
-
-def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
-    return min(base_s * 2 ** max(0, attempts - 1), max_s)
 
 
 def claim(ctx: NotifyContext, worker: str, now: datetime, limit: int = 20) -> list[dict[str, Any]]:
@@ -114,7 +111,7 @@ def record_failure(ctx: NotifyContext, row: dict[str, Any], err: NotifyError, no
                     last_error=str(err),
                     claimed_until=None,
                     next_attempt_at=now
-                    + timedelta(seconds=backoff_s(row["attempts"], retry.base_s, retry.max_s)),
+                    + timedelta(seconds=exponential(row["attempts"], retry.base_s, retry.max_s)),
                 )
             )
             return

@@ -31,6 +31,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 
 from pumpwatch.collector.registers import Block, ReadPlan
 from pumpwatch.collector.sources import Emit, Reject
+from pumpwatch.core.backoff import jittered
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.config.models import ControllerConfig
 from pumpwatch.core.metrics import POLL_BUCKETS, Histogram
@@ -183,8 +184,9 @@ class ModbusSource:
             return True
         client.close()
         self._connect_failures += 1
-        backoff = self._rng.uniform(0, 1.5 ** min(10, self._connect_failures))
-        self._retry_at = time.monotonic() + min(self.ctrl.reconnect_max_s, backoff)
+        self._retry_at = time.monotonic() + jittered(
+            self._connect_failures, self.ctrl.reconnect_max_s, self._rng
+        )
         return False
 
     # -- one cycle -------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from pumpwatch.collector.sources import Emit, Reject
 from pumpwatch.collector.sources.mqtt_common import Ignored, Rejected, StationFeed
 from pumpwatch.collector.sources.mqtt_json import JsonHandler
 from pumpwatch.collector.sources.sparkplug import SparkplugHandler
+from pumpwatch.core.backoff import jittered
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.config.models import MetricMap, MqttBroker, MqttJsonController, SparkplugController
 from pumpwatch.core.sample import Sample
@@ -152,7 +153,7 @@ class MqttIngest:
                     if self.broker_lost_at is None:
                         self.broker_lost_at = self.clock.now()
                     attempt += 1
-                    delay = min(self.broker.reconnect_max_s, self._rng.uniform(0, 1.5 ** min(10, attempt)))
+                    delay = jittered(attempt, self.broker.reconnect_max_s, self._rng)
                     log.warning(
                         "%s: broker connection lost (%s); reconnecting in %.1f s", self.name, exc, delay
                     )

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from pumpwatch.core.backoff import Backoff
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.db.schema import dead_letter, rejection_count
 
@@ -124,7 +125,7 @@ class RejectionLog:
         self.lost = 0  # dead letters dropped from memory before they could be stored
         self.write_errors = 0
         self.last_error: str | None = None
-        self._delay = 0.0
+        self._backoff = Backoff(1.0, 30.0)  # the database away: 1 s, 2 s … 30 s more per flush
 
     # -- on the event loop, from the sources ---------------------------------------------------------------
     def record(self, source: str, topic: str, reason: str, detail: str, payload: bytes) -> None:
@@ -171,10 +172,10 @@ class RejectionLog:
 
     async def run(self) -> None:
         while True:
-            await self.clock.sleep(self.flush_interval_s + self._delay)
+            await self.clock.sleep(self.flush_interval_s + self._backoff.current_s)
             try:
                 await self.flush()
-                self._delay = 0.0
+                self._backoff.reset()
             except Exception as exc:  # the database is away: the queue waits (bounded); retry with backoff
                 self.write_errors += 1
                 if self.last_error is None:
@@ -187,7 +188,7 @@ class RejectionLog:
                         self.max_queue,
                     )
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                self._delay = min(max(self._delay * 2, 1.0), 30.0)
+                self._backoff.failed()
 
     async def flush(self) -> None:
         """Store what is queued (and the counts of what was lost). Raises if the database fails; the batch

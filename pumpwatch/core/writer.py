@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from pumpwatch.core import historian
+from pumpwatch.core.backoff import Backoff
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.historian_scale import Rollups
 from pumpwatch.core.sample import Sample
@@ -104,7 +105,7 @@ class HistorianWriter:
         self.batch_rows = batch_rows
         self.max_pending = max_pending
         self.spool = spool
-        self.retry_max_s = retry_max_s
+        self._backoff = Backoff(0.5, retry_max_s)  # 0.5 s, 1 s, 2 s … up to retry_max_s
         self._write = write
         self._pending: deque[Row] = deque()
         self.written = 0
@@ -115,7 +116,6 @@ class HistorianWriter:
         self.last_ok_monotonic: float | None = None
         self.down_since: float | None = None  # monotonic time of the first failed write of this outage
         self._retry_at = 0.0
-        self._delay = 0.0
         self.spool_fill_high = False
         self._wake = asyncio.Event()
 
@@ -133,6 +133,15 @@ class HistorianWriter:
             self._waiting_since = self._mono()
         if len(self._pending) >= self.batch_rows:
             self._wake.set()
+
+    @property
+    def retry_max_s(self) -> float:
+        """The longest wait between two tries of the database while it is away."""
+        return self._backoff.cap_s
+
+    @retry_max_s.setter
+    def retry_max_s(self, value: float) -> None:
+        self._backoff.cap_s = value
 
     @property
     def pending(self) -> int:
@@ -191,8 +200,7 @@ class HistorianWriter:
                 "disk spool" if self.spool is not None else "memory queue",
             )
         self.last_error = f"{type(exc).__name__}: {exc}"
-        self._delay = min(max(self._delay * 2, 0.5), self.retry_max_s)
-        self._retry_at = now + self._delay
+        self._retry_at = now + self._backoff.failed()
 
     def _ok(self) -> None:
         if self.down_since is not None:
@@ -201,7 +209,7 @@ class HistorianWriter:
             )
         self.down_since = None
         self.last_error = None
-        self._delay = 0.0
+        self._backoff.reset()
         self.last_ok_monotonic = time.monotonic()
 
     async def _spool_pending(self) -> None:

@@ -13,11 +13,11 @@ from datetime import datetime
 
 import pytest
 
+from pumpwatch.core.backoff import jittered
 from pumpwatch.core.clock import FakeClock
 from pumpwatch.core.config.models import MetricMap, MqttJsonController, SparkplugController
 from pumpwatch.protocols import sparkplug as spb
 from pumpwatch.simulators.mqtt_json_publisher import JsonPublisher
-from pumpwatch.simulators.mqtt_link import backoff_delay
 from pumpwatch.simulators.mqtt_values import typed_value
 from pumpwatch.simulators.sparkplug_node import SparkplugEdgeNode
 from tests.mqtt_broker import MosquittoBroker, Subscriber
@@ -222,8 +222,8 @@ def test_values_are_converted_per_metric_type_and_backoff_is_capped() -> None:
     assert typed_value(level, "n/a") is None
     assert typed_value(running, 1) is True
     assert typed_value(starts, 7.6) == 8
-    assert all(0 <= backoff_delay(a, 2.0) <= 2.0 for a in range(30))
-    assert all(backoff_delay(0, 60.0) <= 1.0 for _ in range(50))
+    assert all(0 <= jittered(a, 2.0) <= 2.0 for a in range(30))
+    assert all(jittered(0, 60.0) <= 1.0 for _ in range(50))
 
 
 # --- Sparkplug B ---------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import asyncio
 import pytest
 from sqlalchemy import select, update
 
-from pumpwatch.alarms.notify.outbox import OutboxSender, backoff_s, claim
+from pumpwatch.alarms.notify.outbox import OutboxSender, claim
+from pumpwatch.core.backoff import exponential
 from pumpwatch.core.db.schema import notification
 from tests.notify.conftest import BOTH_DATABASES, World
 
@@ -119,7 +120,7 @@ async def test_primary_channel_down_falls_back_to_the_next_contact(world: World)
 
 
 async def test_retries_back_off_and_a_permanent_refusal_moves_on_at_once(world: World) -> None:
-    assert [backoff_s(n, 5, 60) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 60]
+    assert [exponential(n, 5, 60) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 40, 60]
     world.smtp.box.refuse["duty1@kita.example.jp"] = "550 5.1.1 no such user"
     world.raise_()
     await world.run(31)

@@ -40,6 +40,7 @@ from pumpwatch.alarms.status import LADDER
 from pumpwatch.api.context import ApiContext, station_samples
 from pumpwatch.api.schemas import DispatchEntry, StationPublic
 from pumpwatch.api.views import alarm_public, build_board, build_station
+from pumpwatch.core import tasks
 from pumpwatch.core.db import rls
 from pumpwatch.core.db.schema import alarm, alarm_event
 
@@ -153,7 +154,7 @@ class StreamHub:
     def ensure_running(self) -> None:
         if (self._task is None or self._task.done()) and not self._closed:  # a publisher that died restarts
             self._task = asyncio.create_task(self._run(), name="api.stream.publisher")
-            self._task.add_done_callback(_log_end)
+            self._task.add_done_callback(tasks.log_failure(log, "live stream publisher"))
 
     def subscribe(self, tenants: Collection[str] | None, last_event_id: str | None) -> Subscriber:
         """A new client: queued replay of what it missed, or a snapshot first (made by the publisher)."""
@@ -396,8 +397,3 @@ def _alarms_by_id(engine: Engine, ids: list[int]) -> list[dict[str, Any]]:
 def _process_exiting(exc: Exception) -> bool:
     """The process is exiting: its thread pool is gone, and nobody is left to stream to."""
     return isinstance(exc, RuntimeError) and "after shutdown" in str(exc)
-
-
-def _log_end(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("live stream publisher ended: %r", task.exception())

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-log = logging.getLogger(__name__)
+from pumpwatch.core.tasks import restarting
 
 
 class Runnable(Protocol):
@@ -16,23 +15,8 @@ class Runnable(Protocol):
     async def run(self) -> None: ...
 
 
-async def _guarded(source: Runnable, restart_max_s: float) -> None:
-    failures = 0
-    while True:
-        try:
-            await source.run()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            failures += 1
-            delay = min(restart_max_s, 0.5 * 2 ** min(failures, 6))
-            log.exception("%s crashed (%d times); restarting in %.1f s", source.name, failures, delay)
-            await asyncio.sleep(delay)
-
-
 async def run_sources(sources: Sequence[Runnable], *, restart_max_s: float = 30.0) -> None:
     """Run until cancelled. Each source has its own task, named after it (`collector.modbus[gw-1]`)."""
     async with asyncio.TaskGroup() as tg:
         for s in sources:
-            tg.create_task(_guarded(s, restart_max_s), name=s.name)
+            tg.create_task(restarting(s.name, s.run, restart_max_s), name=s.name)

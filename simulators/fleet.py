@@ -36,6 +36,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
+from pumpwatch.core import tasks
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.config.loader import Fleet
 from pumpwatch.core.config.models import ControllerConfig, MqttJsonController
@@ -169,14 +170,8 @@ class SimulatedFleet:
         task, self._task = self._task, None
         try:
             for t in [task, *self._power_tasks.values()]:
-                if t is None:
-                    continue
-                t.cancel()
-                try:
-                    await t
-                except asyncio.CancelledError:
-                    if not t.cancelled():  # we were cancelled ourselves, not just the task
-                        raise
+                if t is not None:
+                    await tasks.stop(t, logger=log)  # (our own cancellation goes on up)
         finally:
             self._power_tasks.clear()
             await self._stop_servers()

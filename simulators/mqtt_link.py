@@ -17,6 +17,7 @@ from typing import Any
 
 import aiomqtt
 
+from pumpwatch.core import tasks
 from pumpwatch.core.backoff import jittered
 from pumpwatch.core.config.models import MqttBroker
 
@@ -61,11 +62,7 @@ class MqttLink:
             return
         self._dead = False
         self._task = asyncio.create_task(self._run(), name=self.name)
-        self._task.add_done_callback(self._crashed)
-
-    def _crashed(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: crashed", self.name, exc_info=task.exception())
+        self._task.add_done_callback(tasks.log_failure(log, f"{self.name}: the MQTT session"))
 
     async def _run(self) -> None:
         attempt = 0
@@ -131,7 +128,7 @@ class MqttLink:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), 5.0)
             except TimeoutError:
-                await _cancel_until_done(self._task)
+                await tasks.stop(self._task, logger=log, failure_level=logging.DEBUG)
 
     async def stop(self, goodbye: Callable[[aiomqtt.Client], Coroutine[Any, Any, None]] | None) -> None:
         """Clean shutdown: `goodbye(client)` while still connected, then cancel: aiomqtt's `__aexit__` sends
@@ -144,20 +141,10 @@ class MqttLink:
             except aiomqtt.MqttError as exc:
                 log.warning("%s: goodbye message not sent: %s", self.name, exc)
         if self._task is not None:
-            await _cancel_until_done(self._task)
+            await tasks.stop(self._task, logger=log, failure_level=logging.DEBUG)
             self._task = None
 
     async def publish_raw(self, topic: str, payload: bytes | str, *, qos: int, retain: bool) -> None:
         if self.client is None:
             raise RuntimeError(f"{self.name}: not connected")
         await self.client.publish(topic, payload, qos=qos, retain=retain)
-
-
-async def _cancel_until_done(task: asyncio.Task[None]) -> None:
-    """Cancel, and cancel again while it still runs: Python 3.11's `wait_for` (inside aiomqtt) can swallow a
-    cancellation that races with the awaited operation finishing, and the task then waits forever."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.5)
-    if not task.cancelled() and task.exception() is not None:
-        log.debug("%s ended with %r", task.get_name(), task.exception())

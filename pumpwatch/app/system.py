@@ -46,7 +46,7 @@ from pumpwatch.collector.fleet import build_modbus_sources, build_mqtt_ingest
 from pumpwatch.collector.sources.modbus import ModbusSource
 from pumpwatch.collector.sources.mqtt import MqttIngest
 from pumpwatch.collector.supervisor import run_sources
-from pumpwatch.core import historian
+from pumpwatch.core import historian, tasks
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.config import Fleet
 from pumpwatch.core.db import rls
@@ -354,10 +354,10 @@ class System:
         return self.historian_problems + jobs
 
     def readiness(self) -> dict[str, bool]:
-        tasks = self._tasks + ([self._notify_task] if self._notify_task else [])
-        if not tasks:
+        running = self._tasks + ([self._notify_task] if self._notify_task else [])
+        if not running:
             return {}
-        checks = {t.get_name(): not t.done() for t in tasks}
+        checks = {t.get_name(): not t.done() for t in running}
         if self.writer is not None:
             checks["historian_current"] = not self.writer.delayed
             checks["spool_below_80pct"] = not self.writer.spool_fill_high
@@ -446,7 +446,7 @@ class System:
     async def stop(self) -> None:
         """Stop polling, store what was read, then stop the writers."""
         for t in self._tasks[:1]:  # sources first: nothing new arrives after this
-            await _cancel(t)
+            await tasks.stop(t)
         if self.alarms is not None:
             try:
                 await asyncio.wait_for(self.alarms.drain(until_stored=False), 10)
@@ -463,10 +463,10 @@ class System:
             except Exception:
                 log.exception("final dead-letter flush failed; %d not stored", self.rejections.queued)
         for t in self._tasks[1:]:
-            await _cancel(t)
+            await tasks.stop(t)
         self._tasks = []
         if self._notify_task is not None:  # last: it may still tell someone about the final events
-            await _cancel(self._notify_task)
+            await tasks.stop(self._notify_task)
             self._notify_task = None
         for sp in self.spools:
             sp.close()
@@ -499,13 +499,3 @@ def historian_setup(engine: Engine) -> HistorianFeatures:
     elif features.note:
         log.warning("historian: %s", features.note)
     return features
-
-
-async def _cancel(task: asyncio.Task, limit_s: float = 10.0) -> None:
-    """Cancel and wait a bounded time: shutdown must finish even if a task misbehaves."""
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=limit_s)
-    if not done:
-        log.error("%s did not stop within %.0f s; leaving it", task.get_name(), limit_s)
-    elif not task.cancelled() and task.exception() is not None:
-        log.error("%s ended with %r", task.get_name(), task.exception())

@@ -27,12 +27,12 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
+from pumpwatch.alarms.dispatch import PRIORITY_RANK, UNKNOWN_PRIORITY_RANK
 from pumpwatch.alarms.hidden import hidden_clause
 from pumpwatch.core.audit import Audit, write_optional
 from pumpwatch.core.db.schema import alarm, alarm_event, notify_pending, station_mode
 from pumpwatch.core.db.types import to_utc
 
-PRIORITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # Journal entries the on-call notifier acts on (alarms/notify): each gets a `notify_pending` row.
 NOTIFY_KINDS = frozenset(
     {
@@ -507,7 +507,7 @@ def list_alarms(
     state_rank = case(
         {"unacked_active": 0, "unacked_rtn": 1, "acked_active": 2}, value=alarm.c.state, else_=3
     )
-    prio_rank = case(PRIORITY_RANK, value=alarm.c.priority, else_=9)
+    prio_rank = case(PRIORITY_RANK, value=alarm.c.priority, else_=UNKNOWN_PRIORITY_RANK)
     stmt = stmt.order_by(state_rank, prio_rank, alarm.c.raised_at.desc(), alarm.c.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(stmt)]

@@ -6,11 +6,13 @@ them as events, so both sit above this module and neither imports the other.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from pumpwatch.alarms import status, store
+from pumpwatch.alarms import status
+from pumpwatch.alarms.dispatch import dispatch_order, worst_priority
 from pumpwatch.alarms.hidden import is_hidden, is_shelved
 from pumpwatch.api.context import ApiContext, station_samples
 from pumpwatch.api.schemas import AlarmPublic, DispatchEntry, LocationPublic, PointValue, StationPublic
@@ -158,15 +160,16 @@ def build_board(
         tto = good(samples, "tto_spill_min")
         if not reasons:
             continue
-        prio = min((store.PRIORITY_RANK.get(a["priority"], 9) for a in active.get(sid, [])), default=9)
+        if tto is not None and not math.isfinite(tto):
+            tto = None  # no estimate (never a spill time computed from infinity)
+        alarms = active.get(sid, [])
         entries.append(
-            (tto if tto is not None else float("inf"), prio, sid, st, reasons, samples, active.get(sid, []))
+            (dispatch_order(tto, [a["priority"] for a in alarms]), sid, tto, st, reasons, samples, alarms)
         )
-    entries.sort(key=lambda e: (e[0], e[1], e[2]))
+    entries.sort(key=lambda e: (*e[0], e[1]))  # the one ranking (alarms/dispatch.py), station id last
     data = []
-    names = {v: k for k, v in store.PRIORITY_RANK.items()}
-    for rank, (tto, prio, sid, st, reasons, samples, alarms) in enumerate(entries, start=1):
-        spill_at = now + timedelta(minutes=tto) if tto != float("inf") else None
+    for rank, (_, sid, tto, st, reasons, samples, alarms) in enumerate(entries, start=1):
+        spill_at = now + timedelta(minutes=tto) if tto is not None else None
         data.append(
             DispatchEntry(
                 rank=rank,
@@ -176,9 +179,9 @@ def build_board(
                 power_area=st.power_area,
                 location=LocationPublic(lat=st.location.lat, lon=st.location.lon) if st.location else None,
                 reasons=reasons,
-                priority=names.get(prio, "low"),
+                priority=worst_priority(a["priority"] for a in alarms),
                 level_m=good(samples, "wet_well_level_m"),
-                tto_spill_min=None if tto == float("inf") else round(tto, 1),
+                tto_spill_min=None if tto is None else round(tto, 1),
                 tto_spill_conservative_min=good(samples, "tto_spill_conservative_min"),
                 spill_at=spill_at,
                 inflow_m3_min=good(samples, "inflow_m3_min"),

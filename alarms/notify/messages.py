@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pumpwatch.alarms.store import PRIORITY_RANK
+from pumpwatch.alarms.dispatch import dispatch_order, worst_priority
 
 TTO_SOON_MIN = 30  # "N below 30 min to overflow" in a summary
 
@@ -27,6 +27,10 @@ class Text:
 
 def _label(name: str) -> str:
     return name.replace("_", " ")
+
+
+def _minutes(tto: dict[str, tuple[float, datetime]], sid: str) -> float | None:
+    return tto[sid][0] if sid in tto else None
 
 
 def _hm(t: datetime | None, tz: ZoneInfo) -> str:
@@ -98,15 +102,14 @@ def render(
         first = f"{len(stations)} stations: {what}" + (
             f", {soon} below {TTO_SOON_MIN} min to overflow" if soon else ""
         )
-        worst = min(PRIORITY_RANK.get(a["priority"], 9) for a in alerts.values())
-        prio = next(k for k, v in PRIORITY_RANK.items() if v == worst)
+        prio = worst_priority(a["priority"] for a in alerts.values())
         first = f"[{prio.upper()}] {first}"
         if finals:
             first = "UNACKNOWLEDGED " + first
         lines.append(first)
-        ranked = sorted(
+        ranked = sorted(  # as on the dispatch board: soonest overflow, worst priority
             alerts.values(),
-            key=lambda a: (tto.get(a["station_id"], (1e9,))[0], PRIORITY_RANK.get(a["priority"], 9), a["id"]),
+            key=lambda a: (*dispatch_order(_minutes(tto, a["station_id"]), [a["priority"]]), a["id"]),
         )
         for a in ranked[:summary_stations]:
             lines.append(f"- {st(a)}: {_label(a['name'])}{tto_text(a['station_id'])}")

@@ -19,7 +19,7 @@ export function ranked() {
   return state.dispatch.data.map(e => ({
     ...e,
     left_s: e.spill_at ? (Date.parse(e.spill_at) - now) / 1000 : Infinity,
-  })).sort((a, b) => (a.left_s - b.left_s) || a.station.localeCompare(b.station));
+  })).sort((a, b) => (a.left_s - b.left_s) || (a.rank - b.rank));  // ties: the server's ranking (alarms/dispatch.py)
 }
 
 export function render() {

@@ -12,8 +12,9 @@ class SourceError(CollectorError):
 
 
 class ConnectError(SourceError):
-    """The device could not be reached."""
+    """The device could not be reached, or did not answer in time (raised by the Modbus source per unit)."""
 
 
 class DecodeError(SourceError):
-    """The device answered something that does not fit its register map."""
+    """The device sent something that does not fit its register map or metric map (the MQTT handlers'
+    `Rejected` is one)."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
+from pumpwatch.collector.errors import ConnectError
 from pumpwatch.collector.registers import Block, ReadPlan
 from pumpwatch.collector.sources import Emit, Reject
 from pumpwatch.core.backoff import jittered
@@ -76,10 +77,6 @@ def _raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-class _NoAnswer(Exception):
-    """The unit did not answer (timeout) or the connection failed."""
 
 
 ClientFactory = Callable[..., AsyncModbusTcpClient]
@@ -209,7 +206,7 @@ class ModbusSource:
             t0 = time.perf_counter()
             try:
                 samples = await self._read_unit(unit)
-            except _NoAnswer as exc:
+            except ConnectError as exc:
                 self._missed(unit, str(exc))
                 continue
             self.stats.latency.observe(time.perf_counter() - t0)
@@ -223,7 +220,7 @@ class ModbusSource:
         for block in unit.plan.blocks:
             key = f"{block.table}@{block.start}"
             if not await self._ensure_connected():  # a garbled frame before may have dropped the link
-                raise _NoAnswer(f"cannot reconnect to {self.ctrl.host}:{self.ctrl.port}")
+                raise ConnectError(f"cannot reconnect to {self.ctrl.host}:{self.ctrl.port}")
             words, problem = await self._read_block(unit, block)
             at = self.clock.now()
             if problem is not None:
@@ -258,10 +255,10 @@ class ModbusSource:
         return out
 
     async def _read_block(self, unit: UnitPlan, block: Block) -> tuple[Sequence[int] | None, str | None]:
-        """Words of one block, or (None, why the answer does not fit). Raises _NoAnswer."""
+        """Words of one block, or (None, why the answer does not fit). Raises ConnectError."""
         client = self._client
         if client is None:
-            raise _NoAnswer("not connected")
+            raise ConnectError("not connected")
         pause = self.ctrl.workarounds.pause_between_requests_s
         if pause and self._requests_this_cycle:
             await asyncio.sleep(pause)  # a serial gateway needs quiet time between frames
@@ -281,7 +278,7 @@ class ModbusSource:
                 rr = await read(block.start, count=block.count, device_id=unit.unit_id)
         except ConnectionException as exc:
             self._close()
-            raise _NoAnswer(f"connection lost: {exc}") from None
+            raise ConnectError(f"connection lost: {exc}") from None
         except (ModbusException, TimeoutError, OSError) as exc:
             if self._rx_count != rx_before:
                 # Bytes came back but did not make a response: garbled frame. Resync on a new connection.
@@ -289,11 +286,11 @@ class ModbusSource:
                 return None, "malformed response frame"
             if self._client is None or not self._client.connected:
                 self._close()
-            raise _NoAnswer(f"no answer within {timeout} s ({type(exc).__name__})") from None
+            raise ConnectError(f"no answer within {timeout} s ({type(exc).__name__})") from None
         if rr.isError():
             code = getattr(rr, "exception_code", None)
             if code in GATEWAY_NO_ANSWER:
-                raise _NoAnswer(f"the gateway says unit {unit.unit_id} does not answer (exception {code})")
+                raise ConnectError(f"the gateway says unit {unit.unit_id} does not answer (exception {code})")
             return None, f"exception response {code if code is not None else '?'}"
         if rr.function_code != block.function_code:
             return None, f"answer has function code {rr.function_code}, asked {block.function_code}"

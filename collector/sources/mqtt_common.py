@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pumpwatch.collector.errors import DecodeError
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.sample import Quality, Sample
 
 
-class Rejected(Exception):
+class Rejected(DecodeError):
     """A message (or one value of it) does not fit: `reason` is a short category, `detail` says what."""
 
     def __init__(self, reason: str, detail: str) -> None:

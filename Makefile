@@ -1,5 +1,5 @@
 # make demo   : run the whole stack on simulated stations (SQLite, no services to install)
-# make test   : lint, format, layer contracts and the whole test suite (needs PostgreSQL; see README)
+# make test   : lint, format, layer contracts, types and the whole test suite (needs PostgreSQL; see README)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,11 +23,12 @@ demo: $(STAMP)
 demo-city: $(STAMP)
 	$(BIN)/pumpwatch demo --fleet deploy/config/city --db sqlite:///var/city.db
 
-# lint, the format, the layer contracts (docs/architecture.md), then the tests
+# lint, the format, the layer contracts (docs/architecture.md), the types (mypy, [tool.mypy]), then the tests
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m tests.foreign.venv || echo "make: pysparkplug's venv not built; its test skips (fails under CI)"
 	$(BIN)/pytest -n $(TEST_WORKERS)
 
@@ -55,6 +56,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -64,4 +66,4 @@ check-config: $(STAMP)
 	$(BIN)/pumpwatch check-config deploy/config/demo
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

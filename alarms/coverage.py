@@ -354,7 +354,7 @@ def _generic(why: str) -> str:
     return re.sub(r" via [^,)]+", "", why)
 
 
-def _signature(f: FunctionCoverage) -> tuple:
+def _signature(f: FunctionCoverage) -> tuple[object, ...]:
     """What makes two stations' rows the same: not the controllers they are read through."""
     return (
         f.state,

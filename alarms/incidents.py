@@ -88,10 +88,10 @@ class IncidentGrouper:
         rule, key = found
         with self.engine.begin() as conn:
             self._lock(conn, key)
-            iid = self._open_incident(conn, key)
-            if iid is not None:
-                self._attach(conn, iid, [(at, station_id, alarm_id)])
-                return iid
+            open_id = self._open_incident(conn, key)
+            if open_id is not None:
+                self._attach(conn, open_id, [(at, station_id, alarm_id)])
+                return open_id
             # Raises of this alarm in the area within the window, whichever process stored them, that
             # belong to no incident still open (one restored before may have held an earlier raise).
             raised_at = func.coalesce(alarm.c.last_raised_at, alarm.c.raised_at)
@@ -115,7 +115,7 @@ class IncidentGrouper:
             if count < rule.min_stations:
                 return None
             title = rule.title.format(count=count, alarm=rule.alarm, area=key[2])
-            iid = conn.execute(
+            iid: int = conn.execute(
                 insert(incident)
                 .values(
                     tenant_id=key[1],
@@ -215,7 +215,7 @@ def add_note(
     text: str,
     phase: str | None,
     audit: Audit | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """A note, and optionally the move to a later phase (phases never go back)."""
     at = to_utc(at, "at")
     if not text.strip():

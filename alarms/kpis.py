@@ -4,6 +4,7 @@ time in flood (> 10 alarms in 10 minutes), chattering, stale alarms, top bad act
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +28,10 @@ class Kpis:
 
 
 def compute(
-    raises: list[dict[str, Any]], open_active: list[dict[str, Any]], start: datetime, end: datetime
+    raises: Sequence[Mapping[str, Any]],
+    open_active: Sequence[Mapping[str, Any]],
+    start: datetime,
+    end: datetime,
 ) -> Kpis:
     """`raises`: journal 'raise' events in [start, end) with station_id, name, priority, at.
     `open_active`: alarms active at `end` with raised_at."""

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -20,7 +20,7 @@ from pumpwatch.alarms.analyzers import DerivedPoint
 from pumpwatch.core.config import ConfigError, Fleet
 from pumpwatch.core.config.loader import describe
 from pumpwatch.core.config.models import Ident, Levels, PointName, StationConfig, StationKind, Strict
-from pumpwatch.core.config.yamlsrc import load_yaml
+from pumpwatch.core.config.yamlsrc import KeyPath, Located, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,12 @@ class IncidentRule(Strict):
 
 class RulesFile(Strict):
     templates: dict[StationKind, list[RuleConfig]] = Field(default_factory=dict)
-    overrides: dict[Ident, dict[Ident, dict]] = Field(default_factory=dict)  # station -> rule -> changes
+    # station -> rule -> changes
+    overrides: dict[Ident, dict[Ident, dict[str, Any]]] = Field(default_factory=dict)
     incidents: list[IncidentRule] = Field(default_factory=list)
     max_shelve_h: Annotated[float, Field(gt=0, le=168)] = 8.0  # operators may not shelve for longer
-    system: list[dict] = Field(default_factory=list)  # system alarms: changes to the defaults by name, or new
+    # system alarms: changes to the defaults by name, or new
+    system: list[dict[str, Any]] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +254,7 @@ def load_rules(
         for i, base in enumerate(rf.templates.get(st.kind, [])):
             rule = base
             change = rf.overrides.get(sid, {}).get(base.name)
-            where = ("templates", st.kind, i)
+            where: KeyPath = ("templates", st.kind, i)
             if change:
                 where = ("overrides", sid, base.name)
                 try:
@@ -320,12 +322,12 @@ def load_rules(
                     enabled_by=tuple(rule.enabled_by),
                 )
             )
-        names = {r.name for r in resolved}
-        for r in resolved:  # a reference to a rule the station lacks is harmless; to none at all, a typo
-            for ref in (*r.suppressed_by, *r.enabled_by):
+        names = {sr.name for sr in resolved}
+        for sr in resolved:  # a reference to a rule the station lacks is harmless; to none at all, a typo
+            for ref in (*sr.suppressed_by, *sr.enabled_by):
                 if ref not in names and ref not in all_rule_names:
                     problems.append(
-                        f"{located.where(('templates', st.kind))}: rule {r.name} names unknown rule {ref!r}"
+                        f"{located.where(('templates', st.kind))}: rule {sr.name} names unknown rule {ref!r}"
                     )
         out[sid] = resolved
         if gone:
@@ -333,7 +335,9 @@ def load_rules(
     system = _system_rules(load_yaml(SYSTEM_RULES_FILE), rf.system, problems, located)
     if problems:
         raise ConfigError(sorted(set(problems), key=problems.index))
-    kinds_rules = {kind: [r.name for r in rules] for kind, rules in rf.templates.items()}
+    kinds_rules: dict[str, list[str]] = {
+        kind: [r.name for r in rules] for kind, rules in rf.templates.items()
+    }
     return RuleSet(
         out,
         rf.incidents,
@@ -364,19 +368,21 @@ def _close(name: str | None, known: Iterable[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def _system_rules(defaults, changes: list[dict], problems: list[str], located=None) -> list[StationRule]:
+def _system_rules(
+    defaults: Located, changes: list[dict[str, Any]], problems: list[str], located: Located | None = None
+) -> list[StationRule]:
     """The defaults file's `system:` rules with `changes` (a rules file's `system:` entries) applied by name:
     an entry for a default rule changes only the keys it gives; an entry with a new name is a whole rule."""
-    merged: dict[str, tuple[dict, object]] = {}
+    merged: dict[str, tuple[dict[str, Any], tuple[Located, KeyPath]]] = {}
     for i, raw in enumerate((defaults.data or {}).get("system", [])):
         merged[raw["name"]] = (dict(raw), (defaults, ("system", i)))
+    changed_in = located if located is not None else defaults
     for i, raw in enumerate(changes):
-        where = (located, ("system", i))
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            problems.append(f"{located.where(('system', i))}: a system rule needs a `name`")
+            problems.append(f"{changed_in.where(('system', i))}: a system rule needs a `name`")
             continue
-        base = merged.get(raw["name"], ({}, None))[0]
-        merged[raw["name"]] = ({**base, **raw}, where)
+        base = merged[raw["name"]][0] if raw["name"] in merged else {}
+        merged[raw["name"]] = ({**base, **raw}, (changed_in, ("system", i)))
     out: list[StationRule] = []
     for name, (raw, (src, kp)) in merged.items():
         try:

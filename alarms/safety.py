@@ -82,4 +82,4 @@ def load_catalogue(path: Path, rule_names: dict[str, list[str]] | None = None) -
                     )
     if problems:
         raise ConfigError(problems)
-    return Catalogue(path=path, functions=dict(sf.functions), where=where)
+    return Catalogue(path=path, functions={kind: fns for kind, fns in sf.functions.items()}, where=where)

@@ -16,12 +16,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from pumpwatch.alarms import store
 from pumpwatch.alarms.analyzers import Analyzer
@@ -249,7 +249,7 @@ class AlarmService:
         with self.engine.begin() as conn:
             tx = _OneTransaction(conn)
             for e in events:
-                self._store(e, tx, after)
+                self._store(e, cast(Engine, tx), after)  # (it stands in for the Engine: see the class)
         for fn in after:
             fn()
         for e in events:
@@ -259,7 +259,7 @@ class AlarmService:
         self.events += 1
         self.latency.observe(max(0.0, (self.clock.now() - e.at).total_seconds()))
 
-    def _store(self, e: AlarmEvent, engine, after: list[Callable[[], None]]) -> None:
+    def _store(self, e: AlarmEvent, engine: Engine, after: list[Callable[[], None]]) -> None:
         if e.kind == "raise":
             done = store.raise_alarm(
                 engine,
@@ -274,7 +274,7 @@ class AlarmService:
             )
             if done is not None:
 
-                def raised(done=done) -> None:
+                def raised(done: store.Raised = done) -> None:
                     self.raised += 1
                     log.warning(
                         "ALARM %s %s: %s%s",
@@ -319,7 +319,7 @@ class AlarmService:
     def delayed(self) -> bool:
         return self.db_down or (self.spool is not None and not self.spool.empty)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         sp = self.spool.status() if self.spool is not None else None
         return {
             "state": "delayed" if self.delayed else "current",
@@ -352,10 +352,10 @@ class _OneTransaction:
     """Stands in for the Engine given to the store's functions so that several of them share one open
     transaction (each `begin()` just hands out the same connection; the caller commits once)."""
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self.dialect = conn.dialect
 
     @contextlib.contextmanager
-    def begin(self):
+    def begin(self) -> Iterator[Connection]:
         yield self._conn

@@ -42,12 +42,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from pumpwatch.alarms.rules import StationRule
 from pumpwatch.core.sample import Quality, Sample
 
 # in ladder order: the first that holds wins (the console orders its counts by LADDER, sent in the stream)
+# what a value is shown with: a sample's quality label, or stale (old) / no_data (never read); a test keeps
+# it the same as `Quality`'s labels
+ShownQuality = Literal["good", "stale", "comm_loss", "bad_value", "sensor_fault", "not_available", "no_data"]
 Status = Literal["maintenance", "power_failure", "comm_loss", "alarm", "stale", "no_data", "normal"]
 LADDER: tuple[Status, ...] = get_args(Status)
 # the canonical point a power-failure rule reads (register maps map a device's own bit onto it)
@@ -135,7 +138,7 @@ def heard_at(samples: Mapping[str, Sample], measured: Iterable[str]) -> datetime
 
 def shown_quality(
     s: Sample | None, now: datetime, stale_after_s: float | None, heard: datetime | None
-) -> tuple[str, float | None]:
+) -> tuple[ShownQuality, float | None]:
     """(quality label, age in s) a value is shown with. Never live when old: a good value older than
     its station's `stale_after_s` (None: no source expected to refresh it) is `stale`. A comm-loss value
     whose source has brought readings since (`heard`, from `heard_at`) is `stale`: the link is back but
@@ -148,7 +151,7 @@ def shown_quality(
         return ("good" if since is not None and s.observed_at >= since else "stale"), age
     if s.quality is Quality.COMM_LOSS and heard is not None and heard > s.observed_at:
         return "stale", age
-    return s.quality.label, age
+    return cast("ShownQuality", s.quality.label), age  # (every Quality's label is a ShownQuality)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +162,8 @@ class StationState:
     live: bool  # at least one measured value is live
     heard_at: datetime | None  # the newest reading of a measured point (`heard_at`)
     data_age_s: float | None  # its age (rounded to ms): how old the newest data is, markers aside
-    shown: dict[str, tuple[str, float | None]]  # measured point -> (quality, age s); {} unless with_shown
+    # measured point -> (quality, age s); {} unless with_shown
+    shown: dict[str, tuple[ShownQuality, float | None]]
 
 
 def assess(

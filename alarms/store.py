@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import Engine, case, insert, or_, select, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from pumpwatch.alarms.dispatch import PRIORITY_RANK, UNKNOWN_PRIORITY_RANK
 from pumpwatch.alarms.hidden import hidden_clause
@@ -48,6 +48,43 @@ NOTIFY_KINDS = frozenset(
         "in_service",
     }
 )
+
+
+class AlarmRow(TypedDict):
+    """One row of the `alarm` table as the store hands it out (`pumpwatch/core/db/schema.py:alarm`; a test
+    keeps the two the same). ISA-18.2 state in `state`; `open` until it is normal and acknowledged."""
+
+    id: int
+    tenant_id: str
+    station_id: str
+    name: str
+    priority: str
+    message: str
+    state: str  # unacked_active | acked_active | unacked_rtn | normal
+    open: bool
+    active: bool
+    latched: bool
+    raised_at: datetime
+    last_raised_at: datetime | None
+    raise_count: int
+    cleared_at: datetime | None
+    value: float | None
+    acked_at: datetime | None
+    acked_by: str | None
+    shelve_kind: str | None  # timed | oneshot
+    shelved_until: datetime | None
+    shelved_by: str | None
+    shelve_reason: str | None
+    suppressed_by: str | None
+    out_of_service: bool
+    incident_id: int | None
+    input_not_good_since: datetime | None
+    input_quality: str | None
+
+
+def alarm_row(r: Row[Any]) -> AlarmRow:
+    """A `select(alarm)` result row as an AlarmRow."""
+    return cast("AlarmRow", dict(r._mapping))
 
 
 class AlarmActionError(Exception):
@@ -76,9 +113,9 @@ def _event(conn: Connection, alarm_id: int, at: datetime, kind: str, **kw: Any) 
         conn.execute(insert(notify_pending).values(event_id=event_id, created_at=at))
 
 
-def _row(conn: Connection, alarm_id: int) -> dict[str, Any] | None:
+def _row(conn: Connection, alarm_id: int) -> AlarmRow | None:
     r = conn.execute(select(alarm).where(alarm.c.id == alarm_id)).first()
-    return dict(r._mapping) if r else None
+    return alarm_row(r) if r else None
 
 
 # --- conditions (the evaluator) ------------------------------------------------------------------------
@@ -200,7 +237,7 @@ def clear_alarm(
         _event(
             conn, r.id, at, "clear", state=state, value=value, detail=detail or ("latched" if latch else None)
         )
-        return r.id
+        return int(r.id)
 
 
 def set_suppressed(
@@ -247,13 +284,13 @@ def set_input_quality(
             _event(conn, r.id, at, "input_good", detail="input good again: the rule decides again")
         else:
             _event(conn, r.id, at, "input_not_good", detail=f"input {quality}: the alarm holds its state")
-        return r.id
+        return int(r.id)
 
 
 # --- operator actions -----------------------------------------------------------------------------------
 
 
-def _open_alarm(conn: Connection, alarm_id: int) -> dict[str, Any]:
+def _open_alarm(conn: Connection, alarm_id: int) -> AlarmRow:
     row = _row(conn, alarm_id)
     if row is None:
         raise AlarmActionError(404, f"no alarm {alarm_id}")
@@ -268,7 +305,7 @@ def acknowledge(
     at: datetime,
     comment: str | None = None,
     audit: Audit | None = None,
-) -> dict:
+) -> AlarmRow:
     at = to_utc(at, "at")
     with engine.begin() as conn:
         row = _open_alarm(conn, alarm_id)
@@ -285,7 +322,7 @@ def acknowledge(
             raise AlarmActionError(409, f"alarm {alarm_id} changed meanwhile; reload and try again")
         _event(conn, alarm_id, at, "ack", actor=actor, state=state, detail=comment)
         write_optional(audit, conn, old_value=row["state"], new_value=state, detail=comment)
-        return _row(conn, alarm_id)  # type: ignore[return-value]
+        return _open_alarm(conn, alarm_id)  # (just updated: there)
 
 
 def reset(
@@ -296,7 +333,7 @@ def reset(
     at: datetime,
     comment: str | None = None,
     audit: Audit | None = None,
-) -> dict:
+) -> AlarmRow:
     """End a latched alarm whose condition is gone."""
     at = to_utc(at, "at")
     with engine.begin() as conn:
@@ -311,7 +348,7 @@ def reset(
         )
         _event(conn, alarm_id, at, "reset", actor=actor, state=state, detail=comment)
         write_optional(audit, conn, old_value=f"{row['state']}, latched", new_value=state, detail=comment)
-        return _row(conn, alarm_id)  # type: ignore[return-value]
+        return _open_alarm(conn, alarm_id)  # (just updated: there)
 
 
 def shelve(
@@ -324,7 +361,7 @@ def shelve(
     until: datetime | None,
     reason: str,
     audit: Audit | None = None,
-) -> dict:
+) -> AlarmRow:
     """Take an alarm off the operator's list: `timed` until `until`, or `oneshot` until it returns to
     normal (bounded by `until` all the same). A reason is required."""
     at = to_utc(at, "at")
@@ -345,9 +382,14 @@ def shelve(
         )
         detail = f"{kind} until {until.isoformat()}: {reason}"
         _event(conn, alarm_id, at, "shelve", actor=actor, detail=detail)
-        old = f"{row['shelve_kind']} until {row['shelved_until'].isoformat()}" if row["shelve_kind"] else None
+        was_until = row["shelved_until"]  # (set with every shelve; "?" should a row ever lack it)
+        old = (
+            f"{row['shelve_kind']} until {was_until.isoformat() if was_until else '?'}"
+            if row["shelve_kind"]
+            else None
+        )
         write_optional(audit, conn, old_value=old, new_value=detail)
-        return _row(conn, alarm_id)  # type: ignore[return-value]
+        return _open_alarm(conn, alarm_id)  # (just updated: there)
 
 
 def unshelve(
@@ -358,7 +400,7 @@ def unshelve(
     at: datetime,
     reason: str | None = None,
     audit: Audit | None = None,
-) -> dict:
+) -> AlarmRow:
     at = to_utc(at, "at")
     with engine.begin() as conn:
         row = _open_alarm(conn, alarm_id)
@@ -367,7 +409,7 @@ def unshelve(
         conn.execute(update(alarm).where(alarm.c.id == alarm_id).values(shelve_kind=None, shelved_until=None))
         _event(conn, alarm_id, at, "unshelve", actor=actor, detail=reason)
         write_optional(audit, conn, old_value=row["shelve_kind"], new_value=None, detail=reason)
-        return _row(conn, alarm_id)  # type: ignore[return-value]
+        return _open_alarm(conn, alarm_id)  # (just updated: there)
 
 
 def expire_shelves(engine: Engine, now: datetime) -> list[int]:
@@ -483,8 +525,8 @@ def list_alarms(
     now: datetime | None = None,
     hidden: bool | None = None,
     limit: int = 500,
-) -> list[dict[str, Any]]:
-    """Alarms as dicts, unacknowledged first, then by priority and newest.
+) -> list[AlarmRow]:
+    """Alarm rows, unacknowledged first, then by priority and newest.
 
     `open_`: True open occurrences only, False closed only, None both. `active`: filter on the condition.
     `hidden`: with `now`, True only shelved/suppressed/out-of-service ones, False only what the operator
@@ -510,20 +552,20 @@ def list_alarms(
     prio_rank = case(PRIORITY_RANK, value=alarm.c.priority, else_=UNKNOWN_PRIORITY_RANK)
     stmt = stmt.order_by(state_rank, prio_rank, alarm.c.raised_at.desc(), alarm.c.id.desc()).limit(limit)
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(stmt)]
+        return [alarm_row(r) for r in conn.execute(stmt)]
 
 
-def active_system_alarms(engine: Engine, tenant_id: str | None) -> list[dict[str, Any]]:
+def active_system_alarms(engine: Engine, tenant_id: str | None) -> list[AlarmRow]:
     """The centre's system alarms whose condition is active now (pseudo-stations `system:…`), as stored."""
     stmt = select(alarm).where(alarm.c.open, alarm.c.active, alarm.c.station_id.like("system:%"))
     if tenant_id is not None:
         stmt = stmt.where(alarm.c.tenant_id == tenant_id)
     stmt = stmt.order_by(alarm.c.station_id, alarm.c.name).limit(1000)
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(stmt)]
+        return [alarm_row(r) for r in conn.execute(stmt)]
 
 
-def get_alarm(engine: Engine, alarm_id: int) -> dict[str, Any] | None:
+def get_alarm(engine: Engine, alarm_id: int) -> AlarmRow | None:
     with engine.connect() as conn:
         return _row(conn, alarm_id)
 

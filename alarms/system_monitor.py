@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,13 +78,13 @@ class SystemMonitor:
         for r in self.rules:
             self._by_point.setdefault(r.point or "", []).append(r.name)
         self._details: dict[tuple[str, str], str] = {}
-        self._restored: dict[str, list[dict[str, Any]]] = {}  # station → open alarms found at start
+        self._restored: dict[str, list[Mapping[str, Any]]] = {}  # station → open alarms found at start
         self.active_alarms: dict[tuple[str, str], dict[str, Any]] = {}  # (station, name) → what was raised
         self.checks = 0
         self.last_error: str | None = None
         self._round = asyncio.Lock()
 
-    def restore(self, rows: Iterable[dict[str, Any]]) -> None:
+    def restore(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Open system alarms from the store (active before a restart). Each is restored when its point is
         read the first time, so a monitor takes over only the alarms it measures (a shard does not hold
         another shard's spool alarm)."""

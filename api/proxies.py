@@ -29,7 +29,11 @@ class TrustedProxies:
         self.app = app
         self.trusted = trusted
         self._proxied = (
-            ProxyHeadersMiddleware(self._strip, trusted_hosts=[str(n) for n in trusted]) if trusted else None
+            # (uvicorn types an ASGI app with its own TypedDicts, starlette with MutableMapping: the same at
+            # run time, so the one ignore of the kind)
+            ProxyHeadersMiddleware(self._strip, trusted_hosts=[str(n) for n in trusted])  # type: ignore[arg-type]
+            if trusted
+            else None
         )
 
     def _trusts(self, client: tuple[str, int] | None) -> bool:

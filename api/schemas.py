@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer
 
-from pumpwatch.alarms.status import Status
+from pumpwatch.alarms.status import ShownQuality, Status
 from pumpwatch.api import inputs
 from pumpwatch.api.inputs import RequestModel, Timestamp
 
@@ -15,7 +15,7 @@ IsoTime = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_ty
 # Row ids are 32-bit integers in the database: a bigger one is a 422, not a database error (in a path
 # or a query).
 RowId = Annotated[inputs.RowId, Field(description="row id")]
-QualityLabel = Literal["good", "stale", "comm_loss", "bad_value", "sensor_fault", "not_available", "no_data"]
+QualityLabel = ShownQuality  # alarms/status.py
 StationStatus = Status  # the ladder and what each word means: alarms/status.py
 
 

@@ -124,7 +124,7 @@ class StreamHub:
         self._closed = False
         self._journal_floor = 0  # entries at or below it are done with
         self._journal_seen: set[int] = set()  # ids above the floor already published
-        self._open: dict[str, list[dict]] = {}  # station -> open alarms
+        self._open: dict[str, list[store.AlarmRow]] = {}  # station -> open alarms
         self._modes: dict[str, dict] = {}
         self._station_sig: dict[str, Any] = {}
         self._raw: dict[str, tuple] = {}
@@ -328,7 +328,7 @@ class StreamHub:
     async def _refresh_alarms(self) -> None:
         engine = self.ctx.engine
         rows = await asyncio.to_thread(store.list_alarms, engine, open_=True, limit=1_000_000)
-        by_station: dict[str, list[dict]] = {}
+        by_station: dict[str, list[store.AlarmRow]] = {}
         for a in rows:
             by_station.setdefault(a["station_id"], []).append(a)
         self._open = by_station

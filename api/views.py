@@ -7,7 +7,7 @@ them as events, so both sit above this module and neither imports the other.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,14 +15,21 @@ from pumpwatch.alarms import status
 from pumpwatch.alarms.dispatch import dispatch_order, worst_priority
 from pumpwatch.alarms.hidden import is_hidden, is_shelved
 from pumpwatch.api.context import ApiContext, station_samples
-from pumpwatch.api.schemas import AlarmPublic, DispatchEntry, LocationPublic, PointValue, StationPublic
+from pumpwatch.api.schemas import (
+    AlarmPublic,
+    DispatchEntry,
+    LocationPublic,
+    PointValue,
+    QualityLabel,
+    StationPublic,
+)
 from pumpwatch.core.live import LiveSnapshot
 from pumpwatch.core.sample import Quality, Sample
 
 # --- one alarm --------------------------------------------------------------------------------------------
 
 
-def alarm_public(r: dict[str, Any], now: datetime) -> AlarmPublic:
+def alarm_public(r: Mapping[str, Any], now: datetime) -> AlarmPublic:
     shelved = is_shelved(r, now)
     return AlarmPublic(
         id=r["id"],
@@ -58,7 +65,7 @@ def alarm_public(r: dict[str, Any], now: datetime) -> AlarmPublic:
 
 
 def _point_value(
-    s: Sample | None, shown: tuple[str, float | None], unit: str | None, is_state: bool
+    s: Sample | None, shown: tuple[QualityLabel, float | None], unit: str | None, is_state: bool
 ) -> PointValue:
     quality, age = shown
     if s is None:
@@ -74,7 +81,7 @@ def build_station(
     ctx: ApiContext,
     sid: str,
     samples: dict[str, Sample],
-    alarms: list[dict],
+    alarms: Sequence[Mapping[str, Any]],
     now: datetime,
     mode: dict | None = None,
 ) -> StationPublic:
@@ -143,12 +150,12 @@ def good(samples: dict, name: str) -> float | None:
 def build_board(
     ctx: ApiContext,
     latest: dict[str, dict[str, Sample]] | LiveSnapshot,
-    active_alarms: list[dict],
+    active_alarms: Sequence[Mapping[str, Any]],
     now: datetime,
     tenants: Collection[str] | None,
 ) -> list[DispatchEntry]:
     """The ranked board from the latest values and the active alarms (None: every tenant)."""
-    active: dict[str, list[dict]] = {}
+    active: dict[str, list[Mapping[str, Any]]] = {}
     for a in active_alarms:
         active.setdefault(a["station_id"], []).append(a)
     entries = []

@@ -32,7 +32,7 @@ class FieldWriter:
             raise WriteError(503, f"controller {sp.controller} is not polled by this process")
         raw = to_raw(spec, value)
         unit = sp.unit_id
-        assert sp.register_map is not None  # a Modbus point
+        assert unit is not None and sp.register_map is not None  # a Modbus point (writable_spec says so)
         # the same translation as the read plan's: `address` is in the map's address_base
         address = sp.register_map.wire_address(spec)
         try:

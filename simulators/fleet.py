@@ -197,8 +197,11 @@ class SimulatedFleet:
             }
             if not sources:
                 continue
-            cls = JsonPublisher if isinstance(ctrl, MqttJsonController) else SparkplugEdgeNode
-            pub = cls(broker, ctrl, sources, self.clock, client_id=f"sim-{ctrl.id}")
+            pub: JsonPublisher | SparkplugEdgeNode
+            if isinstance(ctrl, MqttJsonController):
+                pub = JsonPublisher(broker, ctrl, sources, self.clock, client_id=f"sim-{ctrl.id}")
+            else:
+                pub = SparkplugEdgeNode(broker, ctrl, sources, self.clock, client_id=f"sim-{ctrl.id}")
             await pub.__aenter__()
             self.publishers[ctrl.id] = pub
 

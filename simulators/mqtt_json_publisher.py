@@ -15,6 +15,7 @@ messages), `sessions` (MQTT sessions).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Mapping
@@ -69,8 +70,8 @@ class JsonPublisher:
                 f"simulators.mqtt_json[{station}]",
                 broker,
                 f"{base}-{station}",
-                will=lambda station=station: aiomqtt.Will(self.status_topic(station), b"offline", 1, True),
-                session=lambda client, station=station: self._session(station, client),
+                will=functools.partial(self._will, station),
+                session=functools.partial(self._session, station),
             )
             for station in self._sources
         }
@@ -83,6 +84,9 @@ class JsonPublisher:
     @property
     def sessions(self) -> int:
         return sum(link.sessions for link in self._links.values())
+
+    def _will(self, station: str) -> aiomqtt.Will:
+        return aiomqtt.Will(self.status_topic(station), b"offline", 1, True)
 
     def status_topic(self, station: str) -> str:
         return f"{self.ctrl.topic_prefix}/{station}/status"
@@ -131,7 +135,7 @@ class JsonPublisher:
 
         await asyncio.gather(
             *(
-                link.stop(lambda c, s=name: goodbye(c, s))
+                link.stop(functools.partial(goodbye, station=name))
                 for name, link in self._links.items()
                 if station is None or name == station
             )
@@ -184,7 +188,7 @@ class JsonPublisher:
         values = self._values(station)
         prefix = f"{self.ctrl.topic_prefix}/{station}"
         if self.batch:
-            body = {"ts": ts, "values": {spec.wire_name: v for spec, v in values}}
+            body: dict[str, object] = {"ts": ts, "values": {spec.wire_name: v for spec, v in values}}
             await client.publish(prefix, _json(body), qos=self.qos)
             self.published += 1
         else:

@@ -111,7 +111,7 @@ class MqttLink:
         """Shut the TCP connection down without DISCONNECT; False if there was none."""
         client = self.client
         sock = client._client.socket() if client is not None else None  # noqa: SLF001 - paho's socket
-        if sock is None:
+        if not isinstance(sock, socket.socket):  # (None between sessions; paho's TCP socket otherwise)
             return False
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)  # FIN to the broker; paho sees EOF and reports the loss

@@ -33,7 +33,8 @@ class DerivedPoint:
 
 
 class Analyzer(Protocol):
-    outputs: tuple[DerivedPoint, ...]
+    @property
+    def outputs(self) -> tuple[DerivedPoint, ...]: ...  # (read-only: each analyzer's own fixed tuple)
 
     def observe(self, samples: Sequence[Sample]) -> list[Sample]:
         """Samples of ONE station (one poll batch); returns derived samples stamped with the batch time

@@ -28,6 +28,7 @@ the fit over the last minutes follows that knee, but the estimate is optimistic 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from collections.abc import Sequence
@@ -213,7 +214,8 @@ class TelemetryHealth:
         sigma_fit = 1.4826 * statistics.median(abs(v - (intercept + slope * x)) for x, v in points)
         x_mean = statistics.fmean(x for x, _ in points)
         spread = sum((x - x_mean) ** 2 for x, _ in points)
-        return max(sigma_read, sigma_fit) / spread**0.5
+        sigma: float = max(sigma_read, sigma_fit)  # (statistics.median is typed Any)
+        return sigma / math.sqrt(spread)
 
     def _blind_in(self, station: str, t: datetime) -> Sample:
         return self._sample(station, "battery_blind_in_min", self.blind_in_min(t), t)

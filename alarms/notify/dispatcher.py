@@ -362,13 +362,14 @@ def _flush_person(ctx: NotifyContext, person: str, now: datetime) -> int:
     tto: dict[str, tuple[float, datetime]] = {}
     if ctx.tto is not None:  # read before the write transaction: on SQLite a second connection would wait
         with ctx.engine.connect() as conn:
-            stations = conn.execute(
-                select(alarm.c.station_id)
-                .join(notify_item, notify_item.c.alarm_id == alarm.c.id)
-                .where(notify_item.c.person == person, notify_item.c.notification_id.is_(None))
-                .distinct()
-            ).scalars()
-            stations = set(stations)
+            stations = set(
+                conn.execute(
+                    select(alarm.c.station_id)
+                    .join(notify_item, notify_item.c.alarm_id == alarm.c.id)
+                    .where(notify_item.c.person == person, notify_item.c.notification_id.is_(None))
+                    .distinct()
+                ).scalars()
+            )
         tto = ctx.tto(stations)
     with ctx.engine.begin() as conn:
         q = select(notify_item).where(notify_item.c.person == person, notify_item.c.notification_id.is_(None))
@@ -441,7 +442,7 @@ def create_message(
     c = p.contacts[contact_index]
     has_next = not only_channel and contact_index + 1 < len(p.contacts)
     retry = oc.notifier.retry
-    nid = conn.execute(
+    nid: int = conn.execute(
         insert(notification)
         .values(
             dedupe_key=dedupe_key,

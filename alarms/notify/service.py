@@ -14,8 +14,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine, select, update
@@ -216,7 +217,7 @@ class NotifierService:
                         dedupe_key=f"test:{person}:{ch}:{request}",
                         alarm_ids=[],
                         now=now,
-                        render_fn=lambda _link, t=text: t,
+                        render_fn=_fixed(text),
                         contact_index=i,
                         only_channel=True,
                     )  # fmt: skip
@@ -231,7 +232,12 @@ class LinkSpent(tokens.TokenError):
     """A genuine link that has done its work: used once already, or everything in it is acknowledged."""
 
 
-def describe_token(ctx: NotifyContext, token: str, now: datetime) -> dict:
+def _fixed(text: Text) -> Callable[[str | None], Text]:
+    """A render function that ignores the link: the message is already written."""
+    return lambda _link: text
+
+
+def describe_token(ctx: NotifyContext, token: str, now: datetime) -> dict[str, Any]:
     """What a link would acknowledge (no change). Raises TokenError: forged, expired, or naming a message,
     person or tenant that does not go together (a link acknowledges only the alarms of its own message,
     of its own tenant, as the person it was sent to)."""
@@ -265,7 +271,7 @@ def describe_token(ctx: NotifyContext, token: str, now: datetime) -> dict:
     }
 
 
-def spent_reason(info: dict) -> str | None:
+def spent_reason(info: dict[str, Any]) -> str | None:
     if info["used_at"] is not None:
         return f"this link was already used at {info['used_at'].isoformat(timespec='seconds')}"
     if not any(a["state"] in ACKABLE for a in info["alarms"]):
@@ -277,7 +283,9 @@ def spent_reason(info: dict) -> str | None:
 ACKABLE = ("unacked_active", "unacked_rtn")
 
 
-def ack_by_token(ctx: NotifyContext, token: str, now: datetime, source_ip: str | None = None) -> dict:
+def ack_by_token(
+    ctx: NotifyContext, token: str, now: datetime, source_ip: str | None = None
+) -> dict[str, Any]:
     """Acknowledge every still-unacknowledged alarm of the message, journaled with the person's name and
     audited like an acknowledgement in the console (the signed link is the person's credential). The link
     is spent by it: a second use, or a use once everything is acknowledged, raises LinkSpent."""

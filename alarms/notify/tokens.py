@@ -51,7 +51,7 @@ def _sig(secret: str, payload: bytes) -> bytes:
 def sign(
     secret: str, notification_id: int, person: str, expires_at: datetime, tenant: str | None = None
 ) -> str:
-    body: dict = {"n": notification_id, "p": person, "e": int(expires_at.timestamp())}
+    body: dict[str, object] = {"n": notification_id, "p": person, "e": int(expires_at.timestamp())}
     if tenant is not None:
         body["t"] = tenant
     payload = json.dumps(body, separators=(",", ":")).encode()

@@ -24,7 +24,7 @@ def normalise_profile(values: object) -> tuple[float, ...]:
     if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
         raise ValueError("an inflow profile is a list of 24 numbers")
     out = []
-    for v in values:  # type: ignore[attr-defined]
+    for v in values:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
             raise ValueError(f"inflow profile values must be finite numbers > 0, not {v!r}")
         out.append(float(v))

@@ -90,7 +90,7 @@ def new_recovery_codes(n: int = RECOVERY_CODES) -> list[str]:
     return out
 
 
-def status(row) -> dict:  # type: ignore[no-untyped-def]
+def status(row) -> dict:
     codes = [c for c in (row.recovery_codes or "").split("\n") if c]
     return {
         "enrolled": row.totp_secret is not None,

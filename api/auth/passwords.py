@@ -6,6 +6,7 @@ product's words counted as known to an attacker. `aaaaaaaaaa` and `pumpwatch-dem
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -59,7 +60,7 @@ def needs_rehash(encoded: str) -> bool:
     return _hasher.check_needs_rehash(encoded)
 
 
-def configure(**params: int) -> None:
+def configure(**params: Any) -> None:  # argon2's PasswordHasher keywords (time_cost, memory_cost…)
     """Change the hashing cost (tests use a cheaper one; existing hashes verify with their own)."""
     global _hasher, _DUMMY
     _hasher = PasswordHasher(**params)

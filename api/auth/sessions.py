@@ -66,7 +66,8 @@ def announce_backoff(engine: Engine, audit: Audit, username: str, what: str) -> 
     if uid is not None:
         from pumpwatch.api.auth.users import tenants_of
 
-        tenants = sorted(tenants_of(engine, username) or ()) or [None]
+        found: list[str | None] = [*sorted(tenants_of(engine, username) or ())]
+        tenants = found or [None]
     # The system writes about this user into the user's own tenants (row-level security admits them).
     tok = rls.set_scope([t for t in tenants if t], uid)
     try:
@@ -121,6 +122,7 @@ def login(
                 engine, audit, name, "sign-in" if device is None else "sign-in on a trusted device"
             )
         raise LoginRefused(401, "wrong username or password")
+    assert row is not None  # (ok above)
     token = secrets.token_urlsafe(32)
     max_expires = now + timedelta(seconds=cfg.max_age_s)
     tok = rls.set_scope((), row.id)
@@ -203,7 +205,8 @@ def enrolled(engine: Engine, cfg: AuthConfig, user: User, code: str, *, ip: str 
             conn.execute(
                 update(user_session).where(user_session.c.id == user.session_id).values(second_factor="totp")
             )
-            for t in sorted(user.tenants | set(user.withheld)) or [None]:
+            concerned: list[str | None] = [*sorted(user.tenants | set(user.withheld))]
+            for t in concerned or [None]:
                 audit.but(tenant_id=t).write(conn, "ok", new_value="enrolled")
             return _session_user(conn, cfg, user.session_id, now), codes  # type: ignore[arg-type]
     finally:

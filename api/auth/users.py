@@ -97,7 +97,7 @@ def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
 
-def by_name(username: str):  # type: ignore[no-untyped-def]
+def by_name(username: str):
     """The condition "this is user `username`", whatever the case."""
     return func.lower(app_user.c.username) == username.lower()
 
@@ -115,7 +115,7 @@ def _per_tenant(
     """One record per tenant concerned (none: one record without a tenant)."""
     if audit is None:
         return
-    ts = sorted(set(tenants))
+    ts: list[str | None] = [*sorted(set(tenants))]
     for t in ts or [None]:
         audit.but(tenant_id=t).write(conn, result, **changes)
 
@@ -363,8 +363,8 @@ def list_users(
             by_user.setdefault(g.user_id, {})[g.tenant_id] = g.role
     out = []
     for u in users:
-        g = by_user.get(u.id, {})
-        if only is not None and not g and not (grantless and u.id not in held):
+        roles = by_user.get(u.id, {})
+        if only is not None and not roles and not (grantless and u.id not in held):
             continue
         out.append(
             {
@@ -373,7 +373,7 @@ def list_users(
                 "locale": u.locale,
                 "disabled": u.disabled,
                 "demo": u.demo,
-                "grants": [{"tenant": t, "role": r} for t, r in sorted(g.items())],
+                "grants": [{"tenant": t, "role": r} for t, r in sorted(roles.items())],
                 "locked_until": locked.get(u.id),
                 "mfa_enrolled": mfa.status(u)["enrolled"],
             }

@@ -30,9 +30,12 @@ from pumpwatch.api.schemas import (
     UnshelveRequest,
 )
 from pumpwatch.api.views import alarm_public
+from pumpwatch.core.audit import Audit
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
-CONFLICT = {409: {"model": Detail, "description": "the alarm is not in a state for this action"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Detail, "description": "the alarm is not in a state for this action"}
+}
 
 
 async def _run(fn, *args, **kw):
@@ -130,7 +133,7 @@ def _entry(r: dict[str, Any]) -> JournalEntryPublic:
     )
 
 
-async def _visible(ctx: ApiContext, user: User, alarm_id: int, role: str | None = None) -> dict[str, Any]:
+async def _visible(ctx: ApiContext, user: User, alarm_id: int, role: str | None = None) -> store.AlarmRow:
     """The alarm if the user may see it (404 otherwise, whether or not it exists); 403 if `role` is
     needed and not held in its tenant."""
     row = await asyncio.to_thread(store.get_alarm, ctx.engine, alarm_id)
@@ -141,7 +144,7 @@ async def _visible(ctx: ApiContext, user: User, alarm_id: int, role: str | None 
     return row
 
 
-def _audit(request: Request, user: User, row: dict[str, Any], action: str):
+def _audit(request: Request, user: User, row: store.AlarmRow, action: str) -> Audit:
     return access.audit_for(
         request,
         user,

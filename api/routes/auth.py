@@ -10,6 +10,7 @@ left): `POST /auth/mfa/verify` with a TOTP or recovery code completes it, or, no
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -29,12 +30,17 @@ from pumpwatch.api.schemas import (
     MePublic,
     MfaPublic,
     PasswordChange,
+    UserPublic,
 )
 from pumpwatch.core.db.schema_security import app_user
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
-ERRORS = {401: {"model": Detail}, 423: {"model": Detail}, 429: {"model": Detail}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Detail},
+    423: {"model": Detail},
+    429: {"model": Detail},
+}
 
 
 class CodeRequest(RequestModel):
@@ -59,7 +65,7 @@ class Enrolled(BaseModel):
     me: MePublic
 
 
-def _set_cookie(response: Response, request: Request, name: str, token: str, **kw) -> None:  # type: ignore[no-untyped-def]
+def _set_cookie(response: Response, request: Request, name: str, token: str, **kw) -> None:
     response.set_cookie(
         name, token, httponly=True, samesite="strict", secure=request.url.scheme == "https", **kw
     )
@@ -105,7 +111,7 @@ async def login(ctx: Ctx, request: Request, body: LoginRequest, response: Respon
     return LoginPublic(
         token=done.token,
         expires_at=done.expires_at,
-        user=done.user.public(),
+        user=UserPublic.model_validate(done.user.public()),
         mfa=MfaPublic(**done.user.mfa_public()),
     )
 
@@ -140,7 +146,7 @@ async def change_password(
         with ctx.engine.connect() as conn:
             return conn.execute(select(app_user.c.password_hash).where(app_user.c.id == user.id)).scalar()
 
-    def refusal():  # type: ignore[no-untyped-def]
+    def refusal():
         with ctx.engine.connect() as conn:
             return throttle.check(conn, ctx.auth, user.username, ip, now, kind="password")
 
@@ -177,7 +183,7 @@ async def change_password(
 
 @router.get("/mfa", response_model=MfaStatus)
 async def mfa_status(ctx: Ctx, user: CurrentUser) -> MfaStatus:
-    def row():  # type: ignore[no-untyped-def]
+    def row():
         with ctx.engine.connect() as conn:
             return conn.execute(select(app_user).where(app_user.c.id == user.id)).one()
 

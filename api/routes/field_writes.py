@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
@@ -30,7 +31,7 @@ from pumpwatch.core.writable import WriteError, to_raw, writable_spec
 
 router = APIRouter(prefix="/stations", tags=["field writes"])
 CONFIRM_S = 60
-ERRORS = {409: {"model": Detail}, 502: {"model": Detail}}
+ERRORS: dict[int | str, dict[str, Any]] = {409: {"model": Detail}, 502: {"model": Detail}}
 
 
 def _check(ctx, user, station_id: str, point: str, value: float):

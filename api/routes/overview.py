@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -50,7 +51,9 @@ class _Cache:
     alarms_from: str = "database"
 
 
-def _station(ctx: ApiContext, sid: str, samples: dict, alarms: list[dict], mode: dict | None, now) -> dict:
+def _station(
+    ctx: ApiContext, sid: str, samples: dict, alarms: Sequence[Mapping[str, Any]], mode: dict | None, now
+) -> dict:
     fleet = ctx.fleet
     st = fleet.stations[sid]
     points = fleet.points.get(sid, {})
@@ -106,7 +109,7 @@ async def _refresh(ctx: ApiContext, cache: _Cache, ttl_s: float, *, force: bool 
             return
         t0 = time.monotonic()
         latest = await ctx.latest()
-        by_station: dict[str, list[dict]] = {}
+        by_station: dict[str, list[Mapping[str, Any]]] = {}
         try:
             rows = await asyncio.to_thread(store.list_alarms, ctx.engine, open_=True, limit=1_000_000)
             modes = cache.modes = await asyncio.to_thread(store.station_modes, ctx.engine)
@@ -117,7 +120,7 @@ async def _refresh(ctx: ApiContext, cache: _Cache, ttl_s: float, *, force: bool 
             active = ctx.active_alarms() if ctx.active_alarms is not None else None
             if active is None:
                 raise
-            by_station = dict(active)
+            by_station = {sid: list(rows) for sid, rows in active.items()}
             modes, alarms_from = cache.modes, "collector memory"
         now = ctx.clock.now()
         by_tenant = await asyncio.to_thread(_build, ctx, latest, by_station, modes, now)

@@ -34,11 +34,11 @@ MAX_HISTORY = timedelta(days=400)
 
 async def _open_alarms(
     ctx: ApiContext, tenants: frozenset[str], station_id: str | None = None
-) -> dict[str, list[dict]]:
+) -> dict[str, list[store.AlarmRow]]:
     rows = await asyncio.to_thread(
         store.list_alarms, ctx.engine, open_=True, tenant_ids=tenants, station_id=station_id, limit=1_000_000
     )
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[store.AlarmRow]] = {}
     for a in rows:
         out.setdefault(a["station_id"], []).append(a)
     return out

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy import Engine
 
 from pumpwatch.alarms import store
 from pumpwatch.api.auth import access
@@ -34,6 +35,7 @@ from pumpwatch.api.schemas import (
     RejectionCountPublic,
     SystemAlarmPublic,
     SystemBannerPublic,
+    SystemPart,
 )
 from pumpwatch.core import rejections
 from pumpwatch.core.db import rls
@@ -44,7 +46,7 @@ router = APIRouter(prefix="/system", tags=["system"])
 ops_router = APIRouter(tags=["health"])
 
 # which part of the system a system alarm says is degraded (what a municipality's user is told)
-PARTS = {
+PARTS: dict[str, SystemPart] = {
     "historian_setup_incomplete": "history",
     "historian_lagging": "history",
     "spool_high": "history",
@@ -80,7 +82,7 @@ def _shards(engine) -> list[dict]:
     ]
 
 
-def _stored_system_alarms(engine, centre: str | None) -> list[dict[str, Any]]:
+def _stored_system_alarms(engine: Engine, centre: str | None) -> list[store.AlarmRow]:
     """The centre's active system alarms from the journal. Read in the centre's scope (this runs in a worker
     thread's own copy of the request context), so a municipality's user can be told *that* a part is
     degraded under row-level security; what they are shown of it is reduced by the caller."""

@@ -44,7 +44,7 @@ def _admin_tenants(user: User) -> frozenset[str]:
     return tenants
 
 
-def _centre_admin(ctx, user: User) -> bool:  # type: ignore[no-untyped-def]
+def _centre_admin(ctx, user: User) -> bool:
     return access.of_centre(ctx, user, "admin")  # admin of the monitoring centre (api.auth.access)
 
 
@@ -66,7 +66,7 @@ async def _call(fn, *args, **kw):
         raise HTTPException(exc.status, str(exc)) from None
 
 
-async def _list(ctx, user: User) -> list[dict]:  # type: ignore[no-untyped-def]
+async def _list(ctx, user: User) -> list[dict]:
     return await asyncio.to_thread(
         accounts.list_users,
         ctx.engine,
@@ -98,7 +98,7 @@ async def create_user(ctx: Ctx, user: CurrentUser, request: Request, body: UserC
         request, user, "user.create", tenant_id=body.grants[0].tenant, target=f"user:{body.username}"
     )
 
-    def probing():  # type: ignore[no-untyped-def]
+    def probing():
         with ctx.engine.connect() as conn:
             return throttle.check(conn, ctx.auth, user.username, ip, now, kind="username")
 
@@ -196,7 +196,8 @@ async def revoke_sessions(ctx: Ctx, user: CurrentUser, request: Request, usernam
 async def unlock_user(ctx: Ctx, user: CurrentUser, request: Request, username: str) -> Detail:
     """Lift the user's sign-in backoff (after checking with them: repeated failures may be an attack)."""
     tenants = await _target(ctx, user, username)
-    mine = sorted(tenants & _admin_tenants(user)) or [None]
+    admin_of: list[str | None] = [*sorted(tenants & _admin_tenants(user))]
+    mine = admin_of or [None]
     audit = access.audit_for(request, user, "user.unlock", tenant_id=mine[0], target=f"user:{username}")
     n = await _call(accounts.unlock, ctx.engine, username, audit=audit, tenants=_admin_tenants(user))
     return Detail(detail=f"{username} may sign in again ({n} failures forgotten)")

@@ -265,7 +265,7 @@ class MqttIngest:
             )
 
 
-def tls_context(broker) -> ssl.SSLContext | None:
+def tls_context(broker: MqttBroker) -> ssl.SSLContext | None:
     """TLS 1.2 or newer to the broker, verifying its certificate; our own certificate if configured."""
     if broker.tls is None:
         return None

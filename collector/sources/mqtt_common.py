@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from pumpwatch.collector.errors import DecodeError
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.sample import Quality, Sample
+
+# `reject(reason, detail)`: one value of a message does not fit; the handler counts it and goes on
+PartReject = Callable[[str, str], None]
 
 
 class Rejected(DecodeError):

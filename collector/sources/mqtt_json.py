@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from pumpwatch.collector.sources.mqtt_common import Ignored, Rejected, StationFeed
+from pumpwatch.collector.sources.mqtt_common import Ignored, PartReject, Rejected, StationFeed
 from pumpwatch.core.config.models import MetricMap, MetricSpec, MqttJsonController
 from pumpwatch.core.sample import Quality, Sample
 
@@ -112,7 +112,7 @@ class JsonHandler:
     def filters(self) -> list[str]:
         return [f"{self.prefix}/{st}/#" for st in self.feeds]  # `#` also matches the station topic itself
 
-    def handle(self, rest: str, payload: bytes, now: datetime, reject) -> list[Sample]:
+    def handle(self, rest: str, payload: bytes, now: datetime, reject: PartReject) -> list[Sample]:
         """`rest` is the topic after `{prefix}/`. `reject(reason, detail)` counts a partial rejection."""
         station, _, point = rest.partition("/")
         feed = self.feeds.get(station)

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pumpwatch.collector.sources.mqtt_common import Ignored, Rejected, StationFeed
+from pumpwatch.collector.sources.mqtt_common import Ignored, PartReject, Rejected, StationFeed
 from pumpwatch.collector.sources.mqtt_json import coerce, quality_of
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.config.models import MetricMap, MetricSpec, SparkplugController
@@ -60,7 +60,7 @@ class SparkplugHandler:
         }
         self.born = False
         self.bd_seq: int | None = None
-        self.expected_seq: int | None = None
+        self.expected_seq = 0  # the next data message's seq (meaningful once born: the NBIRTH sets it)
         self.pending: dict[int, tuple[spb.Topic, spb.Payload, datetime]] = {}
         self.gap_since: float | None = None
         self.outbox: list[tuple[str, bytes]] = []  # commands to publish (rebirth requests)
@@ -74,7 +74,7 @@ class SparkplugHandler:
         return [f"{spb.NAMESPACE}/{g}/+/{e}", f"{spb.NAMESPACE}/{g}/+/{e}/+"]
 
     # -- messages --------------------------------------------------------------------------------------
-    def handle(self, topic: spb.Topic, data: bytes, now: datetime, reject) -> list[Sample]:
+    def handle(self, topic: spb.Topic, data: bytes, now: datetime, reject: PartReject) -> list[Sample]:
         kind = topic.message_type
         if kind in ("NCMD", "DCMD", "STATE"):
             return []  # our own commands echo back to us; not data
@@ -94,7 +94,7 @@ class SparkplugHandler:
         if payload.seq is None:
             raise Rejected("malformed Sparkplug payload", f"{topic}: {kind} without seq")
         if payload.seq != self.expected_seq:
-            ahead = (payload.seq - self.expected_seq) % 256  # type: ignore[operator]
+            ahead = (payload.seq - self.expected_seq) % 256
             if 0 < ahead < SEQ_WINDOW:
                 self.pending[payload.seq] = (topic, payload, now)
                 if self.gap_since is None:
@@ -105,14 +105,17 @@ class SparkplugHandler:
             )
         out = self._apply(topic, payload, now, reject)
         while self.born and self.expected_seq in self.pending:
-            t, p, at = self.pending.pop(self.expected_seq)  # type: ignore[arg-type]
+            t, p, at = self.pending.pop(self.expected_seq)
             out += self._apply(t, p, at, reject)
         if not self.pending:
             self.gap_since = None
         return out
 
-    def _apply(self, topic: spb.Topic, payload: spb.Payload, now: datetime, reject) -> list[Sample]:
-        self.expected_seq = spb.next_seq(payload.seq)  # type: ignore[arg-type]
+    def _apply(
+        self, topic: spb.Topic, payload: spb.Payload, now: datetime, reject: PartReject
+    ) -> list[Sample]:
+        assert payload.seq is not None  # `handle` rejects data without a seq before this
+        self.expected_seq = spb.next_seq(payload.seq)
         dev = self.devices.get(topic.device_id)
         if dev is None:
             if topic.device_id is None:  # node-level metrics with no station mapped: liveness only
@@ -137,7 +140,7 @@ class SparkplugHandler:
         raise Rejected("unexpected message", f"{topic}: {kind}")
 
     def _metrics(
-        self, dev: _Device, payload: spb.Payload, now: datetime, reject, *, birth: bool
+        self, dev: _Device, payload: spb.Payload, now: datetime, reject: PartReject, *, birth: bool
     ) -> list[Sample]:
         base_ts = payload.timestamp_ms
         changes: dict[str, tuple[float | None, Quality]] = {}
@@ -173,12 +176,13 @@ class SparkplugHandler:
                 continue
             q = quality_of(spec, value, Quality.GOOD)
             if m.is_historical:  # store-and-forward backfill: history, never the live value
-                historical.append(Sample(dev.station, spec.name, value, _ms(m.timestamp_ms) or at, q))
+                ts = _ms(m.timestamp_ms) if m.timestamp_ms else at
+                historical.append(Sample(dev.station, spec.name, value, ts, q))
             else:
                 changes[spec.name] = (value, q)
         return historical + dev.feed.update(changes, at, hold=not birth)
 
-    def _node_birth(self, payload: spb.Payload, now: datetime, reject) -> list[Sample]:
+    def _node_birth(self, payload: spb.Payload, now: datetime, reject: PartReject) -> list[Sample]:
         bd = next((m.value for m in payload.metrics if m.name == spb.BD_SEQ), None)
         if not isinstance(bd, int):
             raise Rejected("malformed Sparkplug payload", "NBIRTH without an integer bdSeq")
@@ -263,5 +267,5 @@ class SparkplugHandler:
         return self._gap_if_due(now) if self.pending else []
 
 
-def _ms(ms: int | None) -> datetime | None:
-    return datetime.fromtimestamp(ms / 1000.0, tz=UTC) if ms else None
+def _ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000.0, tz=UTC)

@@ -142,8 +142,8 @@ class SystemCollector(Collector):
                 "1 while a system alarm of the centre is active in this process's monitor",
                 labels=["station", "alarm", "priority"],
             )
-            for a in mon.active():
-                active.add_metric([a["station"], a["name"], a["priority"]], 1)
+            for row in mon.active():
+                active.add_metric([row["station"], row["name"], row["priority"]], 1)
             yield active
         hb = s.heartbeat
         if hb is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -15,7 +16,8 @@ class ApiServer(uvicorn.Server):
     """uvicorn that ends the live streams when it shuts down (it would otherwise wait for them forever)."""
 
     async def shutdown(self, sockets=None) -> None:
-        self.config.app.state.hub.close()
+        app: Any = self.config.app  # our FastAPI app (uvicorn types it as any ASGI application)
+        app.state.hub.close()
         await super().shutdown(sockets)
 
 

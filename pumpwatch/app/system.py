@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from pumpwatch.alarms import store
@@ -100,7 +101,7 @@ class System:
     monitor: SystemMonitor | None = None  # system alarms of the centre, in a collector process
     _notifier_seen: tuple[float, datetime | None] | None = None  # (read at, newest notifier heartbeat)
     _monitor_since: datetime | None = None
-    _registry: object = None
+    _registry: CollectorRegistry | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _notify_task: asyncio.Task | None = None
 
@@ -215,7 +216,9 @@ class System:
         self.mqtt = build_mqtt_ingest(self.fleet, self.clock, self.emit, stations=only, reject=reject)
         owned = [s.ctrl.id for s in self.sources]
         if self.mqtt is not None:
-            owned += [h.ctrl.id for h in (*self.mqtt.json.values(), *self.mqtt.spb.values())]
+            owned += [h.ctrl.id for h in self.mqtt.json.values()] + [
+                h.ctrl.id for h in self.mqtt.spb.values()
+            ]
         await self.rejections.restore(owned)
         self.monitor = SystemMonitor(
             self.fleet.centre, self.rules.system, self.clock, self._system_readings, self.alarms.submit
@@ -247,8 +250,10 @@ class System:
         if self.fleet.oncall is None:  # nobody will act on the pending journal entries: keep the table small
             self._tasks.append(asyncio.create_task(self._purge_pending(), name="notify.purge"))
         if self.shard is not None:
-            mine = sorted(only or ())
-            taken = await asyncio.to_thread(claim_stations, self.engine, self.shard, mine, datetime.now(UTC))
+            claimed = sorted(only or ())
+            taken = await asyncio.to_thread(
+                claim_stations, self.engine, self.shard, claimed, datetime.now(UTC)
+            )
             if taken:
                 log.warning(
                     "shard %s took over %d stations from another shard layout", self.shard, len(taken)
@@ -256,7 +261,7 @@ class System:
             self.heartbeat = ShardHeartbeat(
                 self.engine,
                 self.shard,
-                len(mine),
+                len(claimed),
                 self.shard_stats,
                 interval_s=self.heartbeat_interval_s,
                 now=lambda: datetime.now(UTC),

@@ -32,7 +32,7 @@ def jittered(attempt: int, cap_s: float, rng: random.Random | None = None) -> fl
 
 def exponential(attempt: int, first_s: float, cap_s: float) -> float:
     """Seconds after failure `attempt` (1: the first): `first_s × 2^(attempt - 1)`, at most `cap_s`."""
-    return min(first_s * 2 ** min(max(0, attempt - 1), 64), cap_s)
+    return min(first_s * 2.0 ** min(max(0, attempt - 1), 64), cap_s)
 
 
 class Backoff:

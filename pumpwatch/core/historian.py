@@ -250,6 +250,7 @@ def _write_pg(
     with engine.begin() as conn:
         info = conn.connection.info
         raw = conn.connection.driver_connection
+        assert raw is not None, "a PostgreSQL connection always has its psycopg connection"
         staged_before = info.get(_STAGE_FLAG, False)
         with raw.cursor() as cur:
             # Open the outer transaction now, so that `transaction()` below is a savepoint inside it.
@@ -459,7 +460,7 @@ def read_history(
         if past_raw:
             width_us = max(width_us, _HOUR_US)
         params = {"start_us": (start_u - _EPOCH) // _US, "width_us": width_us, "point_id": point_id}
-        acc: dict[int, list] = {}
+        acc: dict[int, list[Any]] = {}
         raw_ranges = [(start_u, end_u)]
         for width, table in _rollups_for(conn) if use_rollups else ():
             if width_us < width // _US:
@@ -501,7 +502,7 @@ def read_history(
     ]
 
 
-def _merge(acc: dict[int, list], row: Sequence[Any]) -> None:
+def _merge(acc: dict[int, list[Any]], row: Sequence[Any]) -> None:
     b, s_, lo, hi, n, good = row
     b = int(b)
     cur = acc.get(b)

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -80,7 +81,7 @@ def roll_up(engine: Engine, minutes: Iterable[int], point_ids: Sequence[int] | N
     written = 0
     with engine.begin() as conn:
         for a, b in runs:
-            params: dict = {"a": _minute_at(a), "b": _minute_at(b)}
+            params: dict[str, object] = {"a": _minute_at(a), "b": _minute_at(b)}
             if point_ids is not None:
                 params["ids"] = list(point_ids)
             written += conn.execute(roll_m, params).rowcount or 0
@@ -103,7 +104,7 @@ class Rollups:
     runs: int = 0
     minutes_rolled: int = 0
 
-    def note(self, rows: Sequence[tuple]) -> None:
+    def note(self, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
             return
         lo = min(r[1] for r in rows)

@@ -29,11 +29,12 @@ class Histogram:
 
     def merged(self, others: list[Histogram]) -> tuple[list[tuple[str, float]], float]:
         counts = [sum(h.counts[i] for h in others) for i in range(len(self.counts))]
-        acc, buckets = 0, []
+        acc: float = 0
+        buckets: list[tuple[str, float]] = []
         for bound, c in zip([*map(str, self.bounds), "+Inf"], counts, strict=True):
             acc += c
             buckets.append((bound, acc))
-        return buckets, sum(h.total for h in others)
+        return buckets, float(sum(h.total for h in others))
 
 
 POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

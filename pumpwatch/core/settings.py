@@ -12,6 +12,7 @@ The API builds its own policies from these values (`pumpwatch.api.auth.config.au
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -88,7 +89,7 @@ class Settings(BaseSettings):
         problem = secret_problem(self.secret_key)
         return [problem] if problem else []
 
-    def unsafe_problems(self, *, demo: bool = False, demo_users: list[str] = ()) -> list[str]:
+    def unsafe_problems(self, *, demo: bool = False, demo_users: Sequence[str] = ()) -> list[str]:
         """Everything that refuses to start an API process outside the demo: the secret and demo users."""
         problems = self.secret_problems(demo=demo)
         if demo_users and not demo:

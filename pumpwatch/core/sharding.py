@@ -26,8 +26,11 @@ import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from pumpwatch.core.config import Fleet
 from pumpwatch.core.db.schema import collector_shard, service_heartbeat, station_owner
@@ -85,9 +88,7 @@ def stations_of(fleet: Fleet, shard: Shard) -> set[str]:
 # --- heartbeats ------------------------------------------------------------------------------------------
 
 
-def _upsert(conn, table):
-    from sqlalchemy.dialects import postgresql, sqlite
-
+def _upsert(conn: Connection, table: Table) -> Any:  # (a dialect's Insert: both have on_conflict_do_update)
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
@@ -118,7 +119,7 @@ def claim_stations(engine: Engine, shard: Shard, stations: Collection[str], at: 
     return sorted(s for s, old in before.items() if old != shard.index)
 
 
-def beat(engine: Engine, row: dict) -> None:
+def beat(engine: Engine, row: dict[str, Any]) -> None:
     with engine.begin() as conn:
         ins = _upsert(conn, collector_shard)
         conn.execute(
@@ -131,7 +132,7 @@ def beat(engine: Engine, row: dict) -> None:
         )
 
 
-def shard_health(engine: Engine, now: datetime, max_age_s: float | None = None) -> list[dict]:
+def shard_health(engine: Engine, now: datetime, max_age_s: float | None = None) -> list[dict[str, Any]]:
     """Every shard of the newest configuration (the shard count of the latest heartbeat), alive or not;
     shards that never reported are listed with `heartbeat_at` None. A shard is dead when its heartbeat is
     older than `max_age_s` (default: three of its own intervals)."""
@@ -163,7 +164,7 @@ class ShardHeartbeat:
         engine: Engine,
         shard: Shard,
         stations: int,
-        stats: Callable[[], dict],
+        stats: Callable[[], dict[str, Any]],
         *,
         interval_s: float = 5.0,
         now: Callable[[], datetime],
@@ -176,7 +177,7 @@ class ShardHeartbeat:
         self.now = now
         self.started_at = now()
         self.dead: set[int] = set()
-        self.last: list[dict] = []
+        self.last: list[dict[str, Any]] = []
         self.last_read_at: datetime | None = None  # when `last` was read (None: never; the DB was away)
 
     @property

@@ -198,7 +198,7 @@ class _Setup:
             why = f"{why.split(' (hint:')[0]}; {TSL_HINT}"
         self.missing[feature] = why
 
-    def job(self, proc: str, relation: str) -> tuple[int, dict] | None:
+    def job(self, proc: str, relation: str) -> tuple[int, dict[str, Any]] | None:
         """Our policy job of `proc` on `relation` (the hypertable, or a continuous aggregate's view)."""
         row = self.conn.execute(
             text(

@@ -22,6 +22,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -283,7 +284,7 @@ class HistorianWriter:
             if self.rollups is not None:
                 self.rollups.note(rows)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         sp = self.spool.status() if self.spool is not None else None
         return {
             "state": "delayed" if self.delayed else "current",

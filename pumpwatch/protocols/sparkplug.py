@@ -514,4 +514,5 @@ def _encode(p: Payload) -> bytes:
                 m.datatype = src.datatype
         else:
             _set_value(m, src)
-    return pb.SerializeToString()
+    data: bytes = pb.SerializeToString()  # (tahutils has no types: its messages are Any)
+    return data

@@ -373,7 +373,7 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
     )
 
 
-def _mqtt_paths(mqtt, root: Path):
+def _mqtt_paths(mqtt: MqttBroker | None, root: Path) -> MqttBroker | None:
     """TLS files relative to the fleet folder."""
     if mqtt is None or mqtt.tls is None:
         return mqtt

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
@@ -347,13 +347,16 @@ class Levels(Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> Levels:
-        chain = [("lwl_m", self.lwl_m), ("stop_m", self.stop_m), ("start_m", self.start_m)]
-        if self.lag_m is not None:
-            chain.append(("lag_m", self.lag_m))
-        chain += [("hwl_m", self.hwl_m), ("spill_m", self.spill_m)]
-        if self.ground_m is not None:
-            chain.append(("ground_m", self.ground_m))
-        chain = [(k, v) for k, v in chain if v is not None]
+        levels = [
+            ("lwl_m", self.lwl_m),
+            ("stop_m", self.stop_m),
+            ("start_m", self.start_m),
+            ("lag_m", self.lag_m),
+            ("hwl_m", self.hwl_m),
+            ("spill_m", self.spill_m),
+            ("ground_m", self.ground_m),
+        ]
+        chain = [(k, v) for k, v in levels if v is not None]  # the optional ones only where given
         for (ka, a), (kb, b) in zip(chain, chain[1:], strict=False):
             if not a < b:
                 raise ValueError(f"{ka} ({a}) must be below {kb} ({b})")
@@ -526,8 +529,8 @@ class StationConfig(Strict):
 
 
 class StationsFile(Strict):
-    station_types: dict[Ident, dict] = Field(default_factory=dict)
-    stations: list[dict] = Field(default_factory=list)
+    station_types: dict[Ident, dict[str, Any]] = Field(default_factory=dict)
+    stations: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # --- controllers ---------------------------------------------------------------------------------------

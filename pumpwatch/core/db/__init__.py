@@ -9,13 +9,13 @@
 The queries live in `pumpwatch.core.historian`.
 """
 
+from pumpwatch.core.db.base import metadata
 from pumpwatch.core.db.engine import make_engine, normalize_url
 from pumpwatch.core.db.migrate import current_revision, head_revision, upgrade
 from pumpwatch.core.db.schema import (
     alarm,
     alarm_event,
     latest_value,
-    metadata,
     point,
     sample,
     station,

@@ -9,8 +9,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from pumpwatch.core.db.base import metadata
 from pumpwatch.core.db.engine import make_engine
-from pumpwatch.core.db.schema import include_object_for, metadata
+from pumpwatch.core.db.schema import include_object_for  # (importing it puts every table on `metadata`)
 
 config = context.config
 

@@ -1,0 +1,27 @@
+"""Typed rows stay true to what they type: the alarm row to the `alarm` table, the shown qualities to the
+sample qualities (mypy trusts both declarations; these tests keep them honest)."""
+
+from __future__ import annotations
+
+import typing
+
+from pumpwatch.alarms.status import ShownQuality
+from pumpwatch.alarms.store import AlarmRow
+from pumpwatch.core.db.schema import alarm
+from pumpwatch.core.sample import Quality
+
+
+def test_the_alarm_row_has_every_column_of_the_alarm_table_and_no_other() -> None:
+    assert set(AlarmRow.__annotations__) == {c.name for c in alarm.columns}
+
+
+def test_the_alarm_rows_nullable_fields_are_the_tables_nullable_columns() -> None:
+    hints = typing.get_type_hints(AlarmRow)
+    optional = {k for k, t in hints.items() if type(None) in typing.get_args(t)}
+    assert optional == {c.name for c in alarm.columns if c.nullable and not c.primary_key}
+
+
+def test_every_sample_quality_is_a_shown_quality() -> None:
+    shown = set(typing.get_args(ShownQuality))
+    assert {q.label for q in Quality} <= shown
+    assert shown - {q.label for q in Quality} == {"no_data"}  # never read: not a sample's quality

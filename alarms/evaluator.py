@@ -134,7 +134,7 @@ class StationEvaluator:
                     st.condition = lost and not answered
                     self._advance(rule, st, now, events)
                 continue
-            got = by_point.get(rule.point)  # type: ignore[arg-type]
+            got = by_point.get(rule.point)  # type: ignore[arg-type]  # every rule but comm_loss has a point
             if got is None:
                 continue
             s, why = got

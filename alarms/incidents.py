@@ -237,7 +237,7 @@ def add_note(
             )
         conn.execute(insert(incident_note).values(incident_id=iid, at=at, phase=new, actor=actor, text=text))
         write_optional(audit, conn, old_value=cur, new_value=new, detail=text[:500])
-    return get_incident(engine, iid)  # type: ignore[return-value]
+    return get_incident(engine, iid)  # type: ignore[return-value]  # (it was read above: there)
 
 
 def list_incidents(

@@ -51,7 +51,7 @@ class TrustedProxies:
             return
         if self._proxied is not None and self._trusts(scope.get("client")):
             scope["headers"] = _rfc7239_as_x_forwarded(scope["headers"])
-            await self._proxied(scope, receive, send)  # type: ignore[arg-type]
+            await self._proxied(scope, receive, send)  # type: ignore[arg-type]  # (as above: ASGI type families)
             return
         await self._strip(scope, receive, send)
 

@@ -30,7 +30,7 @@ def typed_value(spec: MetricSpec, value: object) -> Scalar | None:
     if spec.type == "bool":
         return bool(value)
     try:
-        f = float(value)  # type: ignore[arg-type]
+        f = float(value)  # type: ignore[arg-type]  # any value: what float() refuses is caught below
     except (TypeError, ValueError):
         return None
     if not math.isfinite(f):

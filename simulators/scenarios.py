@@ -154,9 +154,9 @@ def _set_rain(station: StationModel, factor: float, mm_h: float) -> None:
         _setter(station, "set_rain")(mm_h)
     elif station.kind == "treatment_plant":
         _setter(station, "set_rain")(mm_h)
-        station.rain_factor = factor  # type: ignore[attr-defined]
+        station.rain_factor = factor  # type: ignore[attr-defined]  # the models with rain_factor
     else:
-        station.rain_factor = factor  # type: ignore[attr-defined]
+        station.rain_factor = factor  # type: ignore[attr-defined]  # the models with rain_factor
 
 
 def rain(

@@ -371,7 +371,7 @@ class OverflowForecaster:
         for s in group:
             p = s.point
             good = s.quality is Quality.GOOD and s.value is not None
-            state = bool(s.value >= 0.5) if good else None  # type: ignore[operator]
+            state = bool(s.value >= 0.5) if good and s.value is not None else None
             if p == LEVEL:
                 level = s
             elif p in self._pump_index:

@@ -199,24 +199,25 @@ class PumpHealth:
 
     def _apply(self, s: Sample) -> None:
         what, p = self._route[s.point]
-        good = s.quality is Quality.GOOD and s.value is not None
+        v = s.value if s.quality is Quality.GOOD else None  # a good value, or None
+        on = v >= 0.5 if v is not None else None
         t = s.observed_at
         if p is None:
             if what == _MAINS:
-                self._set_mains(s.value >= 0.5 if good else None)  # type: ignore[operator]
+                self._set_mains(on)
             else:
-                self._level = float(s.value) if good else None  # type: ignore[arg-type]
+                self._level = float(v) if v is not None else None
             return
         if what == _RUNNING:
-            self._set_running(p, s.value >= 0.5 if good else None, t)  # type: ignore[operator]
+            self._set_running(p, on, t)
         elif what == _CURRENT:
-            p.current = float(s.value) if good else None  # type: ignore[arg-type]
+            p.current = float(v) if v is not None else None
             p.current_at = t
         elif what == _FAULTED:
-            p.faulted = s.value >= 0.5 if good else None  # type: ignore[operator]
+            p.faulted = on
         else:
             p.auto_reported = True
-            p.auto = s.value >= 0.5 if good else None  # type: ignore[operator]
+            p.auto = on
 
     def _set_mains(self, failed: bool | None) -> None:
         if failed is None:

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -55,7 +56,7 @@ class OutgoingMessage:
     person_name: str
     tenant: str
     kind: str
-    created_at: object = None  # datetime
+    created_at: datetime | None = None
     ack_url: str | None = None
     alarm_ids: tuple[int, ...] = field(default_factory=tuple)
 
@@ -102,7 +103,7 @@ class EmailNotifier:
         em["Subject"] = msg.subject
         em["Message-ID"] = f"<{msg.idempotency_key}@pumpwatch>"  # a retry carries the same id
         if msg.created_at is not None:
-            em["Date"] = format_datetime(msg.created_at)  # type: ignore[arg-type]
+            em["Date"] = format_datetime(msg.created_at)
         em["Auto-Submitted"] = "auto-generated"
         em.set_content(msg.body)
         c = self.cfg

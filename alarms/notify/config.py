@@ -285,7 +285,7 @@ class Oncall:
         return rot.members[shift_index(rot, local) % len(rot.members)]
 
     def targets(self, t: Target, at: datetime) -> str:
-        return self.on_call(t.rotation, at) if t.rotation else t.person  # type: ignore[return-value]
+        return self.on_call(t.rotation, at) if t.rotation else t.person  # type: ignore[return-value]  # one of two
 
     def roster(self, tenant: str, at: datetime) -> list[dict[str, Any]]:
         """Who is on call now in each rotation of a tenant."""
@@ -412,7 +412,7 @@ def load_oncall(path: str | Path, fleet: Fleet) -> Oncall:
                 elif t.person:
                     person_ref((*kp, "person"), t.person, pol.tenant)
                 else:
-                    rot = rotations.get(t.rotation)  # type: ignore[arg-type]
+                    rot = rotations.get(t.rotation)  # type: ignore[arg-type]  # not a person: a rotation
                     if rot is None:
                         problems.append(f"{w((*kp, 'rotation'))}: unknown rotation {t.rotation!r}")
                     elif rot.tenant != pol.tenant:

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from pumpwatch.alarms.notify.messages import Text
 from pumpwatch.alarms.notify.outbox import OutboxSender
 from pumpwatch.core import historian
 from pumpwatch.core.audit import Audit
+from pumpwatch.core.backoff import Backoff
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.config import Fleet
 from pumpwatch.core.db.schema import alarm, notification, notification_alarm
@@ -143,16 +144,16 @@ class NotifierService:
             if hb is not None:
                 tg.create_task(self._heartbeat_loop(), name="notify.heartbeat")
 
-    async def _loop(self, fn, tick_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-        delay = tick_s
+    async def _loop(self, fn: Callable[[], Awaitable[object]], tick_s: float, what: str) -> None:
+        backoff = Backoff(2 * tick_s, 30.0)  # after a failed pass: 2, 4, 8 … ticks, at most 30 s
         while True:
             try:
                 await fn()
-                delay = tick_s
+                backoff.reset()
             except Exception:  # the database is down: keep going, the outbox keeps everything
                 log.exception("notifier %s pass failed; retrying", what)
-                delay = min(delay * 2, 30)
-            await self.clock.sleep(delay)
+                backoff.failed()
+            await self.clock.sleep(backoff.current_s or tick_s)
 
     def healthy(self) -> bool:
         hb = self.ctx.oncall.notifier.heartbeat

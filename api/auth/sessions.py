@@ -147,6 +147,7 @@ def login(
         rls.scope.reset(tok)
     if otp is not None and user.mfa_step == "verify":
         user = second_factor(engine, cfg, user, otp, ip=ip, now=now)
+    # (a signed-in user always has its session's expiry)
     return Login(token, user, user.expires_at, devices.issue(device_cookie, name))  # type: ignore[arg-type]
 
 
@@ -176,7 +177,7 @@ def second_factor(
                     update(user_session).where(user_session.c.id == user.session_id).values(second_factor=how)
                 )
                 audit.write(conn, "ok", new_value=how)
-                return _session_user(conn, cfg, user.session_id, now)  # type: ignore[arg-type]
+                return _session_user(conn, cfg, user.session_id, now)  # type: ignore[arg-type]  # signed in: a session
     finally:
         rls.scope.reset(tok)
     if started:

@@ -29,6 +29,7 @@ from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.engine import Connection
 
 from pumpwatch.api.auth.config import AuthConfig
+from pumpwatch.core.backoff import exponential
 from pumpwatch.core.db.schema_security import login_failure
 
 KEEP = timedelta(days=2)
@@ -51,7 +52,7 @@ def _backoff_until(cfg: AuthConfig, times: list[datetime]) -> datetime | None:
     n = len(times)
     if n < cfg.max_failures:
         return None
-    wait = min(cfg.backoff_base_s * 2 ** min(n - cfg.max_failures, 30), cfg.lock_s)
+    wait = exponential(n - cfg.max_failures + 1, cfg.backoff_base_s, cfg.lock_s)  # base, 2×, 4× … lock_s
     return times[0] + timedelta(seconds=wait)
 
 

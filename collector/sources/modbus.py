@@ -250,7 +250,7 @@ class ModbusSource:
                     block.start,
                 )
             for p in block.points:
-                value, quality = p.decode(words, p.offset)  # type: ignore[arg-type]
+                value, quality = p.decode(words, p.offset)  # type: ignore[arg-type]  # no problem: words
                 out.append(Sample(unit.station, p.name, value, at, quality))
         return out
 

@@ -50,7 +50,7 @@ def api_server_config(
     """uvicorn as the API runs: no proxy-header handling of its own (its default believes X-Forwarded-*
     from 127.0.0.1; the app's `api.proxies` believes only PUMPWATCH_TRUSTED_PROXIES), no Server header."""
     return uvicorn.Config(
-        app,  # type: ignore[arg-type]
+        app,  # type: ignore[arg-type]  # starlette's ASGI types vs uvicorn's TypedDicts: the same at run time
         host=host,
         port=port,
         log_level="warning",

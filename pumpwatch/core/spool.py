@@ -290,12 +290,14 @@ class Spool:
         elif self._fd is None:
             self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
         seg = self._segments[-1]
+        fd = self._fd
+        assert fd is not None  # opened just above
         view = memoryview(record)
         while view:
-            n = os.write(self._fd, view)  # type: ignore[arg-type]
+            n = os.write(fd, view)
             view = view[n:]
         if self.fsync:
-            os.fsync(self._fd)  # type: ignore[arg-type]
+            os.fsync(fd)
         seg.size += len(record)
         seg.records.append((seg.size, rows))
         self._bytes += len(record)

@@ -403,6 +403,7 @@ def _decode_metric(i: int, m: _pb.Payload.Metric) -> Metric:
     else:
         if datatype != UNKNOWN and field not in _FIELD_FOR[datatype]:
             raise SparkplugError(f"metric {label}: datatype {_dt_name(datatype)} but value in {field}")
+        # (the protobuf field by name: its type is the field's, checked per datatype above)
         value = _utf8(f"metric {label} {field}", getattr(m, field))  # type: ignore[assignment]
         if isinstance(value, float) and not math.isfinite(value):
             raise SparkplugError(f"metric {label}: value {value} is not a finite number")

@@ -330,7 +330,10 @@ class WetWell(Strict):
 
     @property
     def area(self) -> float:
-        return self.area_m2 if self.area_m2 is not None else math.pi * self.diameter_m**2 / 4  # type: ignore[operator]
+        if self.area_m2 is not None:
+            return self.area_m2
+        assert self.diameter_m is not None  # the validator above: exactly one of the two
+        return math.pi * self.diameter_m**2 / 4
 
 
 class Levels(Strict):

@@ -117,7 +117,7 @@ def scoped_engine(engine: Engine) -> Engine:
             {"t": s.setting(), "u": "" if s.user_id is None else str(s.user_id), "p": SCOPED_SEARCH_PATH},
         )
 
-    engine._pumpwatch_scoped = True  # type: ignore[attr-defined]
+    engine._pumpwatch_scoped = True  # type: ignore[attr-defined]  # our mark on SQLAlchemy's Engine object
     return engine
 
 

@@ -33,7 +33,7 @@ from pumpwatch.core.clock import Clock
 from pumpwatch.core.config import Fleet
 from pumpwatch.core.metrics import ALARM_BUCKETS, Histogram
 from pumpwatch.core.sample import Sample
-from pumpwatch.core.spool import Spool
+from pumpwatch.core.spool import Forwarder, Spool
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ class AlarmService:
         stations: Iterable[str] | None = None,
     ) -> None:
         self.spool = spool
+        # events the journal cannot take now wait in the spool, in order (pumpwatch/core/spool.py)
+        self._forward: Forwarder[AlarmEvent] | None = (
+            Forwarder(spool, _encode_one, decode_event, self._persist) if spool is not None else None
+        )
         self.latency = Histogram(ALARM_BUCKETS)  # sample time → event stored, seconds
         self.db_down = False
         self.fleet = fleet
@@ -165,34 +169,33 @@ class AlarmService:
                 for _ in burst:
                     self._queue.task_done()
         backoff = Backoff(0.5, 10.0)
-        spool = self.spool
+        forward = self._forward
+        assert forward is not None
         while True:
-            if not spool.empty:
+            if not forward.empty:
                 await self._spool_queued()  # order: whatever came meanwhile queues behind the spool
-                data = await asyncio.to_thread(spool.peek)
-                if data is not None:
-                    try:
-                        await asyncio.to_thread(self._persist, decode_event(data))
-                    except Exception as exc:
-                        self._down(exc)
-                        await asyncio.sleep(backoff.failed())
-                        continue
-                    await asyncio.to_thread(spool.commit)
+                try:
+                    delivered = await forward.forward_one()
+                except Exception as exc:
+                    self._down(exc)
+                    await asyncio.sleep(backoff.failed())
+                    continue
+                if delivered is not None:
                     backoff.reset()
                     continue
-            if self.db_down and spool.empty:
+            if self.db_down and forward.empty:
                 log.warning("alarm journal writes again; spooled events stored")
                 self.db_down = False
             burst = await self._burst()
             if len(burst) == 1 or not await self._try_many(burst):
                 for event in burst:  # one by one: the one that fails, and all after it, go to the spool
-                    if spool.empty:
+                    if forward.empty:
                         try:
                             await asyncio.to_thread(self._persist, event)
                             continue
                         except Exception as exc:
                             self._down(exc)
-                    await asyncio.to_thread(spool.append, encode_event(event))
+                    await forward.park(event)
             for _ in burst:
                 self._queue.task_done()
 
@@ -219,10 +222,10 @@ class AlarmService:
         self.db_down = True
 
     async def _spool_queued(self) -> None:
-        assert self.spool is not None
+        assert self._forward is not None
         while not self._queue.empty():
             event = self._queue.get_nowait()
-            await asyncio.to_thread(self.spool.append, encode_event(event))
+            await self._forward.park(event)
             self._queue.task_done()
 
     async def _persist_retrying(self, event: AlarmEvent) -> None:
@@ -340,6 +343,10 @@ def encode_event(e: AlarmEvent) -> bytes:
     d = dataclasses.asdict(e)
     d["at"] = e.at.isoformat()
     return orjson.dumps(d)
+
+
+def _encode_one(e: AlarmEvent) -> tuple[bytes, int]:
+    return encode_event(e), 1
 
 
 def decode_event(data: bytes) -> AlarmEvent:

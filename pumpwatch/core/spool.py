@@ -29,6 +29,7 @@ it still fails, the record itself is dropped and counted. The spool never raises
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -36,10 +37,14 @@ import struct
 import threading
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _HEAD = struct.Struct("<II")  # length, crc32
 _COUNT = struct.Struct("<I")  # rows in the record, first field of the stored payload
@@ -371,3 +376,46 @@ class Spool:
         with self._lock:
             self._close_fd()
             self._lockfile.close()
+
+
+class Forwarder(Generic[T]):
+    """Store-and-forward over a `Spool`: the one queue the historian writer (sample batches) and the alarm
+    service (journal events) both put what the database cannot take now into, and take it back out of in
+    order. The caller keeps the one rule that makes it ordered: while the spool holds anything, new items
+    go behind it (`park`), never straight to the database.
+
+    `encode(item) -> (bytes, rows)` and `decode(bytes) -> item` are the caller's format; `deliver(item)` its
+    database write, run in a worker thread. `forward_one()` delivers the oldest record and only then removes
+    it (a crash in between delivers it again: both callers' writes are idempotent)."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        encode: Callable[[T], tuple[bytes, int]],
+        decode: Callable[[bytes], T],
+        deliver: Callable[[T], object],
+    ) -> None:
+        self.spool = spool
+        self._encode = encode
+        self._decode = decode
+        self._deliver = deliver
+
+    @property
+    def empty(self) -> bool:
+        return self.spool.empty
+
+    async def park(self, item: T) -> bool:
+        """Append `item` behind everything spooled (fsync'd). False if the spool had to drop it (counted)."""
+        data, rows = self._encode(item)
+        return await asyncio.to_thread(self.spool.append, data, rows)
+
+    async def forward_one(self) -> T | None:
+        """Deliver the oldest spooled item and remove it; None when the spool is empty. Raises what
+        `deliver` raised, and the item stays first in line."""
+        data = await asyncio.to_thread(self.spool.peek)
+        if data is None:
+            return None
+        item = self._decode(data)
+        await asyncio.to_thread(self._deliver, item)
+        await asyncio.to_thread(self.spool.commit)
+        return item

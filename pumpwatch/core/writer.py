@@ -31,7 +31,7 @@ from pumpwatch.core.backoff import Backoff
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.historian_scale import Rollups
 from pumpwatch.core.sample import Sample
-from pumpwatch.core.spool import Spool
+from pumpwatch.core.spool import Forwarder, Spool
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,10 @@ def encode_rows(rows: Sequence[Row]) -> bytes:
     quality = array.array("b", [r[3] for r in rows])
     raw = b"".join((_N.pack(len(rows)), pids.tobytes(), times.tobytes(), values.tobytes(), nulls, quality))
     return zlib.compress(raw, 1)
+
+
+def _encode_batch(rows: list[Row]) -> tuple[bytes, int]:
+    return encode_rows(rows), len(rows)
 
 
 def decode_rows(data: bytes) -> list[Row]:
@@ -106,6 +110,10 @@ class HistorianWriter:
         self.batch_rows = batch_rows
         self.max_pending = max_pending
         self.spool = spool
+        # rows the database cannot take now wait in the spool, oldest delivered first (core/spool.py)
+        self._forward: Forwarder[list[Row]] | None = (
+            Forwarder(spool, _encode_batch, decode_rows, self._deliver) if spool is not None else None
+        )
         self._backoff = Backoff(0.5, retry_max_s)  # 0.5 s, 1 s, 2 s … up to retry_max_s
         self._write = write
         self._pending: deque[Row] = deque()
@@ -213,13 +221,16 @@ class HistorianWriter:
         self._backoff.reset()
         self.last_ok_monotonic = time.monotonic()
 
+    def _deliver(self, rows: list[Row]) -> None:
+        self._write(self.engine, rows)
+
     async def _spool_pending(self) -> None:
-        if self.spool is None:
+        if self._forward is None:
             return
         while self._pending:
             n = min(len(self._pending), self.batch_rows)
             batch = [self._pending.popleft() for _ in range(n)]
-            if await asyncio.to_thread(self.spool.append, encode_rows(batch), n):
+            if await self._forward.park(batch):
                 self.spooled += n  # (a refused batch is counted by the spool itself)
         self._check_fill()
 
@@ -268,17 +279,14 @@ class HistorianWriter:
             self._waiting_since = None  # everything that arrived is stored
 
     async def _drain_spool(self) -> None:
-        spool = self.spool
-        assert spool is not None
+        forward = self._forward
+        assert forward is not None
         while True:
-            if self._pending and not spool.empty:  # keep order: new rows queue behind the spooled ones
+            if self._pending and not forward.empty:  # keep order: new rows queue behind the spooled ones
                 await self._spool_pending()
-            data = await asyncio.to_thread(spool.peek)
-            if data is None:
+            rows = await forward.forward_one()
+            if rows is None:
                 return
-            rows = decode_rows(data)
-            await asyncio.to_thread(self._write, self.engine, rows)
-            await asyncio.to_thread(spool.commit)
             self.written += len(rows)
             self._check_fill()
             if self.rollups is not None:

@@ -82,6 +82,23 @@ class AlarmRow(TypedDict):
     input_quality: str | None
 
 
+class JournalRow(TypedDict):
+    """One journal entry (`alarm_event`) with its alarm's tenant, station, rule name and priority."""
+
+    id: int
+    alarm_id: int
+    at: datetime
+    kind: str  # raise | clear | ack | shelve | … (the kinds the journal records)
+    detail: str | None
+    actor: str | None  # who (None: the system)
+    state: str | None  # the alarm's state after the event
+    value: float | None
+    tenant_id: str
+    station_id: str
+    name: str
+    priority: str
+
+
 def alarm_row(r: Row[Any]) -> AlarmRow:
     """A `select(alarm)` result row as an AlarmRow."""
     return cast("AlarmRow", dict(r._mapping))
@@ -580,7 +597,7 @@ def alarm_journal(
     kinds: Collection[str] | None = None,
     limit: int = 10_000,
     newest_first: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[JournalRow]:
     """Journal events oldest first (or newest first), with the alarm's tenant, station and name."""
     if tenant_ids is not None and not tenant_ids:
         return []
@@ -602,4 +619,4 @@ def alarm_journal(
     else:
         stmt = stmt.order_by(alarm_event.c.at, alarm_event.c.id).limit(limit)
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(stmt)]
+        return [cast("JournalRow", dict(r._mapping)) for r in conn.execute(stmt)]

@@ -117,7 +117,7 @@ async def journal(
     return JournalPublic(data=[_entry(r) for r in rows], count=len(rows))
 
 
-def _entry(r: dict[str, Any]) -> JournalEntryPublic:
+def _entry(r: store.JournalRow) -> JournalEntryPublic:
     return JournalEntryPublic(
         id=r["id"],
         alarm_id=r["alarm_id"],

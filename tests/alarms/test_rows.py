@@ -6,8 +6,8 @@ from __future__ import annotations
 import typing
 
 from pumpwatch.alarms.status import ShownQuality
-from pumpwatch.alarms.store import AlarmRow
-from pumpwatch.core.db.schema import alarm
+from pumpwatch.alarms.store import AlarmRow, JournalRow
+from pumpwatch.core.db.schema import alarm, alarm_event
 from pumpwatch.core.sample import Quality
 
 
@@ -25,3 +25,8 @@ def test_every_sample_quality_is_a_shown_quality() -> None:
     shown = set(typing.get_args(ShownQuality))
     assert {q.label for q in Quality} <= shown
     assert shown - {q.label for q in Quality} == {"no_data"}  # never read: not a sample's quality
+
+
+def test_the_journal_row_is_the_event_with_its_alarms_names() -> None:
+    joined = {c.name for c in alarm_event.columns} | {"tenant_id", "station_id", "name", "priority"}
+    assert set(JournalRow.__annotations__) == joined

@@ -1,0 +1,166 @@
+"""`GET /api/v1/stations` at fleet size: pages, field selection, and station views kept until they change.
+
+A station's view (api/views.py `build_station`, ≈ 1 ms with its 20 pydantic point values) is built when
+what it is made of changes, and kept as JSON-ready dicts: its samples (the very objects the live snapshot
+or the latest-value table gave), its open alarms (name, active, suppressed by), its mode, and the next
+instant one of its good values turns stale. Only the ages grow by themselves: they are written into the
+kept view at each request (`data_age_s`, each value's `age_s`, on the request's clock, exactly as a fresh
+build would), so every answer is what a fresh build at that instant would say; nothing is a snapshot.
+
+A request takes one page (`limit`, at most `MAX_LIMIT`; the next page starts after `cursor`, the
+`next_cursor` of the page before, stations in id order) and may ask for some fields only (`fields`). It
+encodes with orjson `CHUNK` stations at a time, letting the event loop run between chunks: a page of any
+size never holds the loop for long (the collector and the live stream share it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.schemas import StationPublic
+from pumpwatch.api.views import build_station
+from pumpwatch.core.sample import Quality, Sample
+
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 10_000
+CHUNK = 200  # stations encoded between two turns of the event loop (≈ 2-4 ms)
+# what `fields` may name: a station's top-level fields (`id` always comes; coverage is GET /stations/{id}'s)
+FIELDS = tuple(f for f in StationPublic.model_fields if f != "coverage")
+
+
+def parse_fields(text: str | None) -> tuple[str, ...] | None:
+    """`fields=id,status,values` → the names (id first, once each); None: every field. ValueError names
+    the unknown ones and what is allowed."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted({n for n in names if n not in FIELDS})
+    if unknown or not names:
+        raise ValueError(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; fields is a comma-separated list of: "
+            + ", ".join(FIELDS)
+            if unknown
+            else "fields is empty; leave it out for every field, or name some of: " + ", ".join(FIELDS)
+        )
+    return tuple(dict.fromkeys(["id", *names]))
+
+
+@dataclass(slots=True)
+class _Kept:
+    key: tuple  # what the view was built from
+    built_at: datetime
+    valid_until: datetime | None  # the first instant a good value turns stale (None: never by itself)
+    view: dict[str, Any]  # JSON-ready (StationPublic.model_dump(mode="json"))
+    heard: datetime | None
+    ages: list[tuple[dict[str, Any], datetime]]  # each value's dict and when it was observed
+
+
+def _alarm_key(alarms: Iterable[Mapping[str, Any]]) -> tuple:
+    return tuple((a["name"], bool(a["active"]), a.get("suppressed_by")) for a in alarms)
+
+
+class StationViews:
+    """The kept views of one API process (one per app: `app.state.station_views`)."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+        self._kept: dict[str, _Kept] = {}
+        self._order = sorted(ctx.fleet.stations)
+        self.built = 0  # views built (the rest were kept ones brought up to the request's instant)
+
+    def view(
+        self, sid: str, samples: Mapping[str, Sample], alarms: list[dict], mode: dict | None, now: datetime
+    ) -> dict[str, Any]:
+        """The station's view at `now`, as `build_station(...).model_dump(mode="json")` says it. The dict
+        is the kept one: use it (encode, project) before the next call for this station."""
+        oos = bool(mode and mode.get("out_of_service"))
+        key = (tuple(samples.values()), _alarm_key(alarms), oos)
+        k = self._kept.get(sid)
+        if (
+            k is None
+            or k.key != key
+            or now < k.built_at
+            or (k.valid_until is not None and now >= k.valid_until)
+        ):
+            k = self._kept[sid] = self._build(sid, samples, alarms, mode, now, key)
+            return k.view
+        if k.heard is not None:
+            k.view["data_age_s"] = round(max(0.0, (now - k.heard).total_seconds()), 3)
+        for vd, observed in k.ages:
+            vd["age_s"] = round(max(0.0, (now - observed).total_seconds()), 3)
+        return k.view
+
+    def _build(self, sid, samples, alarms, mode, now, key) -> _Kept:
+        self.built += 1
+        # `coverage` stays null: it is GET /stations/{id}'s
+        view = build_station(self.ctx, sid, dict(samples), alarms, now, mode).model_dump(mode="json")
+        after = self.ctx.fleet.stale_after_s(sid)
+        valid_until = None
+        if after is not None:
+            since = now - timedelta(seconds=after)
+            turns = [
+                s.observed_at + timedelta(seconds=after)
+                for s in samples.values()
+                if s.quality is Quality.GOOD and s.observed_at >= since
+            ]
+            valid_until = min(turns, default=None)
+        ages = []
+        for name, vd in view["values"].items():
+            s = samples.get(name)
+            if s is not None and vd.get("age_s") is not None:
+                ages.append((vd, s.observed_at))
+        heard = datetime.fromisoformat(view["heard_at"]) if view.get("heard_at") else None
+        return _Kept(key, now, valid_until, view, heard, ages)
+
+    def page_ids(
+        self, tenants: frozenset[str], kind: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[str], int, str | None]:
+        """(this page's station ids, how many stations match in all, the cursor of the next page or None)."""
+        stations = self.ctx.fleet.stations
+
+        def match(sid: str) -> bool:
+            st = stations[sid]
+            return st.tenant in tenants and (kind is None or st.kind == kind)
+
+        start = bisect.bisect_right(self._order, cursor) if cursor else 0
+        page: list[str] = []
+        more = False
+        for sid in self._order[start:]:
+            if match(sid):
+                if len(page) == limit:
+                    more = True
+                    break
+                page.append(sid)
+        total = sum(1 for sid in self._order if match(sid))
+        return page, total, (page[-1] if more else None)
+
+    async def encode(
+        self,
+        ids: list[str],
+        samples_of,
+        alarms: dict[str, list[dict]],
+        modes: dict[str, dict],
+        now: datetime,
+        fields: tuple[str, ...] | None,
+    ) -> list[bytes]:
+        """Each station's JSON, `CHUNK` at a time with the loop free between chunks."""
+        dumps = orjson.dumps
+        out: list[bytes] = []
+        for i, sid in enumerate(ids):
+            v = self.view(sid, samples_of(sid), alarms.get(sid, []), modes.get(sid), now)
+            out.append(dumps(v if fields is None else {f: v[f] for f in fields}))
+            if i % CHUNK == CHUNK - 1:
+                await asyncio.sleep(0)
+        return out
+
+
+def body(parts: list[bytes], head: dict[str, Any]) -> bytes:
+    return orjson.dumps(head)[:-1] + b',"data":[' + b",".join(parts) + b"]}"

@@ -1,22 +1,23 @@
 """`GET /api/v1/stations` at fleet size: pages, field selection, and station views kept until they change.
 
-A station's view (api/views.py `build_station`, ≈ 1 ms with its 20 pydantic point values) is built when
-what it is made of changes, and kept as JSON-ready dicts: its samples (the very objects the live snapshot
-or the latest-value table gave), its open alarms (name, active, suppressed by), its mode, and the next
-instant one of its good values turns stale. Only the ages grow by themselves: they are written into the
-kept view at each request (`data_age_s`, each value's `age_s`, on the request's clock, exactly as a fresh
-build would), so every answer is what a fresh build at that instant would say; nothing is a snapshot.
+A station's view (api/views.py `station_view`: `build_station`'s JSON without pydantic) is built when what
+it is made of changes, and kept as JSON-ready dicts: its samples (the very objects the live snapshot or the
+latest-value table gave), its open alarms (name, active, suppressed by), its mode, and the next instant one
+of its good values turns stale. Only the ages grow by themselves: they are written into the kept view at
+each request (`data_age_s`, each value's `age_s`, on the request's clock, exactly as a fresh build would),
+so every answer is what a fresh build at that instant would say; nothing is a snapshot.
 
 A request takes one page (`limit`, at most `MAX_LIMIT`; the next page starts after `cursor`, the
 `next_cursor` of the page before, stations in id order) and may ask for some fields only (`fields`). It
-encodes with orjson `CHUNK` stations at a time, letting the event loop run between chunks: a page of any
-size never holds the loop for long (the collector and the live stream share it).
+encodes with orjson and lets the event loop run every `SLICE_S` of work (views to rebuild included): a
+page of any size never holds the loop for long (the collector and the live stream share it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,12 +27,12 @@ import orjson
 
 from pumpwatch.api.context import ApiContext
 from pumpwatch.api.schemas import StationPublic
-from pumpwatch.api.views import build_station
+from pumpwatch.api.views import station_view
 from pumpwatch.core.sample import Quality, Sample
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
-CHUNK = 200  # stations encoded between two turns of the event loop (≈ 2-4 ms)
+SLICE_S = 0.005  # the longest the encoding of a page works before letting the event loop run
 # what `fields` may name: a station's top-level fields (`id` always comes; coverage is GET /stations/{id}'s)
 FIELDS = tuple(f for f in StationPublic.model_fields if f != "coverage")
 
@@ -100,8 +101,7 @@ class StationViews:
 
     def _build(self, sid, samples, alarms, mode, now, key) -> _Kept:
         self.built += 1
-        # `coverage` stays null: it is GET /stations/{id}'s
-        view = build_station(self.ctx, sid, dict(samples), alarms, now, mode).model_dump(mode="json")
+        view = station_view(self.ctx, sid, dict(samples), alarms, now, mode)
         after = self.ctx.fleet.stale_after_s(sid)
         valid_until = None
         if after is not None:
@@ -151,14 +151,17 @@ class StationViews:
         now: datetime,
         fields: tuple[str, ...] | None,
     ) -> list[bytes]:
-        """Each station's JSON, `CHUNK` at a time with the loop free between chunks."""
+        """Each station's JSON, letting the loop run every `SLICE_S`."""
         dumps = orjson.dumps
         out: list[bytes] = []
-        for i, sid in enumerate(ids):
+        clock = time.perf_counter
+        until = clock() + SLICE_S
+        for sid in ids:
             v = self.view(sid, samples_of(sid), alarms.get(sid, []), modes.get(sid), now)
             out.append(dumps(v if fields is None else {f: v[f] for f in fields}))
-            if i % CHUNK == CHUNK - 1:
+            if clock() >= until:
                 await asyncio.sleep(0)
+                until = clock() + SLICE_S
         return out
 
 

@@ -431,13 +431,15 @@ class LoopProbe:
             await asyncio.sleep(0.001)
             self.lags.append(time.perf_counter() - t - 0.001)
 
-    def __enter__(self) -> LoopProbe:
-        self.lags.clear()
+    async def __aenter__(self) -> LoopProbe:
         self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0.002)  # running before what it measures starts
+        self.lags.clear()
         return self
 
-    def __exit__(self, *exc) -> None:
+    async def __aexit__(self, *exc) -> None:
         assert self._task is not None
+        await asyncio.sleep(0.002)  # it wakes once after the last stall, to see it
         self._task.cancel()
 
     @property
@@ -498,7 +500,7 @@ async def api_section(tmp: Path, sizes: Sizes = FULL) -> dict:
                 lat.append(time.perf_counter() - t)
                 assert got.status_code == 200, got.text[:200]
 
-        with LoopProbe() as probe:
+        async with LoopProbe() as probe:
             start = time.perf_counter()
             await asyncio.gather(*(one_client() for _ in range(sizes.api_concurrency)))
             total = time.perf_counter() - start
@@ -528,7 +530,7 @@ async def api_section(tmp: Path, sizes: Sizes = FULL) -> dict:
             out[key] = await measure(client, path)
             print(f"api {key}: {json.dumps(out[key])}", flush=True)
         # the whole station list, page by page (what a client that wants everything does)
-        with LoopProbe() as probe:
+        async with LoopProbe() as probe:
             t = time.perf_counter()
             pages, got, cursor = 0, 0, None
             while True:
@@ -553,7 +555,7 @@ async def api_section(tmp: Path, sizes: Sizes = FULL) -> dict:
 async def _stream_snapshots(hub, browsers: int) -> dict:
     """`browsers` clients connect at once and each gets the live stream's snapshot: time until the last
     has it, the loop held meanwhile, and bytes per browser."""
-    with LoopProbe() as probe:
+    async with LoopProbe() as probe:
         t = time.perf_counter()
         subs = [hub.subscribe(None, None) for _ in range(browsers)]
         while not all(s.queue for s in subs):

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from pumpwatch.alarms import store
+from pumpwatch.alarms.analyzers import DerivedPoint
 from pumpwatch.api.context import ApiContext
 from pumpwatch.api.main import create_app
 from pumpwatch.api.views import build_station
@@ -43,8 +44,13 @@ def _rig(tmp_path: Path):
                 engine, tenant_id=st.tenant, station_id=sid, name=name, priority=prio, message=name,
                 value=None, at=NOW - timedelta(minutes=i % 4),
             )  # fmt: skip
+    # a value our analyzers derive (same age rule, no say in the status), on two stations; one has none yet
+    derived = {sid: [DerivedPoint("tto_spill_min", "min", "analog")] for sid in ids[:2]}
+    live.accept([Sample(ids[0], "tto_spill_min", 42.5, NOW - timedelta(seconds=2))])
     clock = FakeClock(NOW)
-    ctx = ApiContext(fleet=fleet, engine=engine, clock=clock, catalog={}, live=live, auth=LONG_SESSIONS)
+    ctx = ApiContext(
+        fleet=fleet, engine=engine, clock=clock, catalog={}, live=live, auth=LONG_SESSIONS, derived=derived
+    )
     return fleet, engine, live, clock, ctx, ids
 
 
@@ -79,6 +85,8 @@ async def test_station_pages_cover_the_fleet_once_and_agree_with_the_overview_an
         assert {b["total"] for b in bodies} == {len(ids)}
         assert [s["id"] for s in paged] == ids == [s["id"] for s in whole["data"]]  # all, once, in order
         assert paged == whole["data"]  # the same instant (a fake clock): the same views
+        assert paged[0]["values"]["tto_spill_min"]["value"] == 42.5
+        assert paged[1]["values"]["tto_spill_min"]["quality"] == "no_data"
         kita, _ = await _pages(c, "/api/v1/stations", 3, tenant="kita")
         assert {s["tenant"] for s in kita} == {"kita"}
         assert [s["id"] for s in kita] == [s for s in ids if fleet.stations[s].tenant == "kita"]

@@ -1,11 +1,13 @@
 """`GET /api/v1/stations` at fleet size: pages, field selection, and station views kept until they change.
 
 A station's view (api/views.py `station_view`: `build_station`'s JSON without pydantic) is built when what
-it is made of changes, and kept as JSON-ready dicts: its samples (the very objects the live snapshot or the
+it is made of changes, and kept until then: its samples (the very objects the live snapshot or the
 latest-value table gave), its open alarms (name, active, suppressed by), its mode, and the next instant one
 of its good values turns stale. Only the ages grow by themselves: they are written into the kept view at
 each request (`data_age_s`, each value's `age_s`, on the request's clock, exactly as a fresh build would),
-so every answer is what a fresh build at that instant would say; nothing is a snapshot.
+so every answer is what a fresh build at that instant would say; nothing is a snapshot. A view is kept
+as bytes (each field's JSON, the values' JSON in pieces around their ages): little for the garbage
+collector to walk.
 
 A request takes one page (`limit`, at most `MAX_LIMIT`; the next page starts after `cursor`, the
 `next_cursor` of the page before, stations in id order) and may ask for some fields only (`fields`). It
@@ -35,6 +37,7 @@ MAX_LIMIT = 10_000
 SLICE_S = 0.005  # the longest the encoding of a page works before letting the event loop run
 # what `fields` may name: a station's top-level fields (`id` always comes; coverage is GET /stations/{id}'s)
 FIELDS = tuple(f for f in StationPublic.model_fields if f != "coverage")
+ALL = (*FIELDS, "coverage")  # the whole view, in StationPublic's order
 
 
 def parse_fields(text: str | None) -> tuple[str, ...] | None:
@@ -56,16 +59,27 @@ def parse_fields(text: str | None) -> tuple[str, ...] | None:
 
 @dataclass(slots=True)
 class _Kept:
+    """A station's view, encoded: each field's JSON (bytes: nothing the garbage collector walks), the
+    values' JSON in pieces around their ages."""
+
     key: tuple  # what the view was built from
     built_at: datetime
     valid_until: datetime | None  # the first instant a good value turns stale (None: never by itself)
-    view: dict[str, Any]  # JSON-ready (StationPublic.model_dump(mode="json"))
+    fields: dict[str, bytes]  # field -> b'"name":<json>' (values and data_age_s apart)
+    pieces: list[bytes]  # the values' JSON around each age: pieces[0] age0 pieces[1] age1 … pieces[-1]
+    observed: tuple[datetime, ...]  # when each of those values was observed
     heard: datetime | None
-    ages: list[tuple[dict[str, Any], datetime]]  # each value's dict and when it was observed
 
 
 def _alarm_key(alarms: Iterable[Mapping[str, Any]]) -> tuple:
     return tuple((a["name"], bool(a["active"]), a.get("suppressed_by")) for a in alarms)
+
+
+_AGE = b',"age_s":'
+
+
+def _age(now: datetime, t: datetime) -> bytes:
+    return orjson.dumps(round(max(0.0, (now - t).total_seconds()), 3))
 
 
 class StationViews:
@@ -77,11 +91,17 @@ class StationViews:
         self._order = sorted(ctx.fleet.stations)
         self.built = 0  # views built (the rest were kept ones brought up to the request's instant)
 
-    def view(
-        self, sid: str, samples: Mapping[str, Sample], alarms: list[dict], mode: dict | None, now: datetime
-    ) -> dict[str, Any]:
-        """The station's view at `now`, as `build_station(...).model_dump(mode="json")` says it. The dict
-        is the kept one: use it (encode, project) before the next call for this station."""
+    def encode_one(
+        self,
+        sid: str,
+        samples: Mapping[str, Sample],
+        alarms: list[dict],
+        mode: dict | None,
+        now: datetime,
+        fields: tuple[str, ...] | None = None,
+    ) -> bytes:
+        """The station's JSON at `now`: what `build_station(...).model_dump(mode="json")` says (with
+        only `fields`, when given)."""
         oos = bool(mode and mode.get("out_of_service"))
         key = (tuple(samples.values()), _alarm_key(alarms), oos)
         k = self._kept.get(sid)
@@ -92,12 +112,18 @@ class StationViews:
             or (k.valid_until is not None and now >= k.valid_until)
         ):
             k = self._kept[sid] = self._build(sid, samples, alarms, mode, now, key)
-            return k.view
-        if k.heard is not None:
-            k.view["data_age_s"] = round(max(0.0, (now - k.heard).total_seconds()), 3)
-        for vd, observed in k.ages:
-            vd["age_s"] = round(max(0.0, (now - observed).total_seconds()), 3)
-        return k.view
+        parts = []
+        for f in fields or ALL:
+            if f == "values":
+                vals = [k.pieces[0]]
+                for piece, t in zip(k.pieces[1:], k.observed, strict=True):
+                    vals += (_age(now, t), piece)
+                parts.append(b'"values":' + b"".join(vals))
+            elif f == "data_age_s":
+                parts.append(b'"data_age_s":' + (_age(now, k.heard) if k.heard is not None else b"null"))
+            else:
+                parts.append(k.fields[f])
+        return b"{" + b",".join(parts) + b"}"
 
     def _build(self, sid, samples, alarms, mode, now, key) -> _Kept:
         self.built += 1
@@ -112,13 +138,24 @@ class StationViews:
                 if s.quality is Quality.GOOD and s.observed_at >= since
             ]
             valid_until = min(turns, default=None)
-        ages = []
-        for name, vd in view["values"].items():
+        dumps = orjson.dumps
+        fields = {f: dumps(f) + b":" + dumps(v) for f, v in view.items() if f not in ("values", "data_age_s")}
+        pieces: list[bytes] = []
+        observed: list[datetime] = []
+        cur = b"{"
+        for i, (name, vd) in enumerate(view["values"].items()):
             s = samples.get(name)
-            if s is not None and vd.get("age_s") is not None:
-                ages.append((vd, s.observed_at))
+            cur += (b"," if i else b"") + dumps(name) + b":"
+            if s is not None and vd["age_s"] is not None:  # age_s is a value's last field
+                cur += dumps({k: v for k, v in vd.items() if k != "age_s"})[:-1] + _AGE
+                pieces.append(cur)
+                observed.append(s.observed_at)
+                cur = b"}"
+            else:
+                cur += dumps(vd)
+        pieces.append(cur + b"}")
         heard = datetime.fromisoformat(view["heard_at"]) if view.get("heard_at") else None
-        return _Kept(key, now, valid_until, view, heard, ages)
+        return _Kept(key, now, valid_until, fields, pieces, tuple(observed), heard)
 
     def page_ids(
         self, tenants: frozenset[str], kind: str | None, cursor: str | None, limit: int
@@ -152,13 +189,13 @@ class StationViews:
         fields: tuple[str, ...] | None,
     ) -> list[bytes]:
         """Each station's JSON, letting the loop run every `SLICE_S`."""
-        dumps = orjson.dumps
         out: list[bytes] = []
         clock = time.perf_counter
         until = clock() + SLICE_S
         for sid in ids:
-            v = self.view(sid, samples_of(sid), alarms.get(sid, []), modes.get(sid), now)
-            out.append(dumps(v if fields is None else {f: v[f] for f in fields}))
+            out.append(
+                self.encode_one(sid, samples_of(sid), alarms.get(sid, []), modes.get(sid), now, fields)
+            )
             if clock() >= until:
                 await asyncio.sleep(0)
                 until = clock() + SLICE_S

@@ -39,7 +39,7 @@ from pumpwatch.alarms import store
 from pumpwatch.alarms.status import LADDER
 from pumpwatch.api.context import ApiContext, station_samples
 from pumpwatch.api.schemas import DispatchEntry, StationPublic
-from pumpwatch.api.views import alarm_public, build_board, build_station
+from pumpwatch.api.views import alarm_public, build_board, build_station, station_view
 from pumpwatch.core.db import rls
 from pumpwatch.core.db.schema import alarm, alarm_event
 
@@ -353,9 +353,17 @@ class StreamHub:
         board, open_ = self._board, self._open
 
         def build() -> dict[Tenants, str]:
-            stations = [self._station(latest, sid, now) for sid in self.ctx.fleet.stations]
+            ctx, modes = self.ctx, self._modes
+            st_json = [  # GET /stations's JSON (station_view: build_station's, without pydantic)
+                (
+                    st.tenant,
+                    station_view(
+                        ctx, sid, station_samples(latest, sid), open_.get(sid, []), now, modes.get(sid)
+                    ),
+                )
+                for sid, st in ctx.fleet.stations.items()
+            ]
             alarms = [alarm_public(a, now) for rows in open_.values() for a in rows]
-            st_json = [(s.tenant, s.model_dump(mode="json")) for s in stations]
             al_json = [(a.tenant, a.model_dump(mode="json")) for a in alarms]
             made: dict[Tenants, str] = {}
             for t in wanted:

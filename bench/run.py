@@ -555,6 +555,8 @@ async def api_section(tmp: Path, sizes: Sizes = FULL) -> dict:
         "concurrency": sizes.api_concurrency,
         "load_avg": la,
     }
+    gc.collect()
+    gc.freeze()  # as `pumpwatch run` does once the fleet is loaded (pumpwatch/app/cli/run.py)
     churner = asyncio.create_task(churn())
     t_churn = time.perf_counter()
     async with httpx.AsyncClient(
@@ -589,6 +591,7 @@ async def api_section(tmp: Path, sizes: Sizes = FULL) -> dict:
     out["station_updates_per_s"] = round(churned / (time.perf_counter() - t_churn), 1)
     app.state.hub.close()
     engine.dispose()
+    gc.unfreeze()
     return out
 
 

@@ -17,12 +17,12 @@ active list and from notification (the rule: alarms/hidden.py); they never stop 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, cast
 
-from sqlalchemy import Engine, case, insert, or_, select, update
+from sqlalchemy import Engine, and_, case, insert, or_, select, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Row
@@ -542,12 +542,16 @@ def list_alarms(
     now: datetime | None = None,
     hidden: bool | None = None,
     limit: int = 500,
+    states: Collection[str] | None = None,
+    priorities: Collection[str] | None = None,
+    after: AlarmListKey | None = None,
 ) -> list[AlarmRow]:
     """Alarm rows, unacknowledged first, then by priority and newest.
 
     `open_`: True open occurrences only, False closed only, None both. `active`: filter on the condition.
     `hidden`: with `now`, True only shelved/suppressed/out-of-service ones, False only what the operator
-    should see, None both.
+    should see, None both. `states`, `priorities`: only these. `after`: the rows that follow this one in
+    that order (`list_key` of the last row of a page: the next page, stable under inserts elsewhere).
     """
     if tenant_ids is not None and not tenant_ids:
         return []
@@ -563,13 +567,47 @@ def list_alarms(
     if hidden is not None and now is not None:
         is_hidden = hidden_clause(now)  # alarms/hidden.py: the one definition, with its Python twin
         stmt = stmt.where(is_hidden if hidden else ~is_hidden)
-    state_rank = case(
-        {"unacked_active": 0, "unacked_rtn": 1, "acked_active": 2}, value=alarm.c.state, else_=3
-    )
+    if states is not None:
+        stmt = stmt.where(alarm.c.state.in_(list(states)))
+    if priorities is not None:
+        stmt = stmt.where(alarm.c.priority.in_(list(priorities)))
+    state_rank = case(STATE_RANK, value=alarm.c.state, else_=3)
     prio_rank = case(PRIORITY_RANK, value=alarm.c.priority, else_=UNKNOWN_PRIORITY_RANK)
+    if after is not None:
+        sr, pr, at, aid = after.state_rank, after.priority_rank, to_utc(after.raised_at, "after"), after.id
+        stmt = stmt.where(
+            or_(
+                state_rank > sr,
+                and_(state_rank == sr, prio_rank > pr),
+                and_(state_rank == sr, prio_rank == pr, alarm.c.raised_at < at),
+                and_(state_rank == sr, prio_rank == pr, alarm.c.raised_at == at, alarm.c.id < aid),
+            )
+        )
     stmt = stmt.order_by(state_rank, prio_rank, alarm.c.raised_at.desc(), alarm.c.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [alarm_row(r) for r in conn.execute(stmt)]
+
+
+STATE_RANK = {"unacked_active": 0, "unacked_rtn": 1, "acked_active": 2}  # list order; the rest after
+
+
+@dataclass(frozen=True)
+class AlarmListKey:
+    """Where a row stands in `list_alarms`'s order (the API's page cursor is made of it)."""
+
+    state_rank: int
+    priority_rank: int
+    raised_at: datetime
+    id: int
+
+
+def list_key(row: Mapping[str, Any]) -> AlarmListKey:
+    return AlarmListKey(
+        STATE_RANK.get(row["state"], 3),
+        PRIORITY_RANK.get(row["priority"], UNKNOWN_PRIORITY_RANK),
+        row["raised_at"],
+        row["id"],
+    )
 
 
 def active_system_alarms(engine: Engine, tenant_id: str | None) -> list[AlarmRow]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from pumpwatch.alarms.status import ShownQuality, Status
 from pumpwatch.api import inputs
@@ -84,9 +84,35 @@ class StationPublic(BaseModel):
     coverage: CoveragePublic | None = None  # one station only (GET /stations/{id}): its safety coverage
 
 
+class StationFieldsPublic(BaseModel):
+    """A station with only the fields asked for (GET /stations?fields=…): any of StationPublic's."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    tenant: str | None = None
+    name: str | None = None
+    kind: str | None = None
+    power_area: str | None = None
+    location: LocationPublic | None = None
+    status: StationStatus | None = None
+    active_alarms: list[str] | None = None
+    suppressed_alarms: list[str] | None = None
+    live: bool | None = None
+    out_of_service: bool | None = None
+    heard_at: IsoTime | None = None
+    data_age_s: float | None = None
+    stale_after_s: float | None = None
+    values: dict[str, PointValue] | None = None
+    levels: dict[str, float] | None = None
+
+
 class StationsPublic(BaseModel):
-    data: list[StationPublic]
-    count: int
+    """One page of stations, in id order."""
+
+    data: list[StationPublic | StationFieldsPublic]
+    count: int  # stations on this page
+    total: int | None = None  # stations that match, on every page
+    next_cursor: str | None = None  # pass as `cursor` for the next page; null: this is the last
     at: IsoTime
 
 
@@ -190,7 +216,8 @@ class AlarmPublic(BaseModel):
 
 class AlarmsPublic(BaseModel):
     data: list[AlarmPublic]
-    count: int
+    count: int  # alarms on this page
+    next_cursor: str | None = None  # pass as `cursor` for the next page; null: this is the last
 
 
 class AckRequest(RequestModel):

@@ -1,9 +1,10 @@
-"""One collector process of the benchmark: `python -m bench.collector_part MODE PORTS_FILE WINDOW TMP LEVEL`.
+"""One collector process of the benchmark: `python -m bench.collector_part MODE PORTS_FILE WINDOW TMP LEVEL
+[INTERVAL]`.
 
 MODE `floor` runs the raw-asyncio client, `pumpwatch` the collector's ModbusSources (pymodbus, read plan,
-decoding, Sample objects, live snapshot), over the stations on PORTS_FILE's ports, each polled every 5 s with
-starts staggered over the interval; prints one JSON line of figures. A fresh process per run keeps the
-memory figure clean.
+decoding, Sample objects, live snapshot), over the stations on PORTS_FILE's ports, each polled every INTERVAL
+seconds (default 5) with starts staggered over the interval; prints one JSON line of figures. A fresh
+process per run keeps the memory figure clean.
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ async def main() -> None:
     logging.basicConfig(level="ERROR")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     raise_fd_limit()
+    global INTERVAL_S
     mode, pfile, window, tmp, level = sys.argv[1:6]
+    if len(sys.argv) > 6:
+        INTERVAL_S = float(sys.argv[6])
     ports = json.loads(Path(pfile).read_text())
     fn = floor_level if mode == "floor" else pumpwatch_level
     res = await fn(len(ports), ports, float(window), Path(tmp), int(level))

@@ -64,7 +64,7 @@ def write_fleet(
                         "host": "127.0.0.1",
                         "port": ports[i],
                         "poll_interval_s": interval_s,
-                        "timeout_s": 2,
+                        "timeout_s": min(2.0, interval_s / 2),
                         "units": [{"unit_id": 1, "station": s, "map": "bench-20"}],
                     }
                     for i, s in enumerate(ids)

@@ -4,10 +4,11 @@ shelve (timed or one-shot, with a reason, at most the configured time), unshelve
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import base64
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from pumpwatch.alarms import store
 from pumpwatch.alarms.incidents import note_first_response
@@ -45,7 +46,24 @@ async def _run(fn, *args, **kw):
         raise HTTPException(exc.status, str(exc)) from None
 
 
-@router.get("", response_model=AlarmsPublic)
+def _cursor(key: store.AlarmListKey) -> str:
+    raw = f"{key.state_rank}|{key.priority_rank}|{key.raised_at.isoformat()}|{key.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str) -> store.AlarmListKey:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        sr, pr, at, aid = raw.split("|")
+        key = store.AlarmListKey(int(sr), int(pr), datetime.fromisoformat(at), int(aid))
+        if key.raised_at.tzinfo is None or not (0 <= key.id < 2**31):
+            raise ValueError
+        return key
+    except ValueError:
+        raise HTTPException(422, "cursor is not one this API gave (use the next_cursor of a page)") from None
+
+
+@router.get("", response_class=Response, responses={200: {"model": AlarmsPublic}})
 async def list_alarms(
     ctx: Ctx,
     user: CurrentUser,
@@ -61,11 +79,18 @@ async def list_alarms(
     station: str | None = None,
     state: AlarmState | None = None,
     priority: Priority | None = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-) -> AlarmsPublic:
+    limit: Annotated[int, Query(ge=1, le=5000, description="alarms per page")] = 500,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="the `next_cursor` of the page before: this page follows it"),
+    ] = None,
+) -> Response:
+    """Alarms, unacknowledged first, then by priority and newest, a page at a time (`next_cursor` null:
+    the last page). Built and encoded in a worker thread: a long page never holds the event loop."""
     tenants = access.tenants_for(user, tenant)
     if station is not None:
         access.station(ctx, user, station)
+    after = _after(cursor) if cursor is not None else None
     now = ctx.clock.now()
     open_ = {"open": True, "hidden": True, "all_open": True, "closed": False, "all": None}[view]
     hidden = {"open": False, "hidden": True}.get(view)
@@ -77,14 +102,20 @@ async def list_alarms(
         station_id=station,
         now=now,
         hidden=hidden,
-        limit=limit,
+        limit=limit + 1,  # one more: is there a next page
+        states=[state] if state is not None else None,
+        priorities=[priority] if priority is not None else None,
+        after=after,
     )
-    data = [alarm_public(r, now) for r in rows]
-    if state is not None:
-        data = [a for a in data if a.state == state]
-    if priority is not None:
-        data = [a for a in data if a.priority == priority]
-    return AlarmsPublic(data=data, count=len(data))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _cursor(store.list_key(rows[-1])) if more else None
+
+    def encode() -> bytes:
+        data = [alarm_public(r, now) for r in rows]
+        return AlarmsPublic(data=data, count=len(data), next_cursor=next_cursor).model_dump_json().encode()
+
+    return Response(await asyncio.to_thread(encode), media_type="application/json")
 
 
 @router.get("/journal", response_model=JournalPublic)

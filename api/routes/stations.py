@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from pumpwatch.alarms import store
+from pumpwatch.api import station_list
 from pumpwatch.api.auth import access
 from pumpwatch.api.auth.users import User
 from pumpwatch.api.context import ApiContext, station_samples
@@ -44,24 +45,48 @@ async def _open_alarms(
     return out
 
 
-@router.get("", response_model=StationsPublic)
+@router.get("", response_class=Response, responses={200: {"model": StationsPublic}})
 async def list_stations(
     ctx: Ctx,
     user: CurrentUser,
+    request: Request,
     tenant: Annotated[str | None, Query(description="only this tenant's stations")] = None,
     kind: Annotated[str | None, Query(description="only this station kind")] = None,
-) -> StationsPublic:
+    limit: Annotated[
+        int, Query(ge=1, le=station_list.MAX_LIMIT, description="stations per page (in id order)")
+    ] = station_list.DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="the `next_cursor` of the page before: this page starts after it"),
+    ] = None,
+    fields: Annotated[
+        str | None,
+        Query(
+            max_length=400,
+            description="only these fields of each station, comma-separated (`id` always comes): "
+            + ", ".join(station_list.FIELDS),
+        ),
+    ] = None,
+) -> Response:
+    """Stations with their live values, a page at a time (`next_cursor` null: the last page; `total`:
+    how many match in all). Every value is as of `at`; the views are kept until what they are made of
+    changes (api/station_list.py), so a page costs its encoding, not a build per station."""
+    try:
+        names = station_list.parse_fields(fields)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     tenants = access.tenants_for(user, tenant)
+    views: station_list.StationViews | None = getattr(request.app.state, "station_views", None)
+    if views is None or views.ctx is not ctx:
+        views = request.app.state.station_views = station_list.StationViews(ctx)
+    ids, total, next_cursor = views.page_ids(tenants, kind, cursor, limit)
     latest = await ctx.latest()
     alarms = await _open_alarms(ctx, tenants)
     modes = await asyncio.to_thread(store.station_modes, ctx.engine)
     now = ctx.clock.now()
-    data = [
-        build_station(ctx, sid, station_samples(latest, sid), alarms.get(sid, []), now, modes.get(sid))
-        for sid, st in ctx.fleet.stations.items()
-        if st.tenant in tenants and (kind is None or st.kind == kind)
-    ]
-    return StationsPublic(data=data, count=len(data), at=now)
+    parts = await views.encode(ids, lambda sid: station_samples(latest, sid), alarms, modes, now, names)
+    head = {"count": len(parts), "total": total, "next_cursor": next_cursor, "at": now.isoformat()}
+    return Response(station_list.body(parts, head), media_type="application/json")
 
 
 @router.get("/{station_id}", response_model=StationPublic)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 from pathlib import Path
 
@@ -60,6 +61,11 @@ async def run_system(
     except ConfigError as exc:
         click.echo(f"pumpwatch: {exc}", err=True)
         sys.exit(2)
+    # What is loaded now (the fleet, its register maps and rules: ~60 objects a station) lives as long as
+    # the process. Out of the cyclic garbage collector's sight it is not walked by every full collection,
+    # which stops every thread, the event loop's too: 2 s at 10,000 stations on this 2-core machine.
+    gc.collect()
+    gc.freeze()
     if shard:
         system.shard = parse_shard(shard)
         if spool_dir is not None:

@@ -4,47 +4,19 @@ provisional days, tenant scoping, counter resets."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine
 
-from pumpwatch.alarms.store import raise_alarm
 from pumpwatch.core import historian
 from pumpwatch.core.db import make_engine, upgrade
 from pumpwatch.reports.compute import StationNotFound, build_report
 from pumpwatch.reports.definitions import Definitions, load_definitions
 from pumpwatch.reports.errors import DefinitionError, ReportError
 from pumpwatch.reports.periods import Period, parse_period
-from tests.reports.history import Truth, demo_fleet, simulate
-
-JST = ZoneInfo("Asia/Tokyo")
-DAY = date(2026, 11, 3)
-START = datetime(2026, 11, 3, tzinfo=JST)
-POLL = 10
-OUTAGE = (START + timedelta(hours=2), START + timedelta(hours=2, minutes=45))
-GAP = (START + timedelta(hours=10), START + timedelta(hours=12, minutes=30))
-LATER = datetime(2026, 11, 10, tzinfo=JST)
-STATION = "KITA-MP-01"
-
-
-@pytest.fixture(scope="module")
-def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, object, Truth]]:
-    tmp = tmp_path_factory.mktemp("day")
-    fleet = demo_fleet(tmp, POLL)
-    url = f"sqlite:///{tmp / 'h.db'}"
-    upgrade(url)
-    eng = make_engine(url)
-    truth = simulate(eng, fleet, START, 24, poll_s=POLL, outage=OUTAGE, gap=GAP)
-    raise_alarm(
-        eng, tenant_id="kita", station_id=STATION, name="power_failure", priority="critical",
-        message="Power failure", value=1.0, at=OUTAGE[0] + timedelta(seconds=3),
-    )  # fmt: skip
-    yield eng, fleet, truth
-    eng.dispose()
+from tests.reports.conftest import DAY, JST, LATER, POLL, START, STATION
+from tests.reports.history import demo_fleet
 
 
 def _report(day, defs: Definitions, period: Period | None = None, now: datetime = LATER):

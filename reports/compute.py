@@ -29,7 +29,7 @@ from pumpwatch.reports.definitions import ColumnDef, Definitions, TemplateDef
 from pumpwatch.reports.errors import ReportError
 from pumpwatch.reports.labels import pump_label, t, unit_label
 from pumpwatch.reports.periods import Period, RowSpan
-from pumpwatch.reports.source import Agg, hourly
+from pumpwatch.reports.source import Agg, buckets
 
 __all__ = ["Column", "Report", "Row", "StationReport", "Summary", "build_report"]
 
@@ -166,7 +166,8 @@ class _Ctx:
     start: datetime  # the period's start (hour 0)
     now: datetime
     interval_s: float | None
-    hourly: dict[int, dict[int, Agg]]
+    hourly: dict[int, dict[int, Agg]]  # point → bucket → aggregate
+    width: timedelta  # of a bucket
     pid: dict[str, int]  # point name → id
     ref: str | None
     alarms: list[tuple[str, datetime]]  # (rule name, raised_at)
@@ -174,7 +175,8 @@ class _Ctx:
 
 
 def _hours(ctx: _Ctx, span: RowSpan) -> range:
-    return range((span.start - ctx.start) // _HOUR, -(-(span.end - ctx.start) // _HOUR))
+    """The buckets of a row (one, or a day's 23–25 hours when a month's days are not all 24 h)."""
+    return range((span.start - ctx.start) // ctx.width, -(-(span.end - ctx.start) // ctx.width))
 
 
 def _aggs(ctx: _Ctx, name: str | None, hours: range) -> list[Agg]:
@@ -375,14 +377,17 @@ def build_report(
         gap_worst = max(gap_worst, gap or 0.0)
         plans.append((cfg, tpl, cols, notes, pid, ref, iv))
 
-    data, source = hourly(
-        engine, ids, counters, period.start, min(period.end, now + _HOUR), gap_s=gap_worst or 30.0,
-        use_rollups=use_rollups,
+    # a month whose days are all 24 h long is grouped by day on the server; else by hour
+    width = timedelta(days=1) if all(s.end - s.start == timedelta(days=1) for s in spans) else _HOUR
+    width = _HOUR if period.kind == "day" else width
+    data, source = buckets(
+        engine, ids, counters, period.start, min(period.end, now + _HOUR), width_h=width // _HOUR,
+        gap_s=gap_worst or 30.0, use_rollups=use_rollups,
     )  # fmt: skip
     reports: list[StationReport] = []
     for cfg, tpl, cols, notes, pid, ref, iv in plans:
         ctx = _Ctx(
-            period.start, now, iv, data, pid, ref, alarms["by_station"].get(cfg.id, []),
+            period.start, now, iv, data, width, pid, ref, alarms["by_station"].get(cfg.id, []),
             {k: p.rated_flow_m3_min for k, p in enumerate(cfg.pumps, start=1)},
         )  # fmt: skip
         rows = [_row(ctx, cols, span) for span in spans]

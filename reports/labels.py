@@ -43,6 +43,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "title": ("件名", "Title"),
     "stations_n": ("施設数", "Stations"),
     "figure": ("項目", "Figure"),
+    "completeness": ("データ取得率", "data completeness"),
     "value": ("値", "Value"),
     "median": ("中央値", "Median"),
     "priority": ("優先度", "Priority"),

@@ -1,5 +1,6 @@
 """Operation reports (運転日報・月報): `GET /reports` (templates and formats), `GET /reports/{tenant}`
-(one report as xlsx, pdf, csv, or json for the console's preview).
+(one report as xlsx, pdf, csv, or json for the console's preview), `GET /reports/{tenant}/deliveries`
+(the scheduled e-mails and how they went).
 
 Tenant-scoped: a tenant the user has no grant for, or a station that is not that tenant's, is a 404
 (the same answer as for one that does not exist). Each generation is audited (`report.generate`,
@@ -21,6 +22,7 @@ from pumpwatch.reports.definitions import Definitions
 from pumpwatch.reports.errors import ReportError
 from pumpwatch.reports.render_csv import row_status
 from pumpwatch.reports.render_pdf import PdfUnavailable
+from pumpwatch.reports.schedule import recent_deliveries
 from pumpwatch.reports.service import definitions_for, generate
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -160,3 +162,14 @@ async def get_report(
             "Cache-Control": "no-store",
         },
     )
+
+
+@router.get("/{tenant}/deliveries")
+async def report_deliveries(
+    ctx: Ctx, user: CurrentUser, tenant: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+) -> dict[str, Any]:
+    """The latest scheduled deliveries of `tenant` (from the audit log: `report.deliver`), newest first;
+    a failed one says why."""
+    access.require(user, "viewer", tenant)
+    rows = await asyncio.to_thread(recent_deliveries, ctx.engine, tenant)
+    return {"tenant": tenant, "deliveries": rows}

@@ -1,7 +1,7 @@
 """A report's figures, computed from the historian's hourly aggregates (`reports.source`) and the alarm
 and incident tables.
 
-Rules (docs/reports.md):
+Rules (docs/reports.md §2–§3):
 - a row's value comes only from good samples inside the row; an hour without one is a gap: the value is
   None (shown as 欠測 / no data), never a zero or an interpolation;
 - each row carries its completeness: good samples of the station's reference point / samples expected

@@ -41,6 +41,9 @@ class ApiContext:
     rules: RuleSet | None = None
     coverage: FleetCoverage | None = None  # safety functions per station: armed, waived or unarmed
     notify: Any = None  # alarms.notify.service.NotifierService when on-call notification is configured
+    reports: Any = (
+        None  # pumpwatch.reports.definitions.Definitions (None: loaded beside the fleet on first use)
+    )
     latest_cache_s: float = 1.0
     auth: AuthConfig = field(default_factory=AuthConfig)
     # (station, point, value) -> value read back; None: no collector in this process, so no field writes

@@ -35,6 +35,7 @@ from pumpwatch.api.routes import (
     kpis,
     notify,
     overview,
+    reports,
     stations,
     stream,
     system,
@@ -99,6 +100,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         incidents.router,
         dispatch.router,
         kpis.router,
+        reports.router,
         stream.router,
         console.router,
     ):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-PARTS = ("api", "alarms", "collector", "simulators")
+PARTS = ("api", "alarms", "collector", "simulators", "reports")
 
 
 class SecondCopyRefused(ImportError):

@@ -59,6 +59,8 @@ class OutgoingMessage:
     created_at: datetime | None = None
     ack_url: str | None = None
     alarm_ids: tuple[int, ...] = field(default_factory=tuple)
+    # (filename, MIME type "maintype/subtype", content): e-mail only (an operation report's file)
+    attachments: tuple[tuple[str, str, bytes], ...] = ()
 
     @property
     def idempotency_key(self) -> str:
@@ -106,6 +108,9 @@ class EmailNotifier:
             em["Date"] = format_datetime(msg.created_at)
         em["Auto-Submitted"] = "auto-generated"
         em.set_content(msg.body)
+        for name, mime, data in msg.attachments:
+            main, _, sub = mime.partition(";")[0].strip().partition("/")
+            em.add_attachment(data, maintype=main, subtype=sub, filename=name)
         c = self.cfg
         try:
             await aiosmtplib.send(

@@ -9,11 +9,12 @@ import { changed, onChange, state, topRole } from "./store.js";
 import * as alarmsView from "./views/alarms.js";
 import * as dispatchView from "./views/dispatch.js";
 import * as overviewView from "./views/overview.js";
+import * as reportsView from "./views/reports.js";
 import * as stationView from "./views/station.js";
 import * as systemView from "./views/system.js";
 
 const $ = s => document.querySelector(s);
-const views = { overview: overviewView, alarms: alarmsView, dispatch: dispatchView, station: stationView, system: systemView };
+const views = { overview: overviewView, alarms: alarmsView, dispatch: dispatchView, station: stationView, system: systemView, reports: reportsView };
 let active = null; // {name, view, arg}
 
 function route() {

@@ -6,6 +6,7 @@
 - `provision.py`: `pumpwatch migrate`, `mqtt-credentials`;
 - `notify.py`: `pumpwatch notify run | test`;
 - `users.py`: `pumpwatch user …`;
+- `report.py`: `pumpwatch report`, `report-schedule` (operation reports, pumpwatch.reports);
 - `common.py`: logging, loading a fleet, the clock, the shared options and refusals.
 
 The exposure policy (who may serve the API where) is `pumpwatch/app/policy.py`.
@@ -19,6 +20,7 @@ from pumpwatch.app.cli.checks import check_config
 from pumpwatch.app.cli.demo import demo, simulate
 from pumpwatch.app.cli.notify import notify
 from pumpwatch.app.cli.provision import migrate, mqtt_credentials
+from pumpwatch.app.cli.report import report, report_schedule
 from pumpwatch.app.cli.run import run
 from pumpwatch.app.cli.users import user
 
@@ -31,5 +33,16 @@ def main() -> None:
     """pumpwatch: monitoring for sewer pump stations, treatment plants and their controllers."""
 
 
-for command in (check_config, migrate, simulate, demo, run, notify, mqtt_credentials, user):
+for command in (
+    check_config,
+    migrate,
+    simulate,
+    demo,
+    run,
+    notify,
+    mqtt_credentials,
+    user,
+    report,
+    report_schedule,
+):
     main.add_command(command)

@@ -71,6 +71,7 @@ class StationPublic(BaseModel):
     kind: str
     power_area: str | None
     location: LocationPublic | None
+    discharges_to: str | None = None  # the station its water goes to next (station config)
     status: StationStatus  # alarms/status.py: the one definition
     active_alarms: list[str]  # active and not suppressed (shelved ones included): these set the status
     suppressed_alarms: list[str]  # active but suppressed by design: listed apart, no say in the status

@@ -64,6 +64,15 @@ class CoveragePublic(BaseModel):
     rules_not_applied: list[CoverageDroppedPublic]  # rules of its kind not evaluated at this station
 
 
+class MapTilesPublic(BaseModel):
+    url: str  # a URL template with {z}, {x}, {y}
+    attribution: str
+
+
+class MapConfigPublic(BaseModel):
+    tiles: MapTilesPublic | None  # None: the schematic without tiles
+
+
 class StationPublic(BaseModel):
     id: str
     tenant: str
@@ -314,6 +323,10 @@ class KpisPublic(BaseModel):
     stale: int  # alarms active for more than 24 h at the end of the range
     top_bad_actors: list[BadActor]
     priority_mix: dict[str, int]
+    period_s: int = 600  # the periods of `per_10min`
+    flood_threshold: int = 10  # more alarms than this in one period is a flood (ISA-18.2)
+    per_10min: list[int] = []  # alarms raised in each period from `start`, oldest first
+    chattering_alarms: list[BadActor] = []  # the chattering ones, most raises first
 
 
 class Health(BaseModel):

@@ -6,14 +6,25 @@ import { esc } from "./fmt.js";
 import { current, pick, setLang, t, term } from "./i18n.js";
 import * as stream from "./stream.js";
 import { changed, onChange, state, topRole } from "./store.js";
+import * as adminView from "./views/admin.js";
 import * as alarmsView from "./views/alarms.js";
 import * as dispatchView from "./views/dispatch.js";
+import * as incidentsView from "./views/incidents.js";
+import * as kpisView from "./views/kpis.js";
+import * as mapView from "./views/map.js";
+import * as oncallView from "./views/oncall.js";
 import * as overviewView from "./views/overview.js";
 import * as stationView from "./views/station.js";
 import * as systemView from "./views/system.js";
 
 const $ = s => document.querySelector(s);
-const views = { overview: overviewView, alarms: alarmsView, dispatch: dispatchView, station: stationView, system: systemView };
+// The views by route name (#/<name>/<arg>). A new view is a module with mount(el, arg), render(what) and
+// unmount(), added here and as a link in index.html's nav; render gets the set of what changed in the
+// store ("all", "stations", "alarms", "dispatch", "connection", "clock", "tick") and redraws only its part.
+const views = {
+  overview: overviewView, map: mapView, alarms: alarmsView, incidents: incidentsView, dispatch: dispatchView,
+  oncall: oncallView, kpis: kpisView, station: stationView, system: systemView, admin: adminView,
+};
 let active = null; // {name, view, arg}
 
 function route() {
@@ -45,6 +56,10 @@ function renderHeader() {
   c.hidden = open === 0; c.textContent = open;
   const d = $("#nav-dispatch-count");
   d.hidden = !state.dispatch.count; d.textContent = state.dispatch.count || "";
+  const drill = $("#drill-banner"); // a drill under way: said on every view (state.drill, issue 18 part 2)
+  drill.hidden = !state.drill;
+  if (state.drill) drill.textContent = t("drill.banner", { name: state.drill.name || "" });
+  for (const a of document.querySelectorAll("#nav a[data-needs=admin]")) a.hidden = topRole() !== "admin";
   const u = state.user;
   $("#who").textContent = u ? `${u.display_name || u.username} (${t("role." + (topRole() || "none"))})` : "";
   $("#logout").hidden = !u;

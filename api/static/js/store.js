@@ -6,7 +6,8 @@ export const state = {
   stations: new Map(), // id -> station
   alarms: new Map(),   // id -> alarm (open ones, hidden included)
   dispatch: { data: [], count: 0, at: null },
-  statusLadder: [],    // station statuses in the server's ladder order (alarms/status.py), from the snapshot
+  statusLadder: [],
+  drill: null,         // the drill under way ({name, ...}) or null; the banner shows it (issue 18 part 2)    // station statuses in the server's ladder order (alarms/status.py), from the snapshot
   connected: false,
   lastEventAt: null,   // performance.now() of the last event from the server
   lostSince: null,

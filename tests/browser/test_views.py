@@ -79,6 +79,9 @@ async def test_map_incidents_oncall_kpis_system_admin(browser, stack: Stack, lan
         nav = [await page.inner_text(f'#nav a[data-view="{v}"]') for v in views]
         assert nav == list(words)
 
+        await page.wait_for_selector('.tile[data-station="KITA-MP-08"]', timeout=10_000)
+        await shot(page, f"overview-{lang}")
+
         # Map: Kita's 8 stations, coloured by the status the server sent; 7 discharge links, 3 power areas.
         await goto(page, "#/map")
         await page.wait_for_selector('.mk[data-station="KITA-MP-08"]', timeout=10_000)

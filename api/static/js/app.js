@@ -288,8 +288,16 @@ async function boot() {
     }
   });
   onChange(what => {
+    if (what.has("tick") && what.size === 1 && !state.drill) return; // the header shows no clock
     renderHeader();
-    if (active) active.view.render(what);
+  });
+  // The active view hears only the kinds of change it subscribes to (its `wants`; every kind if it
+  // names none), with the ids of the stations that changed.
+  onChange((what, ids) => {
+    if (!active) return;
+    const wants = active.view.wants;
+    if (wants && !what.has("all") && !wants.some(k => what.has(k))) return;
+    active.view.render(what, ids);
   });
   setInterval(() => changed("tick"), 1000); // ages and countdowns run between events
   window.__pumpwatch = state; // for the browser tests and the curious

@@ -7,6 +7,7 @@ import { t } from "../i18n.js";
 import { can, state } from "../store.js";
 
 const ROLES = ["viewer", "operator", "engineer", "admin"];
+export const wants = []; // the store's changes this view redraws on (js/app.js)
 let root = null;
 let timer = null;
 const filters = { action: "" };

@@ -8,6 +8,7 @@ import { t, term } from "../i18n.js";
 import { can, serverNow, state } from "../store.js";
 
 export const PHASES = ["report", "first_response", "restoration", "cause", "prevention", "closed"];
+export const wants = []; // the store's changes this view redraws on (js/app.js)
 let root = null;
 let timer = null;
 let showClosed = false;

@@ -7,6 +7,7 @@ import { esc, time } from "../fmt.js";
 import { t, term } from "../i18n.js";
 import { serverNow, state } from "../store.js";
 
+export const wants = []; // the store's changes this view redraws on (js/app.js)
 let root = null;
 let timer = null;
 const choice = { tenant: "", days: 1 };

@@ -10,6 +10,7 @@ import { esc, minutes, num } from "../fmt.js";
 import { t, term } from "../i18n.js";
 import { pointView, serverNow, state, stationStatus } from "../store.js";
 
+export const wants = ["stations", "dispatch", "connection", "tick"]; // the store's changes this view redraws on (js/app.js)
 let root = null;
 let map = null;
 let markers = new Map(); // station id -> {marker, el, key}

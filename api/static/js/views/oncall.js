@@ -7,6 +7,7 @@ import { esc, time } from "../fmt.js";
 import { t, term } from "../i18n.js";
 import { state } from "../store.js";
 
+export const wants = ["alarms"]; // the store's changes this view redraws on (js/app.js)
 let root = null;
 let timer = null;
 let alarmId = null;

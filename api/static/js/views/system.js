@@ -6,6 +6,7 @@ import { api } from "../api.js";
 import { esc, time } from "../fmt.js";
 import { t, term } from "../i18n.js";
 
+export const wants = []; // the store's changes this view redraws on (js/app.js)
 let root = null;
 let timer = null;
 const filters = { source: "", reason: "" };

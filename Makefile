@@ -48,9 +48,11 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
-# long runs: a 15-minute (simulated) database outage at 1 Hz, and the collector shards
+# long runs: a 15-minute (simulated) database outage at 1 Hz, the collector shards, the console's overview
+# with 10,000 stations
 soak: $(STAMP)
-	PUMPWATCH_SOAK_OUTAGE_S=900 $(BIN)/pytest -q --timeout 1800 tests/historian/test_outage.py tests/scale
+	PUMPWATCH_SOAK_OUTAGE_S=900 PUMPWATCH_CONSOLE_STATIONS=10000 $(BIN)/pytest -q --timeout 1800 -s \
+		tests/historian/test_outage.py tests/scale tests/browser/test_scale.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -25,6 +25,8 @@ class Kpis:
     stale: int
     top_bad_actors: list[tuple[str, str, int]]
     priority_mix: dict[str, int]
+    per_10min: tuple[int, ...] = ()  # alarms raised in each 10-minute period from `start` (the chart)
+    chattering_alarms: tuple[tuple[str, str, int], ...] = ()  # (station, name, raises) of the chattering
 
 
 def compute(
@@ -40,22 +42,25 @@ def compute(
     by_alarm: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     for e in raises:
         by_alarm[(e["station_id"], e["name"])].append(e["at"])
-    chattering = 0
-    for times in by_alarm.values():
+    chattering: list[tuple[str, str, int]] = []
+    for (sid, name), times in by_alarm.items():
         times.sort()
         if any(
             times[i + CHATTER_COUNT - 1] - times[i] <= CHATTER_WINDOW
             for i in range(len(times) - CHATTER_COUNT + 1)
         ):
-            chattering += 1
+            chattering.append((sid, name, len(times)))
+    chattering.sort(key=lambda c: (-c[2], c[0], c[1]))
     top = Counter({k: len(v) for k, v in by_alarm.items()}).most_common(10)
     return Kpis(
         alarms=len(raises),
         per_10min_avg=round(len(raises) / periods, 3),
         per_10min_max=max(per.values(), default=0),
         flood_share=round(sum(1 for n in per.values() if n > FLOOD) / periods, 4),
-        chattering=chattering,
+        chattering=len(chattering),
         stale=sum(1 for a in open_active if end - a["raised_at"] > STALE_AFTER),
         top_bad_actors=[(s, n, c) for (s, n), c in top],
         priority_mix=dict(Counter(e["priority"] for e in raises)),
+        per_10min=tuple(per.get(i, 0) for i in range(periods)),
+        chattering_alarms=tuple(chattering),
     )

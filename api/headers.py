@@ -9,12 +9,19 @@ from __future__ import annotations
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CSP = "; ".join(
+
+def csp(img_origins: tuple[str, ...] = ()) -> str:
+    """The policy; `img_origins`: the one kind of outside source allowed, the network map's tile server."""
+    img = " ".join(["'self'", "data:", *img_origins])  # Swagger UI's icons are data: URIs in its stylesheet
+    return _CSP.replace("img-src 'self' data:", f"img-src {img}")
+
+
+_CSP = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self' data:",  # Swagger UI's icons are data: URIs in its stylesheet
+        "img-src 'self' data:",
         "connect-src 'self'",
         "font-src 'self'",
         "object-src 'none'",
@@ -23,6 +30,7 @@ CSP = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+CSP = _CSP
 ALWAYS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -39,8 +47,9 @@ HSTS = "max-age=31536000"
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, img_origins: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.always = {**ALWAYS, "Content-Security-Policy": csp(img_origins)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +61,7 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 h = MutableHeaders(scope=message)
-                for name, value in ALWAYS.items():
+                for name, value in self.always.items():
                     h.setdefault(name, value)
                 if no_store:
                     h["Cache-Control"] = "no-store"

@@ -84,7 +84,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     # authentication, CSRF, JSON body) before any route reads the request.
     app.add_middleware(RequestGate)
     app.add_middleware(Failsafe)
-    app.add_middleware(SecurityHeaders)
+    tiles = ctx.web.tiles_origin
+    app.add_middleware(SecurityHeaders, img_origins=(tiles,) if tiles else ())
     app.add_middleware(TrustedProxies, trusted=ctx.web.trusted_proxies)
     app.state.hub = StreamHub(ctx)  # the live stream's publisher; starts with the first client
     # Every /api/v1 route is authenticated and role-checked here, in one place (api.auth.guard); routes

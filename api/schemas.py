@@ -64,6 +64,15 @@ class CoveragePublic(BaseModel):
     rules_not_applied: list[CoverageDroppedPublic]  # rules of its kind not evaluated at this station
 
 
+class MapTilesPublic(BaseModel):
+    url: str  # a URL template with {z}, {x}, {y}
+    attribution: str
+
+
+class MapConfigPublic(BaseModel):
+    tiles: MapTilesPublic | None  # None: the schematic without tiles
+
+
 class StationPublic(BaseModel):
     id: str
     tenant: str
@@ -71,6 +80,7 @@ class StationPublic(BaseModel):
     kind: str
     power_area: str | None
     location: LocationPublic | None
+    discharges_to: str | None = None  # the station its water goes to next (station config)
     status: StationStatus  # alarms/status.py: the one definition
     active_alarms: list[str]  # active and not suppressed (shelved ones included): these set the status
     suppressed_alarms: list[str]  # active but suppressed by design: listed apart, no say in the status
@@ -340,6 +350,10 @@ class KpisPublic(BaseModel):
     stale: int  # alarms active for more than 24 h at the end of the range
     top_bad_actors: list[BadActor]
     priority_mix: dict[str, int]
+    period_s: int = 600  # the periods of `per_10min`
+    flood_threshold: int = 10  # more alarms than this in one period is a flood (ISA-18.2)
+    per_10min: list[int] = []  # alarms raised in each period from `start`, oldest first
+    chattering_alarms: list[BadActor] = []  # the chattering ones, most raises first
 
 
 class Health(BaseModel):

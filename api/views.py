@@ -115,6 +115,7 @@ def build_station(
         kind=st.kind,
         power_area=st.power_area,
         location=LocationPublic(lat=st.location.lat, lon=st.location.lon) if st.location else None,
+        discharges_to=st.discharges_to,
         status=state.status,
         active_alarms=state.active_alarms,
         suppressed_alarms=state.suppressed_alarms,

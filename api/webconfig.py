@@ -26,6 +26,29 @@ class WebConfig:
     # `/metrics` on the API's port needs `Authorization: Bearer <token>`; None: not served there (the
     # collector's probe port serves it without a token)
     metrics_token: str | None = None
+    # the network map's tile server (URL template with {z}, {x}, {y}) and its attribution; None: the
+    # schematic without tiles. Its origin is the one other place the console's images may come from.
+    map_tiles_url: str | None = None
+    map_tiles_attribution: str = ""
+
+    @property
+    def tiles_origin(self) -> str | None:
+        return normalize_origin(self.map_tiles_url) if self.map_tiles_url else None
+
+
+def parse_tiles_url(value: str | None) -> str | None:
+    """A tile URL template: http(s), with {z}, {x} and {y}; '' or None: no tiles (the schematic)."""
+    url = (value or "").strip()
+    if not url:
+        return None
+    missing = [p for p in ("{z}", "{x}", "{y}") if p not in url]
+    if normalize_origin(url) is None or missing:
+        raise ValueError(
+            f"PUMPWATCH_MAP_TILES_URL {url!r} is not a tile URL template: it needs http(s)://host/… with "
+            "{z}, {x} and {y} (e.g. https://tiles.city.example/{z}/{x}/{y}.png)"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+        )
+    return url
 
 
 def parse_proxies(value: str | None) -> tuple[Network, ...]:
@@ -78,7 +101,8 @@ def parse_origins(value: str | None) -> frozenset[str]:
 
 
 def web_config(settings: Settings) -> WebConfig:
-    """The API's web settings (PUMPWATCH_TRUSTED_PROXIES, _API_ORIGINS, _API_DOCS, _METRICS_TOKEN);
+    """The API's web settings (PUMPWATCH_TRUSTED_PROXIES, _API_ORIGINS, _API_DOCS, _METRICS_TOKEN,
+    _MAP_TILES_URL, _MAP_TILES_ATTRIBUTION);
     ValueError with the reason if they do not hold together."""
     proxies = parse_proxies(settings.trusted_proxies)
     if settings.api_behind_tls_proxy and not proxies:
@@ -92,4 +116,6 @@ def web_config(settings: Settings) -> WebConfig:
         origins=parse_origins(settings.api_origins),
         docs=settings.api_docs,
         metrics_token=settings.metrics_token or None,
+        map_tiles_url=parse_tiles_url(settings.map_tiles_url),
+        map_tiles_attribution=settings.map_tiles_attribution,
     )

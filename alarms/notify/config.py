@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -284,16 +284,47 @@ class Oncall:
                 return o.person
         return rot.members[shift_index(rot, local) % len(rot.members)]
 
+    def next_change(self, rotation_id: str, at: datetime) -> tuple[datetime, str] | None:
+        """When the person on call in a rotation next changes after `at`, and who takes over (the next
+        weekly hand-over or an override's start or end, whichever comes first and names someone else);
+        None if nobody else takes over within four weeks (a rotation of one)."""
+        rot = self.rotations[rotation_id]
+        tz = self.zones[rot.tenant]
+        now_person = self.on_call(rotation_id, at)
+        local = at.astimezone(tz)
+        times: set[datetime] = set()
+        for day in range(29):
+            d = (local + timedelta(days=day)).date()
+            for h in rot.handovers:
+                wd, hm = _handover_key(h)
+                if d.weekday() == wd:
+                    times.add(datetime.combine(d, hm, tz))
+        for o in rot.overrides:
+            times.update((_aware(o.start, tz), _aware(o.end, tz)))
+        for t in sorted(x for x in times if x > at):
+            person = self.on_call(rotation_id, t)
+            if person != now_person:
+                return t, person
+        return None
+
     def targets(self, t: Target, at: datetime) -> str:
         return self.on_call(t.rotation, at) if t.rotation else t.person  # type: ignore[return-value]  # one of two
 
     def roster(self, tenant: str, at: datetime) -> list[dict[str, Any]]:
-        """Who is on call now in each rotation of a tenant."""
+        """Who is on call now in each rotation of a tenant, and who next from when."""
         out = []
         for rid, rot in self.rotations.items():
             if rot.tenant == tenant:
                 pid = self.on_call(rid, at)
-                out.append({"rotation": rid, "person": pid, "name": self.people[pid].name})
+                row: dict[str, Any] = {"rotation": rid, "person": pid, "name": self.people[pid].name}
+                nxt = self.next_change(rid, at)
+                if nxt is not None:
+                    row |= {
+                        "next_at": nxt[0].astimezone(UTC),
+                        "next_person": nxt[1],
+                        "next_name": self.people[nxt[1]].name,
+                    }
+                out.append(row)
         return out
 
 

@@ -1,5 +1,5 @@
 """What the operator console needs beyond the resource routes: one station in full (levels, pump assets
-with their age and counters, the points it can trend, its incidents)."""
+with their age and counters, the points it can trend, its incidents), and the network map's tile source."""
 
 from __future__ import annotations
 
@@ -15,13 +15,22 @@ from pumpwatch.api.auth import access
 from pumpwatch.api.deps import Ctx, CurrentUser
 from pumpwatch.api.routes.incidents import incident_public
 from pumpwatch.api.routes.stations import get_station
-from pumpwatch.api.schemas import PointInfo, PumpAsset, StationDetailPublic
+from pumpwatch.api.schemas import MapConfigPublic, MapTilesPublic, PointInfo, PumpAsset, StationDetailPublic
 from pumpwatch.core.db.schema import incident, incident_station
 
 router = APIRouter(prefix="/console", tags=["console"])
 
 # 下水道施設の標準耐用年数: pumps (ポンプ設備) 15 years, the figure asset plans compare a pump's age with.
 STANDARD_LIFE_YEARS = 15
+
+
+@router.get("/map", response_model=MapConfigPublic)
+async def map_config(ctx: Ctx, user: CurrentUser) -> MapConfigPublic:
+    """The map's tile source (PUMPWATCH_MAP_TILES_URL), or none: the console draws a schematic."""
+    w = ctx.web
+    if not w.map_tiles_url:
+        return MapConfigPublic(tiles=None)
+    return MapConfigPublic(tiles=MapTilesPublic(url=w.map_tiles_url, attribution=w.map_tiles_attribution))
 
 
 def _value(station: Any, name: str) -> Any:

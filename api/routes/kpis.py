@@ -55,4 +55,8 @@ async def alarm_kpis(
         stale=k.stale,
         top_bad_actors=[BadActor(station=s, name=n, count=c) for s, n, c in k.top_bad_actors],
         priority_mix=k.priority_mix,
+        period_s=int(kpis.PERIOD.total_seconds()),
+        flood_threshold=kpis.FLOOD,
+        per_10min=list(k.per_10min),
+        chattering_alarms=[BadActor(station=s, name=n, count=c) for s, n, c in k.chattering_alarms],
     )

@@ -106,6 +106,9 @@ class OnCallRotation(BaseModel):
     rotation: str
     person: str
     name: str
+    next_at: IsoTime | None = None  # the next hand-over to someone else (None: nobody within 4 weeks)
+    next_person: str | None = None
+    next_name: str | None = None
 
 
 class OnCallTenant(BaseModel):

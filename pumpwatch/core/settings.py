@@ -114,3 +114,8 @@ class Settings(BaseSettings):
     api_origins: str = ""  # public origins besides the one the API is reached by (a proxy rewriting Host)
     api_docs: bool = True  # /docs, Swagger UI from local files
     metrics_token: str | None = None  # /metrics on the API port needs it as a Bearer token
+    # The console's network map: a tile server's URL template (a municipality's own, e.g.
+    # https://tiles.city.example/{z}/{x}/{y}.png) and the attribution its licence asks for; unset: a
+    # schematic without tiles (the centre may have no internet)
+    map_tiles_url: str | None = None
+    map_tiles_attribution: str = ""

@@ -292,3 +292,7 @@ async def test_area_outage_incident_and_kpis(rig: Rig) -> None:
         "count": 4,
     }
     assert k["per_10min_max"] == 7 and k["flood_share"] == 0.0  # 7 ≤ 10 in the busiest 10 minutes
+    # the chart's series: one count per 10 minutes from the start, with the flood threshold beside it
+    assert k["period_s"] == 600 and k["flood_threshold"] == 10
+    assert sum(k["per_10min"]) == 7 and max(k["per_10min"]) == 7
+    assert k["chattering_alarms"] == [{"station": "KITA-MP-04", "name": "power_failure", "count": 4}]

@@ -144,3 +144,33 @@ def test_check_config_command_reports_and_exits_2(fleet_dir: Path) -> None:
     )
     assert bad.returncode == 2
     assert "stations[11].tenant: unknown tenant 'nishi'" in bad.stderr
+
+
+def test_discharges_to_links_the_network_in_both_shipped_fleets() -> None:
+    demo = load_fleet(DEMO_FLEET)
+    assert demo.stations["KITA-MP-01"].discharges_to == "KITA-MP-02"
+    assert demo.stations["KITA-MP-08"].discharges_to is None  # the end of its force main
+    city = load_fleet(DEMO_FLEET.parent / "city")
+    to = {sid: st.discharges_to for sid, st in city.stations.items()}
+    kinds = {sid: st.kind for sid, st in city.stations.items()}
+    # manhole pumps → relay station → plant; the stormwater station to the river
+    assert to["HNM-MP-001"] == "HNM-RPS-1" and to["HNM-MP-185"] == "HNM-RPS-2"
+    assert to["HNM-RPS-1"] == to["HNM-RPS-2"] == "HNM-WWTP-1"
+    assert to["YMB-MP-01"] == "YMB-WWTP-5" and to["HNM-SPS-1"] is None
+    assert all(to[s] is not None for s, k in kinds.items() if k in ("manhole_pump", "relay_pump"))
+    assert all(kinds[t] in ("relay_pump", "treatment_plant") for t in to.values() if t is not None)
+
+
+def test_discharges_to_must_name_a_station_and_never_loop(fleet_dir: Path) -> None:
+    s = fleet_dir / "stations.yaml"
+    edit(s, "discharges_to: KITA-MP-02,", "discharges_to: KITA-MP-99,")  # KITA-MP-01
+    edit(s, "discharges_to: MINAMI-MP-03,", "discharges_to: MINAMI-MP-04,")  # MINAMI-MP-02 → 04
+    edit(s, "discharges_to: MINAMI-MP-03,", "discharges_to: MINAMI-MP-02,")  # MINAMI-MP-04 → 02
+    seven = "北7丁目, type: mps-large, discharges_to: KITA-MP-0"
+    edit(s, seven + "8", seven + "7")  # KITA-MP-07 to itself
+    probs = problems_of(fleet_dir)
+    unknown = [p for p in probs if "unknown station 'KITA-MP-99'" in p]
+    assert len(unknown) == 1 and "stations.yaml:" in unknown[0] and "stations[0].discharges_to" in unknown[0]
+    assert any("KITA-MP-07 discharges to itself" in p for p in probs)
+    cycle = [p for p in probs if "makes a cycle" in p]
+    assert len(cycle) == 1 and "MINAMI-MP-02 → MINAMI-MP-04 → MINAMI-MP-02" in cycle[0], probs

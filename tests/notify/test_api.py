@@ -22,7 +22,20 @@ async def test_on_call_now_per_tenant(world: World) -> None:
     assert r.status_code == 200
     assert r.json()["tenants"] == [
         {"tenant": "centre", "rotations": []},
-        {"tenant": "kita", "rotations": [{"rotation": "kita-duty", "person": "duty1", "name": "Duty One"}]},
+        {
+            "tenant": "kita",
+            "rotations": [
+                {
+                    "rotation": "kita-duty",
+                    "person": "duty1",
+                    "name": "Duty One",
+                    # and who next, from when: Monday 09:00 in Tokyo
+                    "next_at": "2026-07-06T00:00:00+00:00",
+                    "next_person": "duty2",
+                    "next_name": "Duty Two",
+                }
+            ],
+        },
         {"tenant": "minami", "rotations": []},
     ]
     world.clock.advance(6 * 86400)  # past Monday 09:00 in Tokyo: hand-over

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -87,9 +88,23 @@ def test_rotation_hands_over_on_time_in_tokyo_and_overrides_win(tmp_path: Path, 
     assert who("2026-07-04T20:30:00+09:00") == "chief"  # override
     assert who("2026-07-05T08:00:00+09:00") == "duty2"  # override over
     assert who("2026-07-06T09:00:00+09:00") == "duty1"  # next Monday
+    tokyo = ZoneInfo("Asia/Tokyo")
     assert oc.roster("kita", datetime(2026, 7, 1, tzinfo=UTC)) == [
-        {"rotation": "kita-duty", "person": "duty1", "name": "Duty One"}
+        {
+            "rotation": "kita-duty",
+            "person": "duty1",
+            "name": "Duty One",
+            # next: the Thursday 18:00 hand-over (Tokyo)
+            "next_at": datetime(2026, 7, 2, 18, 0, tzinfo=tokyo),
+            "next_person": "duty2",
+            "next_name": "Duty Two",
+        }
     ]
+    # on Saturday evening the next change is the override's start, then its end hands back to duty2
+    nxt = oc.next_change("kita-duty", datetime.fromisoformat("2026-07-04T12:00:00+09:00"))
+    assert nxt == (datetime(2026, 7, 4, 20, 0, tzinfo=tokyo), "chief")
+    nxt = oc.next_change("kita-duty", datetime.fromisoformat("2026-07-04T21:00:00+09:00"))
+    assert nxt == (datetime(2026, 7, 5, 8, 0, tzinfo=tokyo), "duty2")
 
 
 def test_a_vendor_only_route_is_refused(tmp_path: Path, fleet: Fleet) -> None:

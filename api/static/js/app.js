@@ -6,15 +6,27 @@ import { esc } from "./fmt.js";
 import { current, pick, setLang, t, term } from "./i18n.js";
 import * as stream from "./stream.js";
 import { changed, onChange, state, topRole } from "./store.js";
+import * as adminView from "./views/admin.js";
 import * as alarmsView from "./views/alarms.js";
 import * as dispatchView from "./views/dispatch.js";
+import * as incidentsView from "./views/incidents.js";
+import * as kpisView from "./views/kpis.js";
+import * as mapView from "./views/map.js";
+import * as oncallView from "./views/oncall.js";
 import * as overviewView from "./views/overview.js";
 import * as reportsView from "./views/reports.js";
 import * as stationView from "./views/station.js";
 import * as systemView from "./views/system.js";
 
 const $ = s => document.querySelector(s);
-const views = { overview: overviewView, alarms: alarmsView, dispatch: dispatchView, station: stationView, system: systemView, reports: reportsView };
+// The views by route name (#/<name>/<arg>). A new view is a module with mount(el, arg), render(what) and
+// unmount(), added here and as a link in index.html's nav; render gets the set of what changed in the
+// store ("all", "stations", "alarms", "dispatch", "connection", "clock", "tick") and redraws only its part.
+const views = {
+  overview: overviewView, map: mapView, alarms: alarmsView, incidents: incidentsView, dispatch: dispatchView,
+  oncall: oncallView, kpis: kpisView, station: stationView, system: systemView, admin: adminView,
+  reports: reportsView,
+};
 let active = null; // {name, view, arg}
 
 function route() {
@@ -46,6 +58,10 @@ function renderHeader() {
   c.hidden = open === 0; c.textContent = open;
   const d = $("#nav-dispatch-count");
   d.hidden = !state.dispatch.count; d.textContent = state.dispatch.count || "";
+  const drill = $("#drill-banner"); // a drill under way: said on every view (state.drill, issue 18 part 2)
+  drill.hidden = !state.drill;
+  if (state.drill) drill.textContent = t("drill.banner", { name: state.drill.name || "" });
+  for (const a of document.querySelectorAll("#nav a[data-needs=admin]")) a.hidden = topRole() !== "admin";
   const u = state.user;
   $("#who").textContent = u ? `${u.display_name || u.username} (${t("role." + (topRole() || "none"))})` : "";
   $("#logout").hidden = !u;
@@ -274,11 +290,23 @@ async function boot() {
     }
   });
   onChange(what => {
+    if (what.has("tick") && what.size === 1 && !state.drill) return; // the header shows no clock
     renderHeader();
-    if (active) active.view.render(what);
+  });
+  // The active view hears only the kinds of change it subscribes to (its `wants`; every kind if it
+  // names none), with the ids of the stations that changed.
+  onChange((what, ids) => {
+    if (!active) return;
+    const wants = active.view.wants;
+    if (wants && !what.has("all") && !wants.some(k => what.has(k))) return;
+    const t0 = performance.now();
+    active.view.render(what, ids);
+    renders.push(performance.now() - t0); // the last 600 render times (ms): the scale test reads them
+    if (renders.length > 600) renders.shift();
   });
   setInterval(() => changed("tick"), 1000); // ages and countdowns run between events
   window.__pumpwatch = state; // for the browser tests and the curious
+  window.__pumpwatchRenders = renders;
   renderHeader();
   try {
     const me = await api("/auth/me");
@@ -296,4 +324,5 @@ async function boot() {
 }
 
 const heard = new Set();
+const renders = [];
 boot();

@@ -6,20 +6,33 @@ export const state = {
   stations: new Map(), // id -> station
   alarms: new Map(),   // id -> alarm (open ones, hidden included)
   dispatch: { data: [], count: 0, at: null },
-  statusLadder: [],    // station statuses in the server's ladder order (alarms/status.py), from the snapshot
+  statusLadder: [],
+  drill: null,         // the drill under way ({name, ...}) or null; the banner shows it (issue 18 part 2)    // station statuses in the server's ladder order (alarms/status.py), from the snapshot
   connected: false,
   lastEventAt: null,   // performance.now() of the last event from the server
   lostSince: null,
 };
 
 const listeners = new Set();
+// fn(what, stations): `what` the kinds of change since the last frame ("all", "stations", "alarms",
+// "dispatch", "connection", "clock", "tick"), `stations` the ids of the stations that changed.
 export function onChange(fn) { listeners.add(fn); return () => listeners.delete(fn); }
+// A view's subscription: fn runs only for the kinds it names (and "all"), with the changed station ids.
+export function subscribe(kinds, fn) {
+  const wanted = new Set([...kinds, "all"]);
+  return onChange((what, ids) => { for (const k of what) if (wanted.has(k)) { fn(what, ids); return; } });
+}
 let pending = null;
+let dirty = new Set(); // station ids changed since the last frame
 // Many events arrive in bursts: views redraw at most once per animation frame.
 export function changed(what) {
   if (pending) { pending.add(what); return; }
   pending = new Set([what]);
-  requestAnimationFrame(() => { const p = pending; pending = null; listeners.forEach(fn => fn(p)); });
+  requestAnimationFrame(() => {
+    const p = pending, d = dirty;
+    pending = null; dirty = new Set();
+    listeners.forEach(fn => fn(p, d));
+  });
 }
 
 // Server clock: the last server time seen plus local time since, at the rate the server clock runs.
@@ -100,5 +113,5 @@ export function applyAlarm(a) {
   changed("alarms");
 }
 
-export function applyStation(s) { state.stations.set(s.id, s); changed("stations"); }
+export function applyStation(s) { state.stations.set(s.id, s); dirty.add(s.id); changed("stations"); }
 export function applyDispatch(d) { syncClock(d.at); state.dispatch = d; changed("dispatch"); }

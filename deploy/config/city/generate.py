@@ -105,7 +105,7 @@ MPS_TYPES = {
 POPULATION = {"mps-small": (80, 220), "mps-ref": (200, 600), "mps-large": (500, 1400)}
 
 
-def mps(sid: str, tenant: str, name: str, area: str, lat: float, lon: float) -> dict:
+def mps(sid: str, tenant: str, name: str, area: str, lat: float, lon: float, to: str) -> dict:
     t = rng.choices(list(MPS_TYPES), weights=(3, 5, 2))[0]
     lo, hi = POPULATION[t]
     year = rng.randint(1995, 2022)
@@ -116,6 +116,7 @@ def mps(sid: str, tenant: str, name: str, area: str, lat: float, lon: float) -> 
         "type": t,
         "power_area": area,
         "location": {"lat": round(lat, 5), "lon": round(lon, 5)},
+        "discharges_to": to,
         "catchment": {"population": rng.randint(lo, hi)},
         "pumps": [dict(p, install_year=year) for p in MPS_TYPES[t]["pumps"]],
     }
@@ -149,6 +150,7 @@ def main() -> None:
             f"hnm-feeder-{(i - 1) // 24 + 1}",
             35.30 + (i % 20) * 0.004,
             136.90 + (i // 20) * 0.004,
+            "HNM-RPS-1" if i <= 92 else "HNM-RPS-2",  # the force mains of the west and the east half
         )
         for i in range(1, 186)
     ]
@@ -160,6 +162,7 @@ def main() -> None:
             f"ymb-feeder-{1 if i <= 12 else 2}",
             35.80 + i * 0.003,
             137.40 + i * 0.002,
+            "YMB-WWTP-5",
         )
         for i in range(1, 24)
     ]
@@ -172,6 +175,7 @@ def main() -> None:
             "kind": "relay_pump",
             "power_area": "hnm-feeder-2",
             "location": {"lat": 35.33, "lon": 136.93},
+            "discharges_to": "HNM-WWTP-1",  # the main plant
             "wet_well": {"area_m2": 30.0},
             "levels": {
                 "lwl_m": 0.8,
@@ -222,6 +226,7 @@ def main() -> None:
             "kind": "relay_pump",
             "power_area": "hnm-feeder-6",
             "location": {"lat": 35.36, "lon": 136.95},
+            "discharges_to": "HNM-WWTP-1",  # the main plant
             "wet_well": {"area_m2": 16.0},
             "levels": {
                 "lwl_m": 0.6,
@@ -265,6 +270,7 @@ def main() -> None:
             "kind": "stormwater_pump",
             "power_area": "hnm-feeder-1",
             "location": {"lat": 35.29, "lon": 136.89},
+            "discharges_to": None,  # to the river
             "wet_well": {"area_m2": 120.0},
             "levels": {
                 "lwl_m": 0.8,
@@ -291,13 +297,13 @@ def main() -> None:
             "drainage": {"area_ha": 40.0, "runoff_coefficient": 0.6},
         },
     ]
-    for i, (tenant, name, flow) in enumerate(
+    for i, (tenant, name, flow, lat, lon) in enumerate(
         [
-            ("hanamizu", "花水浄化センター", 16000),
-            ("hanamizu", "花水東処理場", 4000),
-            ("hanamizu", "花水北処理場", 2500),
-            ("hanamizu", "花水南処理場", 1500),
-            ("yamabe", "山辺浄化センター", 900),
+            ("hanamizu", "花水浄化センター", 16000, 35.32, 136.97),
+            ("hanamizu", "花水東処理場", 4000, 35.35, 137.00),
+            ("hanamizu", "花水北処理場", 2500, 35.40, 136.93),
+            ("hanamizu", "花水南処理場", 1500, 35.27, 136.93),
+            ("yamabe", "山辺浄化センター", 900, 35.79, 137.38),
         ],
         start=1,
     ):
@@ -309,6 +315,7 @@ def main() -> None:
                 "name": name,
                 "kind": "treatment_plant",
                 "power_area": f"{prefix.lower()}-feeder-{i}",
+                "location": {"lat": lat, "lon": lon},
                 "plant": {"design_flow_m3_d": flow},
             }
         )

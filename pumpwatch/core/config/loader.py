@@ -146,6 +146,34 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _discharge_problems(
+    stations: dict[str, StationConfig], where: dict[str, str], broken: set[str]
+) -> list[str]:
+    """`discharges_to` names a station of the fleet, never itself, and following it never comes back
+    (water runs downhill to a plant or a river): one problem per unknown target and per cycle."""
+    problems: list[str] = []
+    for sid, w in where.items():
+        target = stations[sid].discharges_to
+        if target == sid:
+            problems.append(f"{w}: station {sid} discharges to itself")
+        elif target not in stations and target not in broken:
+            problems.append(f"{w}: station {sid} discharges to unknown station {target!r}")
+    seen: set[str] = set()
+    for start in sorted(where):
+        path: list[str] = []
+        sid: str | None = start
+        while sid is not None and sid in stations and sid not in seen and sid not in path:
+            path.append(sid)
+            sid = stations[sid].discharges_to
+        if sid is not None and sid in path and sid != path[-1]:  # a loop (itself is reported above)
+            loop = path[path.index(sid) :]
+            problems.append(
+                f"{where[loop[0]]}: `discharges_to` makes a cycle: {' → '.join([*loop, loop[0]])}"
+            )
+        seen.update(path)
+    return problems
+
+
 def load_fleet(fleet_path: str | Path) -> Fleet:
     fleet_path = Path(fleet_path)
     if fleet_path.is_dir():
@@ -202,6 +230,7 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
     stations: dict[str, StationConfig] = {}
     station_where: dict[str, str] = {}
     waiver_where: dict[str, list[str]] = {}
+    discharge_where: dict[str, str] = {}
     for path in _files(root, ff.stations, "stations", problems, fleet_path):
         loc = load_yaml(path)
         sf = _validate(StationsFile, loc, (), problems)
@@ -243,6 +272,9 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
             waiver_where[st.id] = [loc.where((*wbase, "waivers", j)) for j in range(len(st.waivers))]
             if st.tenant not in tenants:
                 problems.append(f"{loc.where((*base, 'tenant'))}: unknown tenant {st.tenant!r}")
+            if st.discharges_to is not None:
+                discharge_where[st.id] = loc.where((*base, "discharges_to"))
+    problems.extend(_discharge_problems(stations, discharge_where, broken))
 
     controllers: dict[str, AnyController] = {}
     endpoints: dict[tuple[str, ...], str] = {}

@@ -495,6 +495,9 @@ class StationConfig(Strict):
     type: Ident | None = None  # the station type (template) it was built from
     power_area: str | None = None
     location: Location | None = None
+    # Where this station's water goes next: a manhole pump to a relay station, a relay station to a plant
+    # (the id of another station of the fleet); None: to a river, the sea, or outside the fleet.
+    discharges_to: Ident | None = None
     wet_well: WetWell | None = None
     levels: Levels | None = None
     upstream: UpstreamStorage = Field(default_factory=UpstreamStorage)

@@ -74,6 +74,8 @@ export function alarmRows(list, { station = true } = {}) {
         acts.push(`<button data-act="shelve" data-id="${a.id}">${t("alarms.shelve")}</button>`);
       if (operator && a.shelve_kind) acts.push(`<button data-act="unshelve" data-id="${a.id}">${t("alarms.unshelve")}</button>`);
       if (operator && a.latched && !a.active) acts.push(`<button data-act="reset" data-id="${a.id}">${t("alarms.reset")}</button>`);
+      acts.push(`<a class="deliveries" href="#/oncall/${a.id}">${t("alarms.deliveries")}</a>`);
+      if (a.incident_id) acts.push(`<a class="incident" href="#/incidents/${a.incident_id}">${t("alarms.incident", { id: a.incident_id })}</a>`);
       const extra = [];
       if (a.acked_by) extra.push(t("alarms.acked_by", { who: a.acked_by, at: time(a.acked_at) }));
       if (a.shelve_kind) extra.push(t("alarms.shelved_info", { who: a.shelved_by || "", until: time(a.shelved_until), why: a.shelve_reason || "" }));

@@ -1,19 +1,24 @@
-// System view (the monitoring centre's staff): the system alarms, the historian and its spool, rejected
-// input per source and reason (with what the bound dropped), and the newest dead letters. Refreshed every
-// 10 s; dead letters are for the centre's operators only (a payload may be any municipality's).
+// System view (the monitoring centre's staff): the system alarms, the collector shards' heartbeats, the
+// historian (its lag) and its spool, the notifier's backlog, rejected input per source and reason (with
+// what the bound dropped), and the newest dead letters. Refreshed every 10 s, each part rewritten only when
+// it changed; dead letters are for the centre's operators only (a payload may be any municipality's).
 import { api } from "../api.js";
 import { esc, time } from "../fmt.js";
 import { t, term } from "../i18n.js";
 
+export const wants = []; // the store's changes this view redraws on (js/app.js)
 let root = null;
 let timer = null;
 const filters = { source: "", reason: "" };
 
 export function mount(el) {
   root = el;
+  for (const k of Object.keys(drawn)) delete drawn[k];
   root.innerHTML = `
     <div class="panel"><h2>${t("system.alarms")}</h2><div id="sy-alarms"><p class="muted">${t("common.loading")}</p></div></div>
+    <div class="panel"><h2>${t("system.shards")}</h2><div id="sy-shards"></div></div>
     <div class="panel"><h2>${t("system.storage")}</h2><div id="sy-storage"></div></div>
+    <div class="panel"><h2>${t("system.notifier")}</h2><div id="sy-notifier"></div></div>
     <div class="panel"><h2>${t("system.rejections")}</h2><p class="hint">${t("system.rejections_hint")}</p><div id="sy-counts"></div></div>
     <div class="panel"><h2>${t("system.dead_letters")}</h2>
       <div class="filters">
@@ -36,6 +41,35 @@ export function unmount() {
 }
 
 export function render() { /* redrawn by its own refresh, not per live event */ }
+
+const drawn = {};
+function put(id, html) {
+  const el = root && root.querySelector(id);
+  if (!el || drawn[id] === html) return;
+  drawn[id] = html;
+  el.innerHTML = html;
+}
+
+function shardsHtml(list) {
+  if (!list.length) return `<p class="muted">${t("system.no_shards")}</p>`;
+  if (list[0].error) return `<p class="error">${esc(list[0].error)}</p>`;
+  return table(
+    [t("system.shard"), t("alarms.state"), t("system.heartbeat"), t("system.host"), t("system.stations"), t("system.polls"), t("system.spool")],
+    list.map(r => [
+      `${esc(r.shard)}/${esc(r.shard_count)}`,
+      r.alive ? `<span class="badge st-normal">${t("system.alive")}</span>` : `<span class="badge st-alarm">${t("system.dead")}</span>`,
+      t("system.ago", { s: r.age_s != null ? Math.round(r.age_s) : "?" }),
+      `${esc(r.host || "")} <span class="muted">pid ${esc(r.pid ?? "")}</span>`,
+      esc(r.stations ?? ""),
+      `${esc(r.polls ?? "")}${r.late_polls ? ` <span class="error">(${t("system.late", { n: r.late_polls })})</span>` : ""}`,
+      `${esc(r.spool_rows ?? 0)} · ${esc(r.historian_state || "")}`,
+    ]));
+}
+
+function notifierHtml(n) {
+  return `<p><span class="badge ${n.running ? "st-normal" : "st-alarm"}">${n.running ? t("system.running") : t("system.not_running")}</span>
+    ${t("system.notifier_counts", { events: n.events, queued: n.queued_items, outbox: n.outbox, escalations: n.escalations })}</p>`;
+}
 
 function table(head, rows) {
   return `<table class="stack"><thead><tr>${head.map(h => `<th>${h}</th>`).join("")}</tr></thead><tbody>
@@ -95,18 +129,25 @@ async function load() {
   try {
     const s = await api("/system/status");
     if (!root) return;
-    el("#sy-alarms").innerHTML = alarmsHtml(s.system_alarms);
-    el("#sy-storage").innerHTML = storageHtml(s.process || {});
-    el("#sy-counts").innerHTML = countsHtml(s.rejections.by_source || {});
+    put("#sy-alarms", alarmsHtml(s.system_alarms));
+    put("#sy-shards", shardsHtml(s.shards || []));
+    put("#sy-storage", storageHtml(s.process || {}));
+    put("#sy-counts", countsHtml(s.rejections.by_source || {}));
   } catch (err) {
     if (root) el("#sy-alarms").textContent = `${t("common.error")}: ${err.message}`;
+  }
+  try {
+    put("#sy-notifier", notifierHtml(await api("/notify/status")));
+  } catch (err) {
+    const why = { 404: t("system.no_notifier"), 403: t("system.notifier_forbidden") }[err.status];
+    put("#sy-notifier", `<p class="${why ? "muted" : "error"}">${esc(why || `${t("common.error")}: ${err.message}`)}</p>`);
   }
   try {
     const q = new URLSearchParams({ limit: "100" });
     if (filters.source) q.set("source", filters.source);
     if (filters.reason) q.set("reason", filters.reason);
     const d = await api(`/system/dead-letters?${q}`);
-    if (root) el("#sy-letters").innerHTML = lettersHtml(d);
+    put("#sy-letters", lettersHtml(d));
   } catch (err) {
     if (root) el("#sy-letters").textContent = err.status === 403 ? t("system.letters_forbidden") : `${t("common.error")}: ${err.message}`;
   }

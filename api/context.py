@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -25,6 +25,14 @@ from pumpwatch.core.config import Fleet
 from pumpwatch.core.db import rls
 from pumpwatch.core.live import LiveSnapshot
 from pumpwatch.core.sample import Quality, Sample
+
+
+class DrillControl(Protocol):
+    """The drill engine of a simulated fleet in this process (`pumpwatch.app.drills.DrillRunner`)."""
+
+    async def start(self, text: str, actor: str | None) -> int: ...
+
+    async def stop(self, drill_id: int, actor: str | None) -> bool: ...
 
 
 @dataclass
@@ -54,6 +62,7 @@ class ApiContext:
     # the system alarms active in this process's system monitor (None, or a None answer: no monitor here)
     system_alarms: Callable[[], list[dict] | None] | None = None
     rejections: Any = None  # pumpwatch.core.rejections.RejectionLog of an in-process collector
+    drills: DrillControl | None = None  # None: no simulated fleet here, so no drill can start
     web: WebConfig = field(default_factory=WebConfig)  # proxies, origins, body limit, docs, metrics
     # API requests refused before a route ran, by reason (api/gate.py, api/failsafe.py): /metrics
     request_rejections: RejectionCounts = field(default_factory=RejectionCounts)

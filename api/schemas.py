@@ -186,6 +186,7 @@ class AlarmPublic(BaseModel):
     # the rule's input is not good (stale, comm_loss, bad_value, ...) since then: the alarm holds its state
     input_not_good_since: IsoTime | None = None
     input_quality: str | None = None
+    drill_id: int | None = None  # raised during this drill (not a real event)
 
 
 class AlarmsPublic(BaseModel):
@@ -224,6 +225,7 @@ class JournalEntryPublic(BaseModel):
     actor: str | None
     detail: str | None
     value: float | None
+    drill_id: int | None = None  # the alarm was raised during this drill
 
 
 class JournalPublic(BaseModel):
@@ -260,6 +262,7 @@ class IncidentPublic(BaseModel):
     stations: list[IncidentStationPublic] | None = None
     notes: list[IncidentNotePublic] | None = None
     alarm_ids: list[int] | None = None
+    drill_id: int | None = None  # opened during this drill
 
 
 class IncidentsPublic(BaseModel):
@@ -323,7 +326,7 @@ class Health(BaseModel):
 
 # --- accounts -------------------------------------------------------------------------------------------
 
-RoleName = Literal["viewer", "operator", "engineer", "admin"]
+RoleName = Literal["viewer", "operator", "trainer", "engineer", "admin"]
 
 
 class LoginRequest(RequestModel):
@@ -499,3 +502,46 @@ class DeadLettersPublic(BaseModel):
     next_before_id: int | None  # pass as before_id for the next (older) page
     keep_per_source: int | None  # the bound (None: no collector in this process to say)
     totals: list[RejectionCountPublic]
+
+
+# --- drills (issue 18) ------------------------------------------------------------------------------------
+
+
+class DrillStart(RequestModel):
+    scenario: str = Field(min_length=1, max_length=200_000, description="the scenario file (YAML)")
+
+
+class DrillPublic(BaseModel):
+    id: int
+    tenant: str
+    name: str
+    title: str
+    notify: str
+    contacts: list[str]
+    started_at: IsoTime
+    started_by: str | None
+    ends_at: IsoTime
+    stopped_at: IsoTime | None
+    stopped_by: str | None
+    outcome: str | None
+    running: bool
+
+
+class DrillsPublic(BaseModel):
+    data: list[DrillPublic]
+    count: int
+
+
+class DrillProblems(BaseModel):
+    detail: str
+    problems: list[str]
+
+
+class DrillReportPublic(BaseModel):
+    drill: DrillPublic
+    timeline: list[dict[str, Any]]  # start, faults, simulated spills, stop (drill_event)
+    alarms: list[dict[str, Any]]  # raised when, acknowledged by whom and after how long
+    incidents: list[dict[str, Any]]
+    dispatch: list[dict[str, Any]]  # each assignment: who, when, arrival against the station's spill
+    spills: list[dict[str, Any]]  # each simulated spill, and whether a resource was there before it
+    summary: dict[str, Any]

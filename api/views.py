@@ -49,6 +49,7 @@ def alarm_public(r: dict[str, Any], now: datetime) -> AlarmPublic:
         incident_id=r["incident_id"],
         input_not_good_since=r.get("input_not_good_since"),
         input_quality=r.get("input_quality"),
+        drill_id=r.get("drill_id"),
     )
 
 

@@ -127,6 +127,7 @@ def _entry(r: dict[str, Any]) -> JournalEntryPublic:
         actor=r["actor"],
         detail=r["detail"],
         value=r["value"],
+        drill_id=r.get("drill_id"),
     )
 
 

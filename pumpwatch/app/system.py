@@ -40,6 +40,7 @@ from pumpwatch.alarms.system_monitor import (
 from pumpwatch.api.auth.config import AuthConfig
 from pumpwatch.api.context import ApiContext
 from pumpwatch.api.webconfig import WebConfig
+from pumpwatch.app.drills import DrillRunner
 from pumpwatch.app.metrics import registry_for
 from pumpwatch.collector.field_write import FieldWriter
 from pumpwatch.collector.fleet import build_modbus_sources, build_mqtt_ingest
@@ -96,6 +97,7 @@ class System:
     # from `historian_features`.
     historian_problems: list[str] = field(default_factory=list)
     rejections: RejectionLog | None = None  # rejected input of this process's sources, counted and kept
+    drills: DrillRunner | None = None  # the drill engine on a simulated fleet (pumpwatch demo)
     dead_letter_keep: int = 1000  # dead letters kept per source (the newest)
     monitor: SystemMonitor | None = None  # system alarms of the centre, in a collector process
     _notifier_seen: tuple[float, datetime | None] | None = None  # (read at, newest notifier heartbeat)
@@ -438,6 +440,7 @@ class System:
             active_alarms=self._active_alarms,
             system_alarms=self.system_alarms,
             rejections=self.rejections,
+            drills=self.drills,
         )
 
     def _active_alarms(self) -> dict[str, list[dict]] | None:

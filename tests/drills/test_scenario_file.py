@@ -29,7 +29,7 @@ def fleet():
 @pytest.mark.parametrize("name", ["lightning-night", "typhoon", "failed-level-sensor"])
 def test_examples_validate_against_the_demo_fleet(fleet, name):
     s = load_scenario(SCENARIOS / f"{name}.yaml", fleet)
-    assert s.name == name and s.tenants == ["kita"] and s.events
+    assert s.name == name and s.tenant == "kita" and s.events
     assert compile_scenario(s, T0).changes
 
 
@@ -46,7 +46,7 @@ def test_bad_durations_say_the_forms(bad):
         parse_duration(bad)
 
 
-HEAD = "name: t\ntitle: T\ntenants: [kita]\nevents:\n"
+HEAD = "name: t\ntitle: T\ntenant: kita\nevents:\n"
 
 
 def problems(text: str, fleet=None) -> list[str]:

@@ -39,8 +39,8 @@ export function serverNow() {
   return clock.server + (performance.now() - clock.local) * clock.rate;
 }
 
-// Roles, lowest first (CONTRACT: viewer < operator < engineer < admin).
-const ROLES = ["viewer", "operator", "engineer", "admin"];
+// Roles, lowest first (CONTRACT: viewer < operator < trainer < engineer < admin).
+const ROLES = ["viewer", "operator", "trainer", "engineer", "admin"];
 export function can(role, tenant) {
   const u = state.user;
   if (!u) return false;

@@ -1,7 +1,9 @@
 """The `pumpwatch` command line: the click group and its commands, one module per job.
 
 - `run.py`: `pumpwatch run` and the process lifecycle every command that runs the System shares;
-- `demo.py`: `pumpwatch demo` (loopback only, a private Mosquitto when the fleet needs one), `simulate`;
+- `demo.py`: `pumpwatch demo` (loopback only, a private Mosquitto when the fleet needs one; `--scenario`
+  runs a drill), `simulate`;
+- `drill.py`: `pumpwatch drill check | run | stop | report` (drills through a running demo's API);
 - `checks.py`: `pumpwatch check-config`;
 - `provision.py`: `pumpwatch migrate`, `mqtt-credentials`;
 - `notify.py`: `pumpwatch notify run | test`;
@@ -17,6 +19,7 @@ import click
 
 from pumpwatch.app.cli.checks import check_config
 from pumpwatch.app.cli.demo import demo, simulate
+from pumpwatch.app.cli.drill import drill
 from pumpwatch.app.cli.notify import notify
 from pumpwatch.app.cli.provision import migrate, mqtt_credentials
 from pumpwatch.app.cli.run import run
@@ -31,5 +34,5 @@ def main() -> None:
     """pumpwatch: monitoring for sewer pump stations, treatment plants and their controllers."""
 
 
-for command in (check_config, migrate, simulate, demo, run, notify, mqtt_credentials, user):
+for command in (check_config, migrate, simulate, demo, drill, run, notify, mqtt_credentials, user):
     main.add_command(command)

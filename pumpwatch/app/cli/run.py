@@ -24,13 +24,16 @@ from pumpwatch.app.cli.common import (
     setup_logging,
     until_signal,
 )
+from pumpwatch.app.drills import DrillRunner
 from pumpwatch.app.policy import api_refusals
 from pumpwatch.app.serve import serve_api, serve_probes
 from pumpwatch.app.system import System
 from pumpwatch.core.clock import Clock, SystemClock
 from pumpwatch.core.config import ConfigError, Fleet
+from pumpwatch.core.drills import DrillConflict
 from pumpwatch.core.settings import Settings
 from pumpwatch.core.sharding import parse_shard
+from pumpwatch.simulators.fleet import SimulatedFleet
 
 
 async def run_system(
@@ -47,7 +50,11 @@ async def run_system(
     spool_capacity_mb: int = 4096,
     shard: str | None = None,
     probe: tuple[str, int] | None = None,
+    sim: SimulatedFleet | None = None,
+    scenario: Path | None = None,
 ) -> None:
+    """Run the System. With `sim` (the demo's simulated fleet) the drill engine runs too, and starts the
+    drill in `scenario` once everything is up."""
     try:
         system = await System.prepare(
             f,
@@ -68,6 +75,7 @@ async def run_system(
     system.heartbeat_interval_s = settings.heartbeat_interval_s
     system.dead_letter_keep = settings.dead_letter_keep
     system.spool_capacity_bytes = spool_capacity_mb * 1024**2
+    drill_task: asyncio.Task[None] | None = None
     try:
         if demo:
             made = await asyncio.to_thread(seed_demo_users, system.engine, sorted(f.tenants))
@@ -95,6 +103,16 @@ async def run_system(
             log.info("on-call notification running (%s)", f.oncall)
         if collect and system.shard is not None:
             log.info("shard %s: %d stations", system.shard, system.station_count())
+        if sim is not None:
+            system.drills = DrillRunner(sim, clock, system.engine, f)
+            drill_task = asyncio.create_task(system.drills.run(), name="pumpwatch.drills")
+            if scenario is not None:
+                try:
+                    text = await asyncio.to_thread(scenario.read_text, encoding="utf-8")
+                    did = await system.drills.start(text, "pumpwatch demo --scenario", name=str(scenario))
+                except (ConfigError, OSError, DrillConflict) as exc:
+                    raise click.ClickException(f"drill {scenario}: {exc}") from None
+                log.warning("drill %d from %s is running: the console shows DRILL", did, scenario)
         if api is not None:
             ctx = system.api_context(in_process_live=collect, auth=auth_config(settings, demo=demo), web=web)
             tls = settings.api_ssl_certfile is not None
@@ -108,6 +126,10 @@ async def run_system(
         else:
             await until_signal()
     finally:
+        if drill_task is not None:
+            drill_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drill_task
         log.info("stopping: storing what was read")
         await system.stop()
         log.info("stopped")

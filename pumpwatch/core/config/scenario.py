@@ -3,7 +3,7 @@
 
     name: lightning-night
     title: Lightning night on Kita feeder 1
-    tenants: [kita]                 # whose stations and consoles are in the drill
+    tenant: kita                    # whose stations and consoles are in the drill (one tenant)
     duration: 90m                   # the drill ends then (default: 10 min after the last event)
     notify: drill_contacts          # drill_contacts (default) | normal (the tenants' usual on-call)
     drill_contacts: [sato]          # on-call people (oncall.yaml) told about the drill's alarms
@@ -230,7 +230,7 @@ class Scenario(Strict):
     title: Annotated[str, Field(min_length=1, max_length=200)]
     description: Annotated[str, Field(max_length=4000)] = ""
     fleet: str | None = None  # the fleet it was written for (informative; the stations are checked)
-    tenants: list[Ident] = Field(min_length=1)
+    tenant: Ident
     duration: Duration | None = None
     notify: Literal["drill_contacts", "normal"] = "drill_contacts"
     drill_contacts: list[Ident] = Field(default_factory=list)
@@ -260,7 +260,7 @@ def _problems(located: Located, exc: ValidationError) -> list[str]:
 
 def _validate(located: Located) -> Scenario:
     if not isinstance(located.data, dict):
-        raise ConfigError([f"{located.path}: expected a mapping with name, title, tenants, events"])
+        raise ConfigError([f"{located.path}: expected a mapping with name, title, tenant, events"])
     try:
         return Scenario.model_validate(located.data)
     except ValidationError as exc:
@@ -296,9 +296,8 @@ def check_against_fleet(scenario: Scenario, fleet: Any, located: Located | None 
     def where(*keys: str | int) -> str:
         return located.where(keys) if located is not None else ".".join(map(str, keys))
 
-    for i, t in enumerate(scenario.tenants):
-        if t not in fleet.tenants:
-            problems.append(f"{where('tenants', i)}: unknown tenant {t!r} (fleet {fleet.name!r})")
+    if scenario.tenant not in fleet.tenants:
+        problems.append(f"{where('tenant')}: unknown tenant {scenario.tenant!r} (fleet {fleet.name!r})")
     areas = {s.power_area for s in fleet.stations.values() if s.power_area}
 
     def station(keys: tuple[str | int, ...], sid: str, kinds: frozenset[str] | None, what: str) -> Any:
@@ -306,10 +305,10 @@ def check_against_fleet(scenario: Scenario, fleet: Any, located: Located | None 
         if st is None:
             problems.append(f"{where(*keys)}: unknown station {sid!r} (fleet {fleet.name!r})")
             return None
-        if st.tenant not in scenario.tenants:
+        if st.tenant != scenario.tenant:
             problems.append(
-                f"{where(*keys)}: station {sid} belongs to tenant {st.tenant!r}, not in the drill's "
-                f"tenants ({', '.join(scenario.tenants)})"
+                f"{where(*keys)}: station {sid} belongs to tenant {st.tenant!r}, not to the drill's "
+                f"({scenario.tenant!r})"
             )
         if kinds is not None and st.kind not in kinds:
             problems.append(f"{where(*keys)}: station {sid} is a {st.kind}: it has no {what}")
@@ -327,8 +326,7 @@ def check_against_fleet(scenario: Scenario, fleet: Any, located: Located | None 
                         f"(known: {', '.join(sorted(areas)) or 'none'})"
                     )
                 elif not any(
-                    s.power_area == spec.area and s.tenant in scenario.tenants
-                    for s in fleet.stations.values()
+                    s.power_area == spec.area and s.tenant == scenario.tenant for s in fleet.stations.values()
                 ):
                     problems.append(
                         f"{where(*base, 'area')}: no station of the drill's tenants in {spec.area}"

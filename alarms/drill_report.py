@@ -4,7 +4,8 @@ decision against the simulated spill it was meant to prevent.
 Everything comes from the database (the drill's journal, the alarms and incidents marked with its id, the
 resource assignments made while it ran), so the report reads the same in any process and after a restart.
 A station "spilled" in the drill when the simulator's wet well reached its spill level (the drill engine
-journals it as `spill`); a resource is in time when it was on site (or, not there yet, due) before that.
+journals it as `spill`); a resource is in time when it was on site (or, not there yet, due) before that,
+or, where the station did not spill, before the spill its time to overflow promised when it was sent.
 """
 
 from __future__ import annotations
@@ -105,11 +106,13 @@ def drill_report(engine: Engine, drill_id: int, now: datetime) -> dict[str, Any]
         ev = events.get(a["id"], {})
         on_site = ev.get("on_site")
         arrival = on_site or to_utc(a["eta_at"])
-        spill = spills.get(a["station_id"])
-        if spill is None:
-            verdict = "no_spill"
-        elif arrival <= spill:
-            verdict = "in_time"
+        spill = spills.get(a["station_id"])  # the simulated truth, when it spilled
+        expected = to_utc(a["spill_expected_at"]) if a["spill_expected_at"] else None
+        against = spill or expected
+        if against is None:
+            verdict = "no_spill_expected"
+        elif arrival <= against:
+            verdict = "in_time"  # before the spill (or before the expected one, which then did not come)
         else:
             verdict = "too_late"
         dispatch.append(
@@ -126,7 +129,8 @@ def drill_report(engine: Engine, drill_id: int, now: datetime) -> dict[str, Any]
                 "returned_at": ev.get("returned"),
                 "state": a["state"],
                 "spill_at": spill,
-                "margin_s": _s(arrival, spill) if spill is not None else None,
+                "spill_expected_at": expected,
+                "margin_s": _s(arrival, against) if against is not None else None,
                 "verdict": verdict,
             }
         )

@@ -42,6 +42,9 @@ from pumpwatch.api.routes import (
     tenants,
     users,
 )
+from pumpwatch.api.routes import (
+    resources as resource_routes,
+)
 from pumpwatch.api.schemas import Detail
 from pumpwatch.api.streamhub import StreamHub
 from pumpwatch.core.audit import AuditUnavailable
@@ -100,6 +103,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         incidents.router,
         drills.router,
         dispatch.router,
+        resource_routes.router,
         kpis.router,
         stream.router,
         console.router,

@@ -275,6 +275,20 @@ class IncidentNoteCreate(RequestModel):
     phase: Literal["report", "first_response", "restoration", "cause", "prevention", "closed"] | None = None
 
 
+class AssignedResource(BaseModel):
+    assignment_id: int
+    resource: str
+    kind: str  # generator | vacuum_truck
+    name: str
+    capacity: str  # "25 kVA", "4 m³"
+    state: str  # dispatched | on_site | running
+    assigned_at: IsoTime
+    assigned_by: str | None
+    eta_at: IsoTime
+    arrives_in_min: float  # 0 once on site
+    late: bool  # arrives after the estimated spill
+
+
 class DispatchEntry(BaseModel):
     rank: int
     station: str
@@ -290,6 +304,9 @@ class DispatchEntry(BaseModel):
     spill_at: IsoTime | None
     inflow_m3_min: float | None
     incident_id: int | None
+    # mobile resources sent here, and whether each arrives before the estimated spill (`late`: it does not)
+    resources: list[AssignedResource] = Field(default_factory=list)
+    late: bool = False  # no resource sent here arrives before the spill (None sent: False)
 
 
 class DispatchPublic(BaseModel):
@@ -545,3 +562,44 @@ class DrillReportPublic(BaseModel):
     dispatch: list[dict[str, Any]]  # each assignment: who, when, arrival against the station's spill
     spills: list[dict[str, Any]]  # each simulated spill, and whether a resource was there before it
     summary: dict[str, Any]
+
+
+# --- mobile resources (issue 18 part 5) -----------------------------------------------------------------
+
+
+class ResourcePublic(BaseModel):
+    id: str
+    tenant: str
+    kind: str
+    name: str
+    capacity: str
+    kva: float | None
+    m3: float | None
+    base: str
+    base_name: str
+    position: LocationPublic | None  # last known position, or the base's
+    assignment: AssignedResource | None  # where it is sent now
+    station: str | None  # the station of that assignment
+
+
+class ResourcesPublic(BaseModel):
+    data: list[ResourcePublic]
+    count: int
+
+
+class AssignRequest(RequestModel):
+    station: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class AssignmentState(RequestModel):
+    state: Literal["on_site", "running", "returned"]
+
+
+class AssignmentPublic(BaseModel):
+    id: int
+    resource: str
+    station: str
+    state: str
+    eta_at: IsoTime | None = None
+    travel_s: float | None = None
+    estimate: str | None = None  # how the travel time was estimated

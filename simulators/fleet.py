@@ -117,7 +117,11 @@ class SimulatedFleet:
 
     def station_seed(self, station_id: str) -> int:
         """A stable per-station seed (the same in every run and process, unlike `hash`)."""
-        return zlib.crc32(f"{self.seed}:{station_id}".encode())
+        return self.station_seed_of(self.seed, station_id)
+
+    @staticmethod
+    def station_seed_of(seed: int, station_id: str) -> int:
+        return zlib.crc32(f"{seed}:{station_id}".encode())
 
     # --- life cycle ---------------------------------------------------------------------------------------
 

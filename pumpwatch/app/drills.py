@@ -148,6 +148,17 @@ class DrillRunner:
                 if self.clock.now() >= run.ends_at:
                     await self._finish(run, None, "completed")
 
+    def resource_changed(self, station_id: str, kind: str, state: str) -> None:
+        """A portable generator connected and running at a simulated station feeds its panel: the pumps
+        get power (mains as the panel sees it). When it leaves, the station is on whatever supply the
+        simulation has (a drill's outage that is still on stays off only through its own events)."""
+        st = self.sim.stations.get(station_id)
+        if st is None or kind != "generator":
+            return
+        if state == "running" and not st.mains_ok:
+            self.sim.set_mains([station_id], True)
+            log.warning("portable generator running at %s: its panel has power", station_id)
+
     async def run(self, interval_s: float = 1.0) -> None:
         """Tick every `interval_s` of clock time until cancelled."""
         await asyncio.to_thread(self.close_abandoned)

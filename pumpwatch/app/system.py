@@ -57,6 +57,7 @@ from pumpwatch.core.historian_scale import Rollups
 from pumpwatch.core.live import LiveSnapshot
 from pumpwatch.core.metrics import render
 from pumpwatch.core.rejections import RejectionLog
+from pumpwatch.core.resources import Register, load_register
 from pumpwatch.core.sample import Sample
 from pumpwatch.core.settings import Settings
 from pumpwatch.core.sharding import Shard, ShardHeartbeat, claim_stations, newest_service_beat, stations_of
@@ -97,6 +98,7 @@ class System:
     # from `historian_features`.
     historian_problems: list[str] = field(default_factory=list)
     rejections: RejectionLog | None = None  # rejected input of this process's sources, counted and kept
+    resources: Register | None = None  # mobile resources (fleet.yaml `resources:`)
     drills: DrillRunner | None = None  # the drill engine on a simulated fleet (pumpwatch demo)
     dead_letter_keep: int = 1000  # dead letters kept per source (the newest)
     monitor: SystemMonitor | None = None  # system alarms of the centre, in a collector process
@@ -127,6 +129,7 @@ class System:
         for warning in (*rules.warnings, *coverage.stale_waivers):  # armed all the same: say so, run
             log.warning("%s", warning)
         oncall = load_oncall(fleet.oncall, fleet) if fleet.oncall else None
+        register = load_register(fleet.resources, fleet) if fleet.resources else None
         engine = make_engine(database_url)
         await asyncio.to_thread(upgrade, engine)
         extra = {
@@ -148,6 +151,7 @@ class System:
             api_engine=api_engine,
             historian_features=features,
             historian_problems=list(features.problems),
+            resources=register,
         )
         if oncall is not None:
             system.notifier = NotifierService(
@@ -441,6 +445,8 @@ class System:
             system_alarms=self.system_alarms,
             rejections=self.rejections,
             drills=self.drills,
+            resources=self.resources,
+            resource_changed=self.drills.resource_changed if self.drills is not None else None,
         )
 
     def _active_alarms(self) -> dict[str, list[dict]] | None:

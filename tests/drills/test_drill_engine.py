@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from pumpwatch.alarms import store
 from pumpwatch.api.main import create_app
+from pumpwatch.app.backfill import backfill, continue_live
 from pumpwatch.app.drills import DrillRunner
 from pumpwatch.app.system import System
 from pumpwatch.core import drills
@@ -68,6 +69,10 @@ async def rig(sqlite_url: str) -> AsyncIterator[Rig]:
     clock = FakeClock(START)
     async with SimulatedFleet(fleet, clock, seed=3) as sim:
         system = await System.prepare(fleet, sqlite_url, clock)
+        # an hour of history first, as the demo does (a day): the forecasters know each station's inflow
+        continue_live(
+            sim, backfill(fleet, system.engine, system.catalog, system.analyzers, end=START, hours=1, seed=3)
+        )
         await system.start_collecting()
         runner = DrillRunner(sim, clock, system.engine, fleet)
         system.drills = runner
@@ -170,3 +175,63 @@ async def test_no_simulator_no_drill(rig: Rig) -> None:
             "/api/v1/drills", json={"scenario": DRILL}, headers=bearer(rig.tokens["trainer"])
         )
     assert r.status_code == 409 and "simulated fleet only" in r.json()["detail"]
+
+
+STORM = """
+name: gen-drill
+title: Feeder 1 lost, a generator sent (test)
+tenant: kita
+events:
+  - {at: 5s, power_outage: {area: kita-feeder-1, duration: 30m}}
+duration: 40m
+"""
+
+
+async def test_a_generator_sent_arrives_before_the_spill_and_the_station_pumps_again(rig: Rig) -> None:
+    await rig.advance(4)
+    r = await rig.as_("trainer", "POST", "/api/v1/drills", json={"scenario": STORM})
+    assert r.status_code == 201, r.text
+    did = r.json()["id"]
+    await rig.advance(30)
+    board = (await rig.as_("op", "GET", "/api/v1/dispatch")).json()
+    mp3 = next(e for e in board["data"] if e["station"] == "KITA-MP-03")
+    assert mp3["resources"] == [] and not mp3["late"] and mp3["tto_spill_min"] is not None
+    # a viewer may look, not send; another tenant's resource does not exist
+    r = await rig.as_("viewer", "POST", "/api/v1/resources/kita-gen-2/assign", json={"station": "KITA-MP-03"})
+    assert r.status_code == 403, r.text
+    r = await rig.as_("op", "POST", "/api/v1/resources/minami-gen-1/assign", json={"station": "KITA-MP-03"})
+    assert r.status_code == 404, r.text
+    r = await rig.as_("op", "POST", "/api/v1/resources/kita-gen-2/assign", json={"station": "KITA-MP-03"})
+    assert r.status_code == 201, r.text
+    sent = r.json()
+    assert sent["state"] == "dispatched" and "km from kita-contractor" in sent["estimate"]
+    r = await rig.as_("op", "POST", "/api/v1/resources/kita-gen-2/assign", json={"station": "KITA-MP-01"})
+    assert r.status_code == 409, r.text
+    board = (await rig.as_("op", "GET", "/api/v1/dispatch")).json()
+    mp3 = next(e for e in board["data"] if e["station"] == "KITA-MP-03")
+    (res,) = mp3["resources"]
+    assert res["resource"] == "kita-gen-2" and res["kind"] == "generator" and res["capacity"] == "45 kVA"
+    assert res["arrives_in_min"] == pytest.approx(sent["travel_s"] / 60, abs=0.2)
+    assert res["late"] is (res["arrives_in_min"] > mp3["tto_spill_min"]) and mp3["late"] is res["late"]
+    listed = {x["id"]: x for x in (await rig.as_("op", "GET", "/api/v1/resources")).json()["data"]}
+    assert listed["kita-gen-2"]["station"] == "KITA-MP-03" and "minami-gen-1" not in listed
+    # it arrives, is connected and runs: the panel has power, a pump runs, the station leaves the board
+    rig.clock.advance(0)
+    r = await rig.as_("op", "POST", f"/api/v1/assignments/{sent['id']}/state", json={"state": "running"})
+    assert r.status_code == 409 and "next state is on_site" in r.json()["detail"]
+    for state in ("on_site", "running"):
+        r = await rig.as_("op", "POST", f"/api/v1/assignments/{sent['id']}/state", json={"state": state})
+        assert r.status_code == 200, r.text
+    assert rig.sim.stations["KITA-MP-03"].mains_ok
+    rig.sim.stations["KITA-MP-03"].set_level(1.0)  # high enough that the pumps start at once
+    await rig.advance(20)
+    board = (await rig.as_("op", "GET", "/api/v1/dispatch")).json()
+    assert "KITA-MP-03" not in {e["station"] for e in board["data"]}
+    assert {"KITA-MP-01", "KITA-MP-02"} <= {e["station"] for e in board["data"]}
+    r = await rig.as_("trainer", "POST", f"/api/v1/drills/{did}/stop")
+    assert r.status_code == 200
+    rep = (await rig.as_("op", "GET", f"/api/v1/drills/{did}/report")).json()
+    (x,) = rep["dispatch"]
+    assert x["resource"] == "kita-gen-2" and x["assigned_by"] == "op" and x["on_site_at"] is not None
+    assert x["verdict"] == "in_time" and x["margin_s"] > 0 and x["spill_expected_at"] is not None
+    assert rep["summary"]["in_time"] == 1 and rep["summary"]["too_late"] == 0

@@ -67,6 +67,12 @@ def simulate(fleet: Path | None, seed: int, speed: float) -> None:
     default=None,
     help="run this drill (deploy/config/scenarios/*.yaml) once everything is up",
 )
+@click.option(
+    "--backfill-hours",
+    default=24.0,
+    show_default=True,
+    help="simulate this much of the past into the historian first (0: none)",
+)
 def demo(
     fleet: Path | None,
     database_url: str | None,
@@ -75,6 +81,7 @@ def demo(
     seed: int,
     speed: float,
     scenario: Path | None,
+    backfill_hours: float,
 ) -> None:
     """Everything in one process on simulated stations: simulator, collector, alarms, API (SQLite)."""
     settings = Settings()
@@ -105,6 +112,8 @@ def demo(
                 demo=True,
                 sim=sim,
                 scenario=scenario,
+                backfill_hours=backfill_hours,
+                seed=seed,
             )
 
     with contextlib.suppress(KeyboardInterrupt), demo_broker(f):

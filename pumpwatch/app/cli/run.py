@@ -14,6 +14,7 @@ from pumpwatch.api.auth.config import auth_config
 from pumpwatch.api.auth.demo import seed_demo_users
 from pumpwatch.api.auth.users import demo_users_present
 from pumpwatch.api.webconfig import web_config
+from pumpwatch.app.backfill import backfill, continue_live
 from pumpwatch.app.cli.common import (
     check_auth_settings,
     db_option,
@@ -52,9 +53,12 @@ async def run_system(
     probe: tuple[str, int] | None = None,
     sim: SimulatedFleet | None = None,
     scenario: Path | None = None,
+    backfill_hours: float = 0.0,
+    seed: int = 7,
 ) -> None:
-    """Run the System. With `sim` (the demo's simulated fleet) the drill engine runs too, and starts the
-    drill in `scenario` once everything is up."""
+    """Run the System. With `sim` (the demo's simulated fleet): first `backfill_hours` of its past into the
+    historian (pumpwatch.app.backfill); the drill engine runs, and starts the drill in `scenario` once
+    everything is up."""
     try:
         system = await System.prepare(
             f,
@@ -96,6 +100,19 @@ async def run_system(
                 web = web_config(settings)
             except ValueError as exc:
                 raise click.ClickException(f"refusing to serve the API: {exc}") from None
+        if sim is not None and backfill_hours > 0:
+            log.info("simulating the last %g h into the historian (trends, learned inflow)", backfill_hours)
+            models = await asyncio.to_thread(
+                backfill,
+                f,
+                system.engine,
+                system.catalog,
+                system.analyzers,
+                end=clock.now(),
+                hours=backfill_hours,
+                seed=seed,
+            )
+            continue_live(sim, models)
         if collect:
             await system.start_collecting()
         if notify and system.notifier is not None:

@@ -445,6 +445,8 @@ resource_assignment = Table(
     Column("assigned_by", Text, nullable=True),
     Column("eta_at", UTCDateTime, nullable=False),  # assigned_at + the travel time estimate
     Column("travel_s", Double, nullable=False),
+    # when the station was expected to spill as it was sent (its time to overflow then; None: not known)
+    Column("spill_expected_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("open", Boolean, nullable=False, server_default=sa_true()),  # not returned yet
     Column("drill_id", Integer, nullable=True),

@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("assigned_by", sa.Text(), nullable=True),
         sa.Column("eta_at", TS, nullable=False),
         sa.Column("travel_s", sa.Double(), nullable=False),
+        sa.Column("spill_expected_at", TS, nullable=True),
         sa.Column("updated_at", TS, nullable=False),
         sa.Column("open", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("drill_id", sa.Integer(), nullable=True),

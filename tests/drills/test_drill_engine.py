@@ -8,7 +8,7 @@ fleet is back to normal (its faults undone)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from pumpwatch.alarms import store
 from pumpwatch.api.main import create_app
-from pumpwatch.app.backfill import backfill, continue_live
+from pumpwatch.app.backfill import continue_live, simulate_into
 from pumpwatch.app.drills import DrillRunner
 from pumpwatch.app.system import System
 from pumpwatch.core import drills
@@ -70,9 +70,17 @@ async def rig(sqlite_url: str) -> AsyncIterator[Rig]:
     async with SimulatedFleet(fleet, clock, seed=3) as sim:
         system = await System.prepare(fleet, sqlite_url, clock)
         # an hour of history first, as the demo does (a day): the forecasters know each station's inflow
-        continue_live(
-            sim, backfill(fleet, system.engine, system.catalog, system.analyzers, end=START, hours=1, seed=3)
+        models = simulate_into(
+            fleet,
+            system.engine,
+            system.catalog,
+            start=START - timedelta(hours=1),
+            end=START,
+            every_s=60,
+            analyzers=system.analyzers,
+            seed=3,
         )
+        continue_live(sim, models)
         await system.start_collecting()
         runner = DrillRunner(sim, clock, system.engine, fleet)
         system.drills = runner

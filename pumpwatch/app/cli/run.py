@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,7 +15,7 @@ from pumpwatch.api.auth.config import auth_config
 from pumpwatch.api.auth.demo import seed_demo_users
 from pumpwatch.api.auth.users import demo_users_present
 from pumpwatch.api.webconfig import web_config
-from pumpwatch.app.backfill import backfill, continue_live
+from pumpwatch.app import backfill
 from pumpwatch.app.cli.common import (
     check_auth_settings,
     db_option,
@@ -80,6 +81,7 @@ async def run_system(
     system.dead_letter_keep = settings.dead_letter_keep
     system.spool_capacity_bytes = spool_capacity_mb * 1024**2
     drill_task: asyncio.Task[None] | None = None
+    history_task: asyncio.Task[Any] | None = None
     try:
         if demo:
             made = await asyncio.to_thread(seed_demo_users, system.engine, sorted(f.tenants))
@@ -100,19 +102,37 @@ async def run_system(
                 web = web_config(settings)
             except ValueError as exc:
                 raise click.ClickException(f"refusing to serve the API: {exc}") from None
-        if sim is not None and backfill_hours > 0:
+        fill = (
+            backfill.plan(system.engine, clock.now(), backfill_hours) if sim and backfill_hours > 0 else None
+        )
+        if fill is not None and fill.learn is not None:
             log.info("simulating the last %g h into the historian (trends, learned inflow)", backfill_hours)
             models = await asyncio.to_thread(
-                backfill,
+                backfill.simulate_into,
                 f,
                 system.engine,
                 system.catalog,
-                system.analyzers,
-                end=clock.now(),
-                hours=backfill_hours,
+                start=fill.learn[0],
+                end=fill.learn[1],
+                every_s=60.0,
+                analyzers=system.analyzers,
                 seed=seed,
             )
-            continue_live(sim, models)
+            backfill.continue_live(sim, models)
+            if fill.history is not None:  # the older part while the demo runs: history only
+                history_task = asyncio.create_task(
+                    asyncio.to_thread(
+                        backfill.simulate_into,
+                        f,
+                        system.engine,
+                        system.catalog,
+                        start=fill.history[0],
+                        end=fill.history[1],
+                        every_s=300.0,
+                        seed=seed + 1,
+                    ),
+                    name="pumpwatch.backfill",
+                )
         if collect:
             await system.start_collecting()
         if notify and system.notifier is not None:
@@ -143,6 +163,10 @@ async def run_system(
         else:
             await until_signal()
     finally:
+        if history_task is not None and not history_task.done():
+            log.info("waiting for the history backfill to finish its batch")
+            with contextlib.suppress(Exception):
+                await history_task
         if drill_task is not None:
             drill_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

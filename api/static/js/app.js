@@ -4,16 +4,18 @@ import { chime, isMuted, setMuted, unlock } from "./audio.js";
 import { watchCss } from "./css.js";
 import { esc } from "./fmt.js";
 import { current, pick, setLang, t, term } from "./i18n.js";
+import * as drill from "./drill.js";
 import * as stream from "./stream.js";
 import { changed, onChange, state, topRole } from "./store.js";
 import * as alarmsView from "./views/alarms.js";
 import * as dispatchView from "./views/dispatch.js";
+import * as drillsView from "./views/drills.js";
 import * as overviewView from "./views/overview.js";
 import * as stationView from "./views/station.js";
 import * as systemView from "./views/system.js";
 
 const $ = s => document.querySelector(s);
-const views = { overview: overviewView, alarms: alarmsView, dispatch: dispatchView, station: stationView, system: systemView };
+const views = { overview: overviewView, alarms: alarmsView, dispatch: dispatchView, station: stationView, system: systemView, drills: drillsView };
 let active = null; // {name, view, arg}
 
 function route() {
@@ -100,6 +102,7 @@ function showStep(which) {
 
 async function showLogin(message) {
   stream.stop();
+  drill.halt();
   if (bannerTimer) { clearInterval(bannerTimer); bannerTimer = null; }
   banner = null; renderSysBanner();
   const err = $("#login-error");
@@ -225,6 +228,7 @@ async function started() {
   renderHeader();
   pollBanner();
   if (!bannerTimer) bannerTimer = setInterval(pollBanner, 10000);
+  drill.start();
 }
 
 async function logout() {
@@ -247,6 +251,7 @@ async function boot() {
     $("#lang").value = $("#login-lang").value = l;
     renderHeader();
     renderSysBanner();
+    drill.render();
     if (state.user) route();
   };
   $("#lang").addEventListener("change", e => switchLang(e.target.value));

@@ -1,4 +1,6 @@
-# make demo   : run the whole stack on simulated stations (SQLite, no services to install)
+# make demo   : run the whole stack on simulated stations of every kind, with a day of history first
+#               (SQLite, no services to install); `make demo SCENARIO=deploy/config/scenarios/typhoon.yaml`
+#               runs a drill too
 # make test   : lint, format, layer contracts, types and the whole test suite (needs PostgreSQL; see README)
 PYTHON ?= python3
 VENV   := .venv
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/pumpwatch demo
+	$(BIN)/pumpwatch demo --fleet deploy/config/demo/full $(if $(SCENARIO),--scenario $(SCENARIO))
 
 # the seed city's whole fleet (216 stations, Modbus + MQTT); needs mosquitto installed
 demo-city: $(STAMP)

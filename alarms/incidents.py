@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, func, insert, or_, select, text, upda
 
 from pumpwatch.alarms.rules import IncidentRule
 from pumpwatch.alarms.store import AlarmActionError
+from pumpwatch.core import drills
 from pumpwatch.core.audit import Audit, write_optional
 from pumpwatch.core.config import Fleet
 from pumpwatch.core.db.schema import alarm, incident, incident_note, incident_station
@@ -124,6 +125,7 @@ class IncidentGrouper:
                     title=title,
                     phase="report",
                     opened_at=min(m[0] for m in members),
+                    drill_id=drills.active_drill_id(conn, key[1]),
                 )
                 .returning(incident.c.id)
             ).scalar_one()

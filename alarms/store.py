@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Row
 
 from pumpwatch.alarms.dispatch import PRIORITY_RANK, UNKNOWN_PRIORITY_RANK
 from pumpwatch.alarms.hidden import hidden_clause
+from pumpwatch.core import drills
 from pumpwatch.core.audit import Audit, write_optional
 from pumpwatch.core.db.schema import alarm, alarm_event, notify_pending, station_mode
 from pumpwatch.core.db.types import to_utc
@@ -186,6 +187,7 @@ def raise_alarm(
         if again is not None:
             _event(conn, again, at, "raise", state="unacked_active", value=value, detail=message)
             return Raised(again, new=False)
+        drill_id = drills.active_drill_id(conn, tenant_id)
         stmt = (
             _insert(conn, alarm)
             .values(
@@ -205,6 +207,7 @@ def raise_alarm(
                 suppressed_by=suppressed_by,
                 out_of_service=oos,
                 incident_id=incident_id,
+                drill_id=drill_id,
             )
             .on_conflict_do_nothing(
                 index_elements=[alarm.c.station_id, alarm.c.name], index_where=alarm.c.open
@@ -215,6 +218,8 @@ def raise_alarm(
         if alarm_id is None:
             return None
         detail = message + (f" (suppressed by {suppressed_by})" if suppressed_by else "")
+        if drill_id is not None:  # the journal says it, whoever reads it
+            detail = f"[DRILL {drill_id}] {detail}"
         _event(conn, alarm_id, at, "raise", state="unacked_active", value=value, detail=detail)
         return Raised(alarm_id, new=True)
 
@@ -639,9 +644,9 @@ def alarm_journal(
     """Journal events oldest first (or newest first), with the alarm's tenant, station and name."""
     if tenant_ids is not None and not tenant_ids:
         return []
-    stmt = select(alarm_event, alarm.c.tenant_id, alarm.c.station_id, alarm.c.name, alarm.c.priority).join(
-        alarm, alarm.c.id == alarm_event.c.alarm_id
-    )
+    stmt = select(
+        alarm_event, alarm.c.tenant_id, alarm.c.station_id, alarm.c.name, alarm.c.priority, alarm.c.drill_id
+    ).join(alarm, alarm.c.id == alarm_event.c.alarm_id)
     if alarm_id is not None:
         stmt = stmt.where(alarm_event.c.alarm_id == alarm_id)
     if tenant_ids is not None:

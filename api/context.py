@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -24,7 +24,16 @@ from pumpwatch.core.clock import Clock
 from pumpwatch.core.config import Fleet
 from pumpwatch.core.db import rls
 from pumpwatch.core.live import LiveSnapshot
+from pumpwatch.core.resources import Register
 from pumpwatch.core.sample import Quality, Sample
+
+
+class DrillControl(Protocol):
+    """The drill engine of a simulated fleet in this process (`pumpwatch.app.drills.DrillRunner`)."""
+
+    async def start(self, text: str, actor: str | None) -> int: ...
+
+    async def stop(self, drill_id: int, actor: str | None) -> bool: ...
 
 
 @dataclass
@@ -57,6 +66,11 @@ class ApiContext:
     # the system alarms active in this process's system monitor (None, or a None answer: no monitor here)
     system_alarms: Callable[[], list[dict] | None] | None = None
     rejections: Any = None  # pumpwatch.core.rejections.RejectionLog of an in-process collector
+    drills: DrillControl | None = None  # None: no simulated fleet here, so no drill can start
+    resources: Register | None = None  # portable generators and vacuum trucks (None: none configured)
+    # (station, resource kind, state) after a resource changed state: the demo's simulator hears of a
+    # portable generator running; None elsewhere (the field reports it)
+    resource_changed: Callable[[str, str, str], None] | None = None
     web: WebConfig = field(default_factory=WebConfig)  # proxies, origins, body limit, docs, metrics
     # API requests refused before a route ran, by reason (api/gate.py, api/failsafe.py): /metrics
     request_rejections: RejectionCounts = field(default_factory=RejectionCounts)

@@ -29,6 +29,7 @@ from pumpwatch.api.routes import (
     auth,
     console,
     dispatch,
+    drills,
     field_writes,
     health,
     incidents,
@@ -41,6 +42,9 @@ from pumpwatch.api.routes import (
     system,
     tenants,
     users,
+)
+from pumpwatch.api.routes import (
+    resources as resource_routes,
 )
 from pumpwatch.api.schemas import Detail
 from pumpwatch.api.streamhub import StreamHub
@@ -99,7 +103,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
         field_writes.router,
         alarms.router,
         incidents.router,
+        drills.router,
         dispatch.router,
+        resource_routes.router,
         kpis.router,
         reports.router,
         stream.router,

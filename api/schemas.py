@@ -222,6 +222,7 @@ class AlarmPublic(BaseModel):
     # the rule's input is not good (stale, comm_loss, bad_value, ...) since then: the alarm holds its state
     input_not_good_since: IsoTime | None = None
     input_quality: str | None = None
+    drill_id: int | None = None  # raised during this drill (not a real event)
 
 
 class AlarmsPublic(BaseModel):
@@ -261,6 +262,7 @@ class JournalEntryPublic(BaseModel):
     actor: str | None
     detail: str | None
     value: float | None
+    drill_id: int | None = None  # the alarm was raised during this drill
 
 
 class JournalPublic(BaseModel):
@@ -297,6 +299,7 @@ class IncidentPublic(BaseModel):
     stations: list[IncidentStationPublic] | None = None
     notes: list[IncidentNotePublic] | None = None
     alarm_ids: list[int] | None = None
+    drill_id: int | None = None  # opened during this drill
 
 
 class IncidentsPublic(BaseModel):
@@ -307,6 +310,20 @@ class IncidentsPublic(BaseModel):
 class IncidentNoteCreate(RequestModel):
     text: str = Field(min_length=1, max_length=5000)
     phase: Literal["report", "first_response", "restoration", "cause", "prevention", "closed"] | None = None
+
+
+class AssignedResource(BaseModel):
+    assignment_id: int
+    resource: str
+    kind: str  # generator | vacuum_truck
+    name: str
+    capacity: str  # "25 kVA", "4 m³"
+    state: str  # dispatched | on_site | running
+    assigned_at: IsoTime
+    assigned_by: str | None
+    eta_at: IsoTime
+    arrives_in_min: float  # 0 once on site
+    late: bool  # arrives after the estimated spill
 
 
 class DispatchEntry(BaseModel):
@@ -324,6 +341,9 @@ class DispatchEntry(BaseModel):
     spill_at: IsoTime | None
     inflow_m3_min: float | None
     incident_id: int | None
+    # mobile resources sent here, and whether each arrives before the estimated spill (`late`: it does not)
+    resources: list[AssignedResource] = Field(default_factory=list)
+    late: bool = False  # no resource sent here arrives before the spill (None sent: False)
 
 
 class DispatchPublic(BaseModel):
@@ -364,7 +384,7 @@ class Health(BaseModel):
 
 # --- accounts -------------------------------------------------------------------------------------------
 
-RoleName = Literal["viewer", "operator", "engineer", "admin"]
+RoleName = Literal["viewer", "operator", "trainer", "engineer", "admin"]
 
 
 class LoginRequest(RequestModel):
@@ -540,3 +560,87 @@ class DeadLettersPublic(BaseModel):
     next_before_id: int | None  # pass as before_id for the next (older) page
     keep_per_source: int | None  # the bound (None: no collector in this process to say)
     totals: list[RejectionCountPublic]
+
+
+# --- drills (issue 18) ------------------------------------------------------------------------------------
+
+
+class DrillStart(RequestModel):
+    scenario: str = Field(min_length=1, max_length=200_000, description="the scenario file (YAML)")
+
+
+class DrillPublic(BaseModel):
+    id: int
+    tenant: str
+    name: str
+    title: str
+    notify: str
+    contacts: list[str]
+    started_at: IsoTime
+    started_by: str | None
+    ends_at: IsoTime
+    stopped_at: IsoTime | None
+    stopped_by: str | None
+    outcome: str | None
+    running: bool
+
+
+class DrillsPublic(BaseModel):
+    data: list[DrillPublic]
+    count: int
+
+
+class DrillProblems(BaseModel):
+    detail: str
+    problems: list[str]
+
+
+class DrillReportPublic(BaseModel):
+    drill: DrillPublic
+    timeline: list[dict[str, Any]]  # start, faults, simulated spills, stop (drill_event)
+    alarms: list[dict[str, Any]]  # raised when, acknowledged by whom and after how long
+    incidents: list[dict[str, Any]]
+    dispatch: list[dict[str, Any]]  # each assignment: who, when, arrival against the station's spill
+    spills: list[dict[str, Any]]  # each simulated spill, and whether a resource was there before it
+    summary: dict[str, Any]
+
+
+# --- mobile resources (issue 18 part 5) -----------------------------------------------------------------
+
+
+class ResourcePublic(BaseModel):
+    id: str
+    tenant: str
+    kind: str
+    name: str
+    capacity: str
+    kva: float | None
+    m3: float | None
+    base: str
+    base_name: str
+    position: LocationPublic | None  # last known position, or the base's
+    assignment: AssignedResource | None  # where it is sent now
+    station: str | None  # the station of that assignment
+
+
+class ResourcesPublic(BaseModel):
+    data: list[ResourcePublic]
+    count: int
+
+
+class AssignRequest(RequestModel):
+    station: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class AssignmentState(RequestModel):
+    state: Literal["on_site", "running", "returned"]
+
+
+class AssignmentPublic(BaseModel):
+    id: int
+    resource: str
+    station: str
+    state: str
+    eta_at: IsoTime | None = None
+    travel_s: float | None = None
+    estimate: str | None = None  # how the travel time was estimated

@@ -40,7 +40,7 @@ from pumpwatch.alarms.status import LADDER
 from pumpwatch.api.context import ApiContext, station_samples
 from pumpwatch.api.schemas import DispatchEntry, StationPublic
 from pumpwatch.api.views import alarm_public, build_board, build_station, station_view
-from pumpwatch.core import tasks
+from pumpwatch.core import resources, tasks
 from pumpwatch.core.db import rls
 from pumpwatch.core.db.schema import alarm, alarm_event
 
@@ -338,8 +338,23 @@ class StreamHub:
 
     async def _update_board(self, latest: Any, now: Any) -> None:
         active = [a for rows in self._open.values() for a in rows if a["active"]]
-        board = build_board(self.ctx, latest, active, now, None)
-        sig = [(e.station, tuple(e.reasons), e.priority, e.tto_spill_min, e.level_m) for e in board]
+        sent = []
+        if self.ctx.resources is not None:
+            sent = await asyncio.to_thread(
+                resources.open_assignments, self.ctx.engine, self.ctx.fleet.tenants
+            )
+        board = build_board(self.ctx, latest, active, now, None, sent)
+        sig = [
+            (
+                e.station,
+                tuple(e.reasons),
+                e.priority,
+                e.tto_spill_min,
+                e.level_m,
+                tuple(r.state for r in e.resources),
+            )
+            for e in board
+        ]
         if sig != self._board_sig:
             self._board_sig = sig
             self._board = board

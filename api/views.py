@@ -17,12 +17,14 @@ from pumpwatch.alarms.hidden import is_hidden, is_shelved
 from pumpwatch.api.context import ApiContext, station_samples
 from pumpwatch.api.schemas import (
     AlarmPublic,
+    AssignedResource,
     DispatchEntry,
     LocationPublic,
     PointValue,
     QualityLabel,
     StationPublic,
 )
+from pumpwatch.core.db.types import to_utc
 from pumpwatch.core.live import LiveSnapshot
 from pumpwatch.core.sample import Quality, Sample
 
@@ -58,6 +60,7 @@ def alarm_public(r: Mapping[str, Any], now: datetime) -> AlarmPublic:
         incident_id=r["incident_id"],
         input_not_good_since=r.get("input_not_good_since"),
         input_quality=r.get("input_quality"),
+        drill_id=r.get("drill_id"),
     )
 
 
@@ -228,17 +231,55 @@ def good(samples: dict, name: str) -> float | None:
     return s.value if s is not None and s.quality is Quality.GOOD else None
 
 
+def pumps_running(samples: dict) -> bool:
+    return any(
+        k.startswith("pump") and k.endswith("_running") and v.quality is Quality.GOOD and v.value
+        for k, v in samples.items()
+    )
+
+
+def assigned_resource(ctx: ApiContext, a: dict, now: datetime, spill_at: datetime | None) -> AssignedResource:
+    res = ctx.resources.resources.get(a["resource_id"]) if ctx.resources is not None else None
+    eta = to_utc(a["eta_at"])
+    arrived = a["state"] != "dispatched"
+    arrival = now if arrived else max(now, eta)
+    return AssignedResource(
+        assignment_id=a["id"],
+        resource=a["resource_id"],
+        kind=res.kind if res else "unknown",
+        name=res.name if res else a["resource_id"],
+        capacity=capacity(res),
+        state=a["state"],
+        assigned_at=a["assigned_at"],
+        assigned_by=a["assigned_by"],
+        eta_at=eta,
+        arrives_in_min=0.0 if arrived else round(max(0.0, (eta - now).total_seconds() / 60), 1),
+        late=not arrived and spill_at is not None and arrival > spill_at,
+    )
+
+
+def capacity(res: Any) -> str:
+    if res is None:
+        return ""
+    return f"{res.kva:g} kVA" if res.kind == "generator" else f"{res.m3:g} m³"
+
+
 def build_board(
     ctx: ApiContext,
     latest: dict[str, dict[str, Sample]] | LiveSnapshot,
     active_alarms: Sequence[Mapping[str, Any]],
     now: datetime,
     tenants: Collection[str] | None,
+    assignments: Collection[dict] = (),
 ) -> list[DispatchEntry]:
-    """The ranked board from the latest values and the active alarms (None: every tenant)."""
+    """The ranked board from the latest values, the active alarms and the open resource assignments
+    (None: every tenant). A station whose portable generator runs leaves the board once a pump runs."""
     active: dict[str, list[Mapping[str, Any]]] = {}
     for a in active_alarms:
         active.setdefault(a["station_id"], []).append(a)
+    sent: dict[str, list[dict]] = {}
+    for a in assignments:
+        sent.setdefault(a["station_id"], []).append(a)
     entries = []
     for sid, st in ctx.fleet.stations.items():
         if tenants is not None and st.tenant not in tenants:
@@ -251,6 +292,14 @@ def build_board(
         if tto is not None and not math.isfinite(tto):
             tto = None  # no estimate (never a spill time computed from infinity)
         alarms = active.get(sid, [])
+        generator_runs = any(
+            a["state"] == "running"
+            and ctx.resources is not None
+            and getattr(ctx.resources.resources.get(a["resource_id"]), "kind", None) == "generator"
+            for a in sent.get(sid, [])
+        )
+        if generator_runs and pumps_running(samples):
+            continue  # it pumps on the portable generator: no longer a station that cannot pump
         entries.append(
             (dispatch_order(tto, [a["priority"] for a in alarms]), sid, tto, st, reasons, samples, alarms)
         )
@@ -258,6 +307,7 @@ def build_board(
     data = []
     for rank, (_, sid, tto, st, reasons, samples, alarms) in enumerate(entries, start=1):
         spill_at = now + timedelta(minutes=tto) if tto is not None else None
+        here = [assigned_resource(ctx, a, now, spill_at) for a in sent.get(sid, [])]
         data.append(
             DispatchEntry(
                 rank=rank,
@@ -274,6 +324,8 @@ def build_board(
                 spill_at=spill_at,
                 inflow_m3_min=good(samples, "inflow_m3_min"),
                 incident_id=next((a["incident_id"] for a in alarms if a["incident_id"]), None),
+                resources=here,
+                late=bool(here) and all(r.late for r in here),
             )
         )
     return data

@@ -31,7 +31,7 @@ import heapq
 import itertools
 import logging
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
@@ -118,7 +118,11 @@ class SimulatedFleet:
 
     def station_seed(self, station_id: str) -> int:
         """A stable per-station seed (the same in every run and process, unlike `hash`)."""
-        return zlib.crc32(f"{self.seed}:{station_id}".encode())
+        return self.station_seed_of(self.seed, station_id)
+
+    @staticmethod
+    def station_seed_of(seed: int, station_id: str) -> int:
+        return zlib.crc32(f"{seed}:{station_id}".encode())
 
     # --- life cycle ---------------------------------------------------------------------------------------
 
@@ -242,6 +246,14 @@ class SimulatedFleet:
         """Apply `changes` when stepping reaches their time (at the next step if it has passed already)."""
         for change in changes:
             heapq.heappush(self._pending, (change.at, next(self._seq), change))
+
+    def unschedule(self, drop: Callable[[TimedChange], bool]) -> int:
+        """Forget the pending changes `drop` picks (a drill stopped early); returns how many."""
+        keep = [item for item in self._pending if not drop(item[2])]
+        dropped = len(self._pending) - len(keep)
+        heapq.heapify(keep)
+        self._pending = keep
+        return dropped
 
     @property
     def pending_changes(self) -> int:

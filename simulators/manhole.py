@@ -115,6 +115,7 @@ class ManholePumpStation(PumpControls, StationModel):
         self.panel_overtemp = False
         self.hwl_float = False
         self.lwl_float = lv.lwl_m is not None and self.level_m < lv.lwl_m
+        self.float_stuck: dict[str, bool] = {}  # "hwl"/"lwl" -> the state it is stuck in (scenarios)
         self.battery_soc = 1.0
         self.battery_voltage_v = BATTERY_FLOAT_V
         self.supply_voltage_v = SUPPLY_VOLTAGE_V
@@ -156,6 +157,10 @@ class ManholePumpStation(PumpControls, StationModel):
             self.lwl_float = False
         else:
             self.lwl_float = z < lv.lwl_m + diff if self.lwl_float else z < lv.lwl_m
+        if "hwl" in self.float_stuck:
+            self.hwl_float = self.float_stuck["hwl"]
+        if "lwl" in self.float_stuck:
+            self.lwl_float = self.float_stuck["lwl"]
 
     def _rotation(self) -> list[int]:
         """Pumps in the order the panel would start them: duty pumps from the lead on, then standby."""
@@ -274,6 +279,18 @@ class ManholePumpStation(PumpControls, StationModel):
         """The level transmitter reads 0 m; with `fault_flag` the panel also sees the loop under range."""
         self.sensor_stuck_low = stuck
         self.level_sensor_fault = stuck and fault_flag
+
+    def set_float_stuck(self, which: str, state: bool | None) -> None:
+        """The HWL or LWL float switch sticks tripped (True) or clear (False) whatever the level; None frees
+        it. A stuck-clear HWL float no longer backs up a failed transmitter; a stuck-tripped LWL float
+        blocks every pump."""
+        if which not in ("hwl", "lwl"):
+            raise ValueError("float is 'hwl' or 'lwl'")
+        if state is None:
+            self.float_stuck.pop(which, None)
+        else:
+            self.float_stuck[which] = state
+        self._update_floats()
 
     def set_level(self, level_m: float) -> None:
         """Put the true level somewhere (test set-ups)."""

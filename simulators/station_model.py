@@ -22,6 +22,11 @@ __all__ = ["PointValues", "StationModel"]
 PointValues = dict[str, float | int | bool | None]  # None: no value (encoded as the map's not_available)
 
 
+# Live simulation steps ≤ 1 s. Up to 10 s is for a history backfill only (`pumpwatch.app.backfill`: a day
+# in seconds): pump cycles there are timed to the step (restart and stagger delays round to it).
+MAX_SUBSTEP_S = 10.0
+
+
 class StationModel:
     """Base of every station model: config, seed, start, time zone and the sub-step grid.
 
@@ -38,8 +43,8 @@ class StationModel:
             raise ValueError(f"station {cfg.id} is a {cfg.kind}, not a {self.kind}")
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
-        if not 0 < substep_s <= 1.0:
-            raise ValueError("substep_s must be in (0, 1]")
+        if not 0 < substep_s <= MAX_SUBSTEP_S:
+            raise ValueError(f"substep_s must be in (0, {MAX_SUBSTEP_S:g}]")
         self.cfg = cfg
         self.id = cfg.id
         self.seed = seed

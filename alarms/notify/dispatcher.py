@@ -33,6 +33,7 @@ from pumpwatch.core.config import Fleet
 from pumpwatch.core.db.schema import (
     alarm,
     alarm_event,
+    drill,
     escalation,
     notification,
     notification_alarm,
@@ -192,6 +193,24 @@ def _queue(
     )
 
 
+def _drill_contacts_only(ctx: NotifyContext, conn: Connection, a: dict[str, Any], now: datetime) -> bool:
+    """An alarm of a drill that tells its own contacts only: queue it to each (no escalation, no duty
+    rotation). False when the alarm is no drill's or the drill says to notify as usual."""
+    if a.get("drill_id") is None:
+        return False
+    d = conn.execute(select(drill.c.notify, drill.c.contacts).where(drill.c.id == a["drill_id"])).first()
+    if d is None or d.notify != "drill_contacts":
+        return False
+    if is_hidden(a, now):
+        return True
+    for person in [p for p in d.contacts.split(",") if p]:
+        if person in ctx.oncall.people:
+            _queue(conn, now, person, a, "alert", detail="drill")
+        else:
+            log.warning("drill %s: contact %r is not on the on-call roster", a["drill_id"], person)
+    return True
+
+
 def _handle(
     ctx: NotifyContext, conn: Connection, ev: dict[str, Any], a: dict[str, Any], now: datetime
 ) -> None:
@@ -201,6 +220,8 @@ def _handle(
     if kind == "raise":
         if a["state"] != "unacked_active" or not a["active"]:
             return  # acknowledged or cleared since: nothing to start
+        if _drill_contacts_only(ctx, conn, a, now):
+            return
         route = ctx.oncall.route(
             a["tenant_id"], _kind(ctx, a["station_id"]), a["station_id"], a["priority"], a["name"]
         )

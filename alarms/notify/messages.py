@@ -130,6 +130,9 @@ def render(
     if link and unacked:
         what = "this alarm" if len(unacked) == 1 else f"all {len(unacked)} alarms"
         lines += ["", f"Acknowledge {what}: {link}"]
+    if any(a.get("drill_id") is not None for a in [*alerts.values(), *acks, *rtns]):
+        first = f"[DRILL] {first}"  # an exercise: said first, whatever the channel shows
+        lines.insert(0, "DRILL: an exercise, not a real event.")
     body = "\n".join(lines)
     short = first + (f" Ack: {link}" if link and unacked else "")
     return Text(subject=first[:200], body=body, short=short)

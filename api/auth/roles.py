@@ -1,8 +1,9 @@
-"""Roles, lowest to highest: each role may do everything the ones below it may."""
+"""Roles, lowest to highest: each role may do everything the ones below it may. A trainer is an operator
+who may also start and stop drills (issue 18); engineers and admins may too."""
 
 from __future__ import annotations
 
-ROLES = ("viewer", "operator", "engineer", "admin")
+ROLES = ("viewer", "operator", "trainer", "engineer", "admin")
 RANK = {r: i for i, r in enumerate(ROLES)}
 
 

@@ -161,6 +161,7 @@ def _entry(r: store.JournalRow) -> JournalEntryPublic:
         actor=r["actor"],
         detail=r["detail"],
         value=r["value"],
+        drill_id=r.get("drill_id"),
     )
 
 

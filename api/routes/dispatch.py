@@ -2,7 +2,9 @@
 
 Stations that cannot pump now (power failure, no pump available, pumps not restarted) or whose time to
 overflow is short, ranked by the estimated minutes to overflow (soonest first), then by priority. It re-ranks
-on every request: a station whose power returns and whose pumps run leaves the board. The board itself is
+on every request: a station whose power returns and whose pumps run leaves the board, and so does one whose
+portable generator runs once its pumps run. Each entry lists the mobile resources sent to it and whether
+they arrive before the estimated spill. The board itself is
 built by `api/views.py` (`build_board`), which the live stream sends too.
 """
 
@@ -17,6 +19,7 @@ from pumpwatch.api.auth import access
 from pumpwatch.api.deps import Ctx, CurrentUser
 from pumpwatch.api.schemas import DispatchPublic
 from pumpwatch.api.views import build_board
+from pumpwatch.core import resources
 
 router = APIRouter(prefix="/dispatch", tags=["dispatch"])
 
@@ -35,9 +38,10 @@ async def dispatch_board(
     rows = await asyncio.to_thread(
         store.list_alarms, ctx.engine, open_=True, active=True, tenant_ids=tenants, limit=1_000_000
     )
+    sent = await asyncio.to_thread(resources.open_assignments, ctx.engine, tenants) if ctx.resources else []
 
     def encode() -> bytes:
-        data = build_board(ctx, latest, rows, now, tenants)
+        data = build_board(ctx, latest, rows, now, tenants, sent)
         return DispatchPublic(at=now, data=data, count=len(data)).model_dump_json().encode()
 
     return Response(await asyncio.to_thread(encode), media_type="application/json")

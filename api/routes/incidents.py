@@ -36,6 +36,7 @@ def incident_public(r: dict, *, detail: bool) -> IncidentPublic:
         stations=stations if detail else None,
         notes=r.get("notes") if detail else None,
         alarm_ids=r.get("alarm_ids") if detail else None,
+        drill_id=r.get("drill_id"),
     )
 
 

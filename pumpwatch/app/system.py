@@ -41,6 +41,7 @@ from pumpwatch.alarms.system_monitor import (
 from pumpwatch.api.auth.config import AuthConfig
 from pumpwatch.api.context import ApiContext
 from pumpwatch.api.webconfig import WebConfig
+from pumpwatch.app.drills import DrillRunner
 from pumpwatch.app.metrics import registry_for
 from pumpwatch.collector.field_write import FieldWriter
 from pumpwatch.collector.fleet import build_modbus_sources, build_mqtt_ingest
@@ -57,6 +58,7 @@ from pumpwatch.core.historian_scale import Rollups
 from pumpwatch.core.live import LiveSnapshot
 from pumpwatch.core.metrics import render
 from pumpwatch.core.rejections import RejectionLog
+from pumpwatch.core.resources import Register, load_register
 from pumpwatch.core.sample import Sample
 from pumpwatch.core.settings import Settings
 from pumpwatch.core.sharding import Shard, ShardHeartbeat, claim_stations, newest_service_beat, stations_of
@@ -97,6 +99,8 @@ class System:
     # from `historian_features`.
     historian_problems: list[str] = field(default_factory=list)
     rejections: RejectionLog | None = None  # rejected input of this process's sources, counted and kept
+    resources: Register | None = None  # mobile resources (fleet.yaml `resources:`)
+    drills: DrillRunner | None = None  # the drill engine on a simulated fleet (pumpwatch demo)
     dead_letter_keep: int = 1000  # dead letters kept per source (the newest)
     monitor: SystemMonitor | None = None  # system alarms of the centre, in a collector process
     _notifier_seen: tuple[float, datetime | None] | None = None  # (read at, newest notifier heartbeat)
@@ -126,6 +130,7 @@ class System:
         for warning in (*rules.warnings, *coverage.stale_waivers):  # armed all the same: say so, run
             log.warning("%s", warning)
         oncall = load_oncall(fleet.oncall, fleet) if fleet.oncall else None
+        register = load_register(fleet.resources, fleet) if fleet.resources else None
         engine = make_engine(database_url)
         await asyncio.to_thread(upgrade, engine)
         extra = {
@@ -147,6 +152,7 @@ class System:
             api_engine=api_engine,
             historian_features=features,
             historian_problems=list(features.problems),
+            resources=register,
         )
         if oncall is not None:
             system.notifier = NotifierService(
@@ -443,6 +449,9 @@ class System:
             active_alarms=self._active_alarms,
             system_alarms=self.system_alarms,
             rejections=self.rejections,
+            drills=self.drills,
+            resources=self.resources,
+            resource_changed=self.drills.resource_changed if self.drills is not None else None,
         )
 
     def _active_alarms(self) -> dict[str, list[dict]] | None:

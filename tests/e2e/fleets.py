@@ -54,6 +54,17 @@ def demo_fleet_dir_on_free_ports(tmp: Path) -> Path:
     return tmp / "demo"
 
 
+def full_demo_fleet_dir_on_free_ports(tmp: Path) -> Path:
+    """The same with the demo's other kinds (deploy/config/demo/full, what `make demo` runs)."""
+    demo = demo_fleet_dir_on_free_ports(tmp)
+    path = demo / "full" / "controllers.yaml"
+    data = yaml.safe_load(path.read_text())
+    for c in data["controllers"]:
+        c["port"] = free_port()
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return demo / "full"
+
+
 async def wait_until(predicate: Callable[[], bool], limit_s: float, what: str, step: float = 0.05) -> None:
     deadline = time.monotonic() + limit_s
     while not predicate():

@@ -197,7 +197,14 @@ def test_demo_users_seeded_once(sqlite_url: str) -> None:
 
     engine = make_engine(sqlite_url)
     upgrade(engine)
-    assert seed_demo_users(engine, ["kita", "minami"]) == ["admin", "operator", "kita", "minami", "viewer"]
+    assert seed_demo_users(engine, ["kita", "minami"]) == [
+        "admin",
+        "operator",
+        "kita",
+        "minami",
+        "viewer",
+        "trainer",
+    ]
     assert seed_demo_users(engine, ["kita", "minami"]) == []
     by_name = {u["username"]: u for u in users.list_users(engine)}
     assert by_name["operator"]["grants"] == [

@@ -4,11 +4,13 @@ import { chime, isMuted, setMuted, unlock } from "./audio.js";
 import { watchCss } from "./css.js";
 import { esc } from "./fmt.js";
 import { current, pick, setLang, t, term } from "./i18n.js";
+import * as drill from "./drill.js";
 import * as stream from "./stream.js";
 import { changed, onChange, state, topRole } from "./store.js";
 import * as adminView from "./views/admin.js";
 import * as alarmsView from "./views/alarms.js";
 import * as dispatchView from "./views/dispatch.js";
+import * as drillsView from "./views/drills.js";
 import * as incidentsView from "./views/incidents.js";
 import * as kpisView from "./views/kpis.js";
 import * as mapView from "./views/map.js";
@@ -25,7 +27,7 @@ const $ = s => document.querySelector(s);
 const views = {
   overview: overviewView, map: mapView, alarms: alarmsView, incidents: incidentsView, dispatch: dispatchView,
   oncall: oncallView, kpis: kpisView, station: stationView, system: systemView, admin: adminView,
-  reports: reportsView,
+  reports: reportsView, drills: drillsView,
 };
 let active = null; // {name, view, arg}
 
@@ -58,9 +60,6 @@ function renderHeader() {
   c.hidden = open === 0; c.textContent = open;
   const d = $("#nav-dispatch-count");
   d.hidden = !state.dispatch.count; d.textContent = state.dispatch.count || "";
-  const drill = $("#drill-banner"); // a drill under way: said on every view (state.drill, issue 18 part 2)
-  drill.hidden = !state.drill;
-  if (state.drill) drill.textContent = t("drill.banner", { name: state.drill.name || "" });
   for (const a of document.querySelectorAll("#nav a[data-needs=admin]")) a.hidden = topRole() !== "admin";
   const u = state.user;
   $("#who").textContent = u ? `${u.display_name || u.username} (${t("role." + (topRole() || "none"))})` : "";
@@ -117,6 +116,7 @@ function showStep(which) {
 
 async function showLogin(message) {
   stream.stop();
+  drill.halt();
   if (bannerTimer) { clearInterval(bannerTimer); bannerTimer = null; }
   banner = null; renderSysBanner();
   const err = $("#login-error");
@@ -242,6 +242,7 @@ async function started() {
   renderHeader();
   pollBanner();
   if (!bannerTimer) bannerTimer = setInterval(pollBanner, 10000);
+  drill.start();
 }
 
 async function logout() {
@@ -264,6 +265,7 @@ async function boot() {
     $("#lang").value = $("#login-lang").value = l;
     renderHeader();
     renderSysBanner();
+    drill.render();
     if (state.user) route();
   };
   $("#lang").addEventListener("change", e => switchLang(e.target.value));
@@ -290,7 +292,7 @@ async function boot() {
     }
   });
   onChange(what => {
-    if (what.has("tick") && what.size === 1 && !state.drill) return; // the header shows no clock
+    if (what.has("tick") && what.size === 1) return; // the header shows no clock
     renderHeader();
   });
   // The active view hears only the kinds of change it subscribes to (its `wants`; every kind if it

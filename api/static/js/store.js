@@ -6,8 +6,7 @@ export const state = {
   stations: new Map(), // id -> station
   alarms: new Map(),   // id -> alarm (open ones, hidden included)
   dispatch: { data: [], count: 0, at: null },
-  statusLadder: [],
-  drill: null,         // the drill under way ({name, ...}) or null; the banner shows it (issue 18 part 2)    // station statuses in the server's ladder order (alarms/status.py), from the snapshot
+  statusLadder: [],    // station statuses in the server's ladder order (alarms/status.py), from the snapshot
   connected: false,
   lastEventAt: null,   // performance.now() of the last event from the server
   lostSince: null,
@@ -52,8 +51,8 @@ export function serverNow() {
   return clock.server + (performance.now() - clock.local) * clock.rate;
 }
 
-// Roles, lowest first (CONTRACT: viewer < operator < engineer < admin).
-const ROLES = ["viewer", "operator", "engineer", "admin"];
+// Roles, lowest first (CONTRACT: viewer < operator < trainer < engineer < admin).
+const ROLES = ["viewer", "operator", "trainer", "engineer", "admin"];
 export function can(role, tenant) {
   const u = state.user;
   if (!u) return false;

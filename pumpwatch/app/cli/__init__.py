@@ -1,7 +1,9 @@
 """The `pumpwatch` command line: the click group and its commands, one module per job.
 
 - `run.py`: `pumpwatch run` and the process lifecycle every command that runs the System shares;
-- `demo.py`: `pumpwatch demo` (loopback only, a private Mosquitto when the fleet needs one), `simulate`;
+- `demo.py`: `pumpwatch demo` (loopback only, a private Mosquitto when the fleet needs one; `--scenario`
+  runs a drill), `simulate`;
+- `drill.py`: `pumpwatch drill check | run | stop | report` (drills through a running demo's API);
 - `checks.py`: `pumpwatch check-config`;
 - `provision.py`: `pumpwatch migrate`, `mqtt-credentials`;
 - `notify.py`: `pumpwatch notify run | test`;
@@ -18,6 +20,7 @@ import click
 
 from pumpwatch.app.cli.checks import check_config
 from pumpwatch.app.cli.demo import demo, simulate
+from pumpwatch.app.cli.drill import drill
 from pumpwatch.app.cli.notify import notify
 from pumpwatch.app.cli.provision import migrate, mqtt_credentials
 from pumpwatch.app.cli.report import report, report_schedule
@@ -38,6 +41,7 @@ for command in (
     migrate,
     simulate,
     demo,
+    drill,
     run,
     notify,
     mqtt_credentials,

@@ -13,6 +13,7 @@ from pumpwatch.alarms.notify.config import load_oncall
 from pumpwatch.alarms.rules import default_system_rules
 from pumpwatch.alarms.system_monitor import HISTORIAN, SYSTEM_KIND
 from pumpwatch.app.cli.common import load_or_exit
+from pumpwatch.core import resources
 from pumpwatch.core.config import ConfigError, Fleet
 
 
@@ -35,6 +36,13 @@ def check_config(fleet: Path, per_station: bool) -> None:
         except ConfigError as exc:
             click.echo(f"pumpwatch: {exc}", err=True)
             sys.exit(2)
+    register = None
+    if f.resources:
+        try:
+            register = resources.load_register(f.resources, f)
+        except ConfigError as exc:
+            click.echo(f"pumpwatch: {exc}", err=True)
+            sys.exit(2)
     if per_station:
         lines = [line for sc in coverage.stations.values() for line in ["", *format_station(sc)]]
     else:
@@ -52,6 +60,7 @@ def check_config(fleet: Path, per_station: bool) -> None:
             if oncall
             else ""
         )
+        + (f", {len(register.resources)} mobile resources" if register else "")
     )
     click.echo(_system_alarms_line(f, rules, oncall))
     for warning in rules.warnings:

@@ -21,7 +21,8 @@ from pumpwatch.app.cli.common import (
 )
 from pumpwatch.app.cli.run import run_system
 from pumpwatch.app.policy import demo_host_problem
-from pumpwatch.core.config import Fleet
+from pumpwatch.core.config import ConfigError, Fleet
+from pumpwatch.core.config.scenario import load_scenario
 from pumpwatch.core.settings import Settings
 from pumpwatch.simulators.fleet import SimulatedFleet
 
@@ -60,6 +61,18 @@ def simulate(fleet: Path | None, seed: int, speed: float) -> None:
 @click.option("--api-port", type=int, default=None, help="default 8000")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--speed", default=1.0, show_default=True, help="simulated seconds per real second")
+@click.option(
+    "--scenario",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="run this drill (deploy/config/scenarios/*.yaml) once everything is up",
+)
+@click.option(
+    "--backfill-hours",
+    default=24.0,
+    show_default=True,
+    help="simulate this much of the past into the historian first (0: none)",
+)
 def demo(
     fleet: Path | None,
     database_url: str | None,
@@ -67,11 +80,18 @@ def demo(
     api_port: int | None,
     seed: int,
     speed: float,
+    scenario: Path | None,
+    backfill_hours: float,
 ) -> None:
     """Everything in one process on simulated stations: simulator, collector, alarms, API (SQLite)."""
     settings = Settings()
     setup_logging(settings.log_level)
     f = load_or_exit(fleet or settings.fleet)
+    if scenario is not None:
+        try:
+            load_scenario(scenario, f)  # every problem now, before anything starts
+        except ConfigError as exc:
+            raise click.ClickException(f"drill {scenario}: {exc}") from None
     host, port = api_host or settings.api_host, api_port or settings.api_port
     _loopback_only(host)
     url = database_url or settings.database_url
@@ -80,9 +100,21 @@ def demo(
     clock = clock_for(speed)
 
     async def body() -> None:
-        async with SimulatedFleet(f, clock, seed=seed):
+        async with SimulatedFleet(f, clock, seed=seed) as sim:
             log.info("simulating %d stations (seed %d, speed ×%g)", len(f.stations), seed, speed)
-            await run_system(f, url, clock, collect=True, api=(host, port), settings=settings, demo=True)
+            await run_system(
+                f,
+                url,
+                clock,
+                collect=True,
+                api=(host, port),
+                settings=settings,
+                demo=True,
+                sim=sim,
+                scenario=scenario,
+                backfill_hours=backfill_hours,
+                seed=seed,
+            )
 
     with contextlib.suppress(KeyboardInterrupt), demo_broker(f):
         asyncio.run(body())

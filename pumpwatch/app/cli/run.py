@@ -8,6 +8,7 @@ import contextlib
 import gc
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,6 +16,7 @@ from pumpwatch.api.auth.config import auth_config
 from pumpwatch.api.auth.demo import seed_demo_users
 from pumpwatch.api.auth.users import demo_users_present
 from pumpwatch.api.webconfig import web_config
+from pumpwatch.app import backfill
 from pumpwatch.app.cli.common import (
     check_auth_settings,
     db_option,
@@ -25,13 +27,16 @@ from pumpwatch.app.cli.common import (
     setup_logging,
     until_signal,
 )
+from pumpwatch.app.drills import DrillRunner
 from pumpwatch.app.policy import api_refusals
 from pumpwatch.app.serve import serve_api, serve_probes
 from pumpwatch.app.system import System
 from pumpwatch.core.clock import Clock, SystemClock
 from pumpwatch.core.config import ConfigError, Fleet
+from pumpwatch.core.drills import DrillConflict
 from pumpwatch.core.settings import Settings
 from pumpwatch.core.sharding import parse_shard
+from pumpwatch.simulators.fleet import SimulatedFleet
 
 
 async def run_system(
@@ -48,7 +53,14 @@ async def run_system(
     spool_capacity_mb: int = 4096,
     shard: str | None = None,
     probe: tuple[str, int] | None = None,
+    sim: SimulatedFleet | None = None,
+    scenario: Path | None = None,
+    backfill_hours: float = 0.0,
+    seed: int = 7,
 ) -> None:
+    """Run the System. With `sim` (the demo's simulated fleet): first `backfill_hours` of its past into the
+    historian (pumpwatch.app.backfill); the drill engine runs, and starts the drill in `scenario` once
+    everything is up."""
     try:
         system = await System.prepare(
             f,
@@ -74,6 +86,8 @@ async def run_system(
     system.heartbeat_interval_s = settings.heartbeat_interval_s
     system.dead_letter_keep = settings.dead_letter_keep
     system.spool_capacity_bytes = spool_capacity_mb * 1024**2
+    drill_task: asyncio.Task[None] | None = None
+    history_task: asyncio.Task[Any] | None = None
     try:
         if demo:
             made = await asyncio.to_thread(seed_demo_users, system.engine, sorted(f.tenants))
@@ -94,6 +108,37 @@ async def run_system(
                 web = web_config(settings)
             except ValueError as exc:
                 raise click.ClickException(f"refusing to serve the API: {exc}") from None
+        fill = (
+            backfill.plan(system.engine, clock.now(), backfill_hours) if sim and backfill_hours > 0 else None
+        )
+        if fill is not None and fill.learn is not None:
+            log.info("simulating the last %g h into the historian (trends, learned inflow)", backfill_hours)
+            models = await asyncio.to_thread(
+                backfill.simulate_into,
+                f,
+                system.engine,
+                system.catalog,
+                start=fill.learn[0],
+                end=fill.learn[1],
+                every_s=60.0,
+                analyzers=system.analyzers,
+                seed=seed,
+            )
+            backfill.continue_live(sim, models)
+            if fill.history is not None:  # the older part while the demo runs: history only
+                history_task = asyncio.create_task(
+                    asyncio.to_thread(
+                        backfill.simulate_into,
+                        f,
+                        system.engine,
+                        system.catalog,
+                        start=fill.history[0],
+                        end=fill.history[1],
+                        every_s=300.0,
+                        seed=seed + 1,
+                    ),
+                    name="pumpwatch.backfill",
+                )
         if collect:
             await system.start_collecting()
         if notify and system.notifier is not None:
@@ -101,6 +146,16 @@ async def run_system(
             log.info("on-call notification running (%s)", f.oncall)
         if collect and system.shard is not None:
             log.info("shard %s: %d stations", system.shard, system.station_count())
+        if sim is not None:
+            system.drills = DrillRunner(sim, clock, system.engine, f)
+            drill_task = asyncio.create_task(system.drills.run(), name="pumpwatch.drills")
+            if scenario is not None:
+                try:
+                    text = await asyncio.to_thread(scenario.read_text, encoding="utf-8")
+                    did = await system.drills.start(text, "pumpwatch demo --scenario", name=str(scenario))
+                except (ConfigError, OSError, DrillConflict) as exc:
+                    raise click.ClickException(f"drill {scenario}: {exc}") from None
+                log.warning("drill %d from %s is running: the console shows DRILL", did, scenario)
         if api is not None:
             ctx = system.api_context(in_process_live=collect, auth=auth_config(settings, demo=demo), web=web)
             tls = settings.api_ssl_certfile is not None
@@ -114,6 +169,14 @@ async def run_system(
         else:
             await until_signal()
     finally:
+        if history_task is not None and not history_task.done():
+            log.info("waiting for the history backfill to finish its batch")
+            with contextlib.suppress(Exception):
+                await history_task
+        if drill_task is not None:
+            drill_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drill_task
         log.info("stopping: storing what was read")
         await system.stop()
         log.info("stopped")

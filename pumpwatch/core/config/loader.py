@@ -63,6 +63,7 @@ class Fleet:
     alarm_rules: Path | None
     stale_factor: float
     oncall: Path | None = None
+    resources: Path | None = None  # the mobile resources register (pumpwatch.core.resources)
     metric_maps: dict[str, MetricMap] = field(default_factory=dict)
     mqtt: MqttBroker | None = None
     points: dict[str, dict[str, StationPoint]] = field(default_factory=dict)  # station -> name -> point
@@ -382,6 +383,13 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
         oncall = (root / ff.oncall).resolve()
         if not oncall.is_file():
             problems.append(f"{fleet_path}: oncall {ff.oncall!r}: no such file ({oncall})")
+    resources = None
+    if ff.resources:
+        resources = (root / ff.resources).resolve()
+        if not resources.is_file():
+            problems.append(
+                f"{top.where(('resources',))}: resources {ff.resources!r}: no such file ({resources})"
+            )
     if not tenants and not problems:
         problems.append(f"{fleet_path}: no tenants defined")
     if problems:  # a station type's problem is found once per station built from it: say it once
@@ -396,6 +404,7 @@ def load_fleet(fleet_path: str | Path) -> Fleet:
         alarm_rules=rules,
         stale_factor=ff.stale_factor,
         oncall=oncall,
+        resources=resources,
         metric_maps=metric_maps,
         mqtt=_mqtt_paths(ff.mqtt, root),
         points=points,

@@ -737,6 +737,7 @@ class FleetFile(Strict):
     # the safety functions every station kind must have armed; default: safety.yaml beside alarm_rules
     safety_functions: str | None = None
     oncall: str | None = None  # on-call rosters, escalation and routing (alarms/notify)
+    resources: str | None = None  # portable generators and vacuum trucks per tenant (core/resources.py)
     stale_factor: Annotated[float, Field(ge=1.5, le=20)] = 3.0  # value is stale after factor × poll interval
 
     @field_validator("tenants", "stations", "controllers", "register_maps", "metric_maps", mode="before")

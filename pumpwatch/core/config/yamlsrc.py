@@ -75,6 +75,11 @@ def load_yaml(path: Path) -> Located:
         raise ConfigError([f"{path}: file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    return load_yaml_text(text, path)
+
+
+def load_yaml_text(text: str, path: Path) -> Located:
+    """YAML given as text (e.g. a request body), `path` naming it in errors."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()

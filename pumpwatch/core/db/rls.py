@@ -75,6 +75,14 @@ CENTRE_TABLES: dict[str, str] = {
     "dead_letter": f"tenant_id = ANY({_T})",
     "rejection_count": f"tenant_id = ANY({_T})",
 }
+# Drills and mobile resources (migration 0012), scoped like the rest; installed by that migration.
+DRILL_TABLES: dict[str, str] = {
+    "drill": f"tenant_id = ANY({_T})",
+    "drill_event": f"drill_id IN (SELECT d.id FROM drill d WHERE d.tenant_id = ANY({_T}))",
+    "resource_assignment": f"tenant_id = ANY({_T})",
+    "resource_event": f"assignment_id IN (SELECT r.id FROM resource_assignment r "
+    f"WHERE r.tenant_id = ANY({_T}))",
+}
 READ_ONLY_TABLES = ("service_heartbeat",)  # no tenant data; the API shows them
 
 # Tables the app role reads only through a security-barrier view `scoped.<name>` (see the docstring).
@@ -238,6 +246,34 @@ def uninstall_centre_tables(conn: Connection) -> None:
         x(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
         x(f"REVOKE ALL ON {table} FROM {APP_ROLE}")
     for table in READ_ONLY_TABLES:
+        x(f"REVOKE ALL ON {table} FROM {APP_ROLE}")
+
+
+def install_drill_tables(conn: Connection) -> None:
+    """Row-level security of the drill and resource tables (migration 0012); PostgreSQL only."""
+    if conn.dialect.name != "postgresql":
+        return
+    x = conn.exec_driver_sql
+    for table, cond in DRILL_TABLES.items():
+        x(f"GRANT SELECT, INSERT, UPDATE ON {table} TO {APP_ROLE}")
+        x(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+        x(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+        x(f"DROP POLICY IF EXISTS tenant_scope ON {table}")
+        x(f"DROP POLICY IF EXISTS system_all ON {table}")
+        x(f"CREATE POLICY tenant_scope ON {table} TO PUBLIC USING ({cond}) WITH CHECK ({cond})")
+        x(f"CREATE POLICY system_all ON {table} TO CURRENT_USER USING (true) WITH CHECK (true)")
+    x(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
+
+
+def uninstall_drill_tables(conn: Connection) -> None:
+    if conn.dialect.name != "postgresql":
+        return
+    x = conn.exec_driver_sql
+    for table in DRILL_TABLES:
+        for policy in ("tenant_scope", "system_all"):
+            x(f"DROP POLICY IF EXISTS {policy} ON {table}")
+        x(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+        x(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
         x(f"REVOKE ALL ON {table} FROM {APP_ROLE}")
 
 

@@ -137,6 +137,7 @@ alarm = Table(
     # the rule's input is not good (stale, comm_loss, ...) since then: the alarm holds, it cannot clear
     Column("input_not_good_since", UTCDateTime, nullable=True),
     Column("input_quality", Text, nullable=True),
+    Column("drill_id", Integer, nullable=True),  # raised while a drill of its tenant ran (migration 0012)
 )
 Index(
     "uq_alarm_open_station_id_name",
@@ -190,6 +191,7 @@ incident = Table(
     Column("first_response_at", UTCDateTime, nullable=True),
     Column("restored_at", UTCDateTime, nullable=True),
     Column("closed_at", UTCDateTime, nullable=True),
+    Column("drill_id", Integer, nullable=True),  # opened while a drill of its tenant ran
     Index("ix_incident_tenant_id_phase", "tenant_id", "phase"),
 )
 
@@ -389,6 +391,84 @@ service_heartbeat = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
     Column("interval_s", Double, nullable=False),
+)
+
+
+# --- drills and mobile resources (issue 18; pumpwatch.core.drills, pumpwatch.core.resources) -----------
+# A drill runs a scenario file on a simulated fleet for one tenant: while it runs (`stopped_at` null) the
+# tenant's new alarms and incidents carry its id. `drill_event` is its journal (start, each fault, each
+# simulated spill, stop). A mobile resource (portable generator, vacuum truck) is configured per tenant
+# (resources.yaml); `resource_assignment` sends one to a station and `resource_event` journals each state
+# (dispatched → on_site → running → returned) with who and when.
+
+drill = Table(
+    "drill",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("scenario", Text, nullable=False),  # the file as given (YAML)
+    Column("notify", Text, nullable=False),  # drill_contacts | normal
+    Column("contacts", Text, nullable=False),  # on-call person ids, comma-separated
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("started_by", Text, nullable=True),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime, nullable=True),
+    Column("stopped_by", Text, nullable=True),
+    Column("outcome", Text, nullable=True),  # completed | stopped | abandoned (the process ended)
+    Index("ix_drill_tenant_id_stopped_at", "tenant_id", "stopped_at"),
+)
+
+drill_event = Table(
+    "drill_event",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("drill_id", Integer, ForeignKey("drill.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", Text, nullable=False),  # start | fault | spill | spill_end | stop
+    Column("station_id", Text, nullable=True),
+    Column("label", Text, nullable=False),
+    Column("actor", Text, nullable=True),
+    Index("ix_drill_event_drill_id", "drill_id"),
+)
+
+resource_assignment = Table(
+    "resource_assignment",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("resource_id", Text, nullable=False),
+    Column("station_id", Text, nullable=False),
+    Column("state", Text, nullable=False),  # dispatched | on_site | running | returned
+    Column("assigned_at", UTCDateTime, nullable=False),
+    Column("assigned_by", Text, nullable=True),
+    Column("eta_at", UTCDateTime, nullable=False),  # assigned_at + the travel time estimate
+    Column("travel_s", Double, nullable=False),
+    # when the station was expected to spill as it was sent (its time to overflow then; None: not known)
+    Column("spill_expected_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("open", Boolean, nullable=False, server_default=sa_true()),  # not returned yet
+    Column("drill_id", Integer, nullable=True),
+    Index("ix_resource_assignment_tenant_id_open", "tenant_id", "open"),
+)
+Index(
+    "uq_resource_assignment_open_resource_id",
+    resource_assignment.c.resource_id,
+    unique=True,
+    sqlite_where=resource_assignment.c.open,
+    postgresql_where=resource_assignment.c.open,
+)
+
+resource_event = Table(
+    "resource_event",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("assignment_id", Integer, ForeignKey("resource_assignment.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("actor", Text, nullable=True),
+    Index("ix_resource_event_assignment_id", "assignment_id"),
 )
 
 

@@ -46,7 +46,7 @@ user_grant = Table(
     metadata,
     Column("user_id", Integer, ForeignKey("app_user.id"), primary_key=True),
     Column("tenant_id", Text, primary_key=True),
-    Column("role", Text, nullable=False),  # viewer | operator | engineer | admin
+    Column("role", Text, nullable=False),  # viewer | operator | trainer | engineer | admin
     Index("ix_user_grant_tenant_id", "tenant_id"),
 )
 

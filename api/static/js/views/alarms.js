@@ -1,6 +1,7 @@
 // Alarms: the operator's list (unacknowledged first, by priority), acknowledge and shelve with a reason,
 // filters, the hidden ones (shelved, suppressed, out of service) and the journal.
 import { api } from "../api.js";
+import { drillBadge } from "../drill.js";
 import { esc, time } from "../fmt.js";
 import { t, term } from "../i18n.js";
 import { applyAlarm, can, state } from "../store.js";
@@ -86,7 +87,7 @@ export function alarmRows(list, { station = true } = {}) {
         <td data-label="${t("alarms.priority")}"><span class="prio prio-${a.priority}">${esc(term("priority", a.priority))}</span></td>
         <td data-label="${t("alarms.raised")}">${time(a.raised_at, true)}</td>
         ${station ? `<td data-label="${t("alarms.station")}"><a href="#/station/${encodeURIComponent(a.station)}">${esc(st ? st.name : a.station)}</a> <span class="muted">${esc(a.station)}</span></td>` : ""}
-        <td data-label="${t("alarms.alarm")}">${esc(term("alarm", a.name))}<div class="muted">${esc(a.message)}${a.value != null ? ` (${esc(a.value)})` : ""}</div>
+        <td data-label="${t("alarms.alarm")}">${esc(term("alarm", a.name))}${drillBadge(a)}<div class="muted">${esc(a.message)}${a.value != null ? ` (${esc(a.value)})` : ""}</div>
           ${extra.length ? `<div class="muted">${esc(extra.join(" · "))}</div>` : ""}</td>
         <td data-label="${t("alarms.state")}">${esc(term("state", a.state))}</td>
         <td class="actions">${acts.join(" ")}</td></tr>`;

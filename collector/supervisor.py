@@ -16,7 +16,7 @@ class Runnable(Protocol):
     async def run(self) -> None: ...
 
 
-async def _guarded(source: Runnable, restart_max_s: float) -> None:
+async def run_guarded(source: Runnable, restart_max_s: float) -> None:
     failures = 0
     while True:
         try:
@@ -35,4 +35,4 @@ async def run_sources(sources: Sequence[Runnable], *, restart_max_s: float = 30.
     """Run until cancelled. Each source has its own task, named after it (`collector.modbus[gw-1]`)."""
     async with asyncio.TaskGroup() as tg:
         for s in sources:
-            tg.create_task(_guarded(s, restart_max_s), name=s.name)
+            tg.create_task(run_guarded(s, restart_max_s), name=s.name)

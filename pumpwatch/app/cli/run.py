@@ -47,6 +47,8 @@ async def run_system(
     spool_capacity_mb: int = 4096,
     shard: str | None = None,
     probe: tuple[str, int] | None = None,
+    standby: bool = False,
+    collector_id: str | None = None,
 ) -> None:
     try:
         system = await System.prepare(
@@ -64,6 +66,10 @@ async def run_system(
         system.shard = parse_shard(shard)
         if spool_dir is not None:
             spool_dir = spool_dir / f"shard-{system.shard.index}"
+    system.standby = standby
+    system.collector_id = collector_id
+    if standby and spool_dir is not None:
+        spool_dir = spool_dir / system.owner_id()
     system.spool_dir = spool_dir
     system.heartbeat_interval_s = settings.heartbeat_interval_s
     system.dead_letter_keep = settings.dead_letter_keep
@@ -95,6 +101,8 @@ async def run_system(
             log.info("on-call notification running (%s)", f.oncall)
         if collect and system.shard is not None:
             log.info("shard %s: %d stations", system.shard, system.station_count())
+        if collect and standby:
+            log.info("standby %s: polls the links whose lease lapses", system.owner_id())
         if api is not None:
             ctx = system.api_context(in_process_live=collect, auth=auth_config(settings, demo=demo), web=web)
             tls = settings.api_ssl_certfile is not None
@@ -124,6 +132,16 @@ async def run_system(
 @click.option(
     "--shard", default=None, help="I/N or ordinal/N: poll only this shard's stations (env PUMPWATCH_SHARD)"
 )
+@click.option(
+    "--standby",
+    is_flag=True,
+    help="poll no stations of its own; take over the links of a collector whose lease lapses",
+)
+@click.option(
+    "--collector-id",
+    default=None,
+    help="this collector's name in the link leases (default shard-I, or standby-<host> with --standby)",
+)
 @click.option("--spool-dir", type=click.Path(path_type=Path), default=None, help="default var/spool")
 @click.option("--probe-port", type=int, default=None, help="with --no-api: serve /healthz /readyz /metrics")
 @click.option("--probe-host", default="0.0.0.0", show_default=True)
@@ -136,6 +154,8 @@ def run(
     api_host: str | None,
     api_port: int | None,
     shard: str | None,
+    standby: bool,
+    collector_id: str | None,
     spool_dir: Path | None,
     probe_port: int | None,
     probe_host: str,
@@ -146,6 +166,10 @@ def run(
     if not (api or collect):
         raise click.UsageError("nothing to run: give --api or --collect")
     shard = shard or settings.shard
+    if standby and shard:
+        raise click.UsageError("--standby polls no shard of its own: give --standby or --shard, not both")
+    if standby and not collect:
+        raise click.UsageError("--standby needs --collect")
     if shard:
         try:
             parse_shard(shard)
@@ -171,5 +195,7 @@ def run(
                 spool_capacity_mb=settings.spool_capacity_mb,
                 shard=shard,
                 probe=(probe_host, probe_port) if probe_port and not api else None,
+                standby=standby,
+                collector_id=collector_id,
             )
         )

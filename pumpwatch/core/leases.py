@@ -63,18 +63,25 @@ def ensure_rows(engine: Engine, links: Collection[str], at: datetime) -> None:
 
 
 def acquire(
-    engine: Engine, owner: str, link: str, at: datetime, ttl_s: float, *, honour_wanted: bool = True
+    engine: Engine,
+    owner: str,
+    link: str,
+    at: datetime,
+    ttl_s: float,
+    *,
+    honour_wanted: bool = True,
+    from_self: bool = True,
 ) -> int | None:
-    """Take `link` if it is free, lapsed, or held by an earlier life of `owner` (a restarted process does
-    not know its old generation; a new one fences the old). With `honour_wanted`, a link another collector
-    asked back is left to it unless its request has itself been lapsed for `ttl_s` (that one died too).
-    Returns the new generation, or None when someone else holds it."""
+    """Take `link` if it is free, lapsed, or (`from_self`) held by an earlier life of `owner` (a restarted
+    process does not know its old generation; a new one fences the old). A link another collector asked
+    back is left to it (`honour_wanted`) unless its lease has been lapsed for `ttl_s` more (that one died
+    too). Returns the new generation, or None when someone else holds it."""
     until = at + timedelta(seconds=ttl_s)
     with engine.begin() as conn:
         row = conn.execute(select(link_lease).where(link_lease.c.link_id == link).with_for_update()).first()
         if row is None:
             return None
-        free = row.owner is None or row.expires_at < at or row.owner == owner
+        free = row.owner is None or row.expires_at < at or (from_self and row.owner == owner)
         if not free:
             return None
         asked = honour_wanted and row.wanted_by not in (None, owner)
@@ -247,6 +254,8 @@ class LeaseKeeper:
         self.held: dict[str, Held] = {}
         self.db_ok = False  # the last step reached the database
         self._ok_since: float | None = None  # renewing without a break since (monotonic)
+        self._last_ok = 0.0
+        self._ever_held: set[str] = set()
         self.takeovers: list[dict] = []  # links this collector took from another, newest last
         self.given_back = 0
         self.lost = 0
@@ -286,13 +295,19 @@ class LeaseKeeper:
             self._ok_since = None
             return
         self.db_ok = True
-        if self._ok_since is None:
+        if self._ok_since is None or mono - self._last_ok > self.ttl_s:  # connected again, or was stopped
             self._ok_since = mono
+        self._last_ok = mono
         lost = sorted(set(self.held) - set(wanted))
         for k in wanted:
             self.held[k].renewed_mono = mono
         if lost:
-            log.error("lost the lease of %s (taken over while this collector was away); stop polling", lost)
+            log.error(
+                "lost the lease of %s (taken over while this collector was away, or another process runs as "
+                "%s); stop polling",
+                lost,
+                self.owner,
+            )
             for k in lost:
                 del self.held[k]
             self.lost += len(lost)
@@ -316,10 +331,16 @@ class LeaseKeeper:
         got, refused = [], []
         for k in links:
             at = self.clock.now()
-            gen = await asyncio.to_thread(acquire, self.engine, self.owner, k, at, self.ttl_s)
+            # from an earlier life of this name only once: if this life held it before and lost it to its
+            # own name, another process runs under this name (it must not be fought over)
+            fresh = k not in self._ever_held
+            gen = await asyncio.to_thread(
+                acquire, self.engine, self.owner, k, at, self.ttl_s, from_self=fresh
+            )
             if gen is None:
                 refused.append(k)
                 continue
+            self._ever_held.add(k)
             self.held[k] = Held(gen, self.clock.monotonic())
             got.append(k)
             g = await asyncio.to_thread(grants, self.engine, k)

@@ -47,9 +47,9 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
-# long runs: a 15-minute (simulated) database outage at 1 Hz, and the collector shards
+# long runs: a 15-minute (simulated) database outage at 1 Hz, the collector shards, 20 SIGKILLs under load
 soak: $(STAMP)
-	PUMPWATCH_SOAK_OUTAGE_S=900 $(BIN)/pytest -q --timeout 1800 tests/historian/test_outage.py tests/scale
+	PUMPWATCH_SOAK_OUTAGE_S=900 PUMPWATCH_SOAK_KILLS=20 $(BIN)/pytest -q --timeout 1800 tests/historian/test_outage.py tests/scale
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -47,9 +47,10 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
-# long runs: a 15-minute (simulated) database outage at 1 Hz, the collector shards, 20 SIGKILLs under load
+# long runs: a 15-minute (simulated) database outage at 1 Hz, the collector shards, 20 SIGKILLs under load,
+# the nemesis for 30 min (PUMPWATCH_NEMESIS_S seconds)
 soak: $(STAMP)
-	PUMPWATCH_SOAK_OUTAGE_S=900 PUMPWATCH_SOAK_KILLS=20 $(BIN)/pytest -q --timeout 1800 tests/historian/test_outage.py tests/scale
+	PUMPWATCH_SOAK_OUTAGE_S=900 PUMPWATCH_SOAK_KILLS=20 PUMPWATCH_NEMESIS_S=$${PUMPWATCH_NEMESIS_S:-1800} $(BIN)/pytest -q -s --timeout 3600 tests/historian/test_outage.py tests/scale
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -272,7 +272,7 @@ class System:
                 self.fleet, self.clock, self.emit, stations=only, reject=reject
             )
         self.mqtt = build_mqtt_ingest(self.fleet, self.clock, self.emit, stations=only, reject=reject)
-        owned = [s.ctrl.id for s in self.sources]
+        owned = [s.ctrl.id for s in self.sources] + sorted(self._link_sources)
         if self.mqtt is not None:
             owned += [h.ctrl.id for h in (*self.mqtt.json.values(), *self.mqtt.spb.values())]
         await self.rejections.restore(owned)

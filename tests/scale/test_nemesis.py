@@ -6,7 +6,7 @@ checker reports, from the spools the killed processes left and the database: 0 l
 followed by its clear (no raise twice in a row), every link back with its home shard, and the memory
 growth of the collector that was never killed.
 
-`PUMPWATCH_NEMESIS_S`: how long faults are applied (20 s in `make test`; `make soak` runs 1800 s, one
+`PUMPWATCH_NEMESIS_S`: how long faults are applied (15 s in `make test`; `make soak` runs 1800 s, one
 fault every `PUMPWATCH_NEMESIS_EVERY_S`)."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
-NEMESIS_S = float(os.environ.get("PUMPWATCH_NEMESIS_S", "20"))
+NEMESIS_S = float(os.environ.get("PUMPWATCH_NEMESIS_S", "15"))
 EVERY_S = float(os.environ.get("PUMPWATCH_NEMESIS_EVERY_S", "4"))
 HEARTBEAT_S = 1.0
 

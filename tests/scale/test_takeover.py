@@ -17,15 +17,19 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
+from pumpwatch.api.context import ApiContext
+from pumpwatch.api.main import create_app
 from pumpwatch.core.clock import SystemClock
 from pumpwatch.core.config import load_fleet
 from pumpwatch.core.db import make_engine, upgrade
 from pumpwatch.core.db.schema import alarm, lease_grant, link_lease, point, sample
 from pumpwatch.core.sharding import Shard, stations_of
 from pumpwatch.simulators.fleet import SimulatedFleet
+from tests.auth import log_in
 from tests.e2e.fleets import demo_fleet_dir_on_free_ports, wait_until
 from tests.services import free_port
 
@@ -133,6 +137,15 @@ async def test_a_dead_or_stopped_shard_is_taken_over_and_given_back(pg_url: str,
             assert max(times) <= bound + SLACK_S
             taken = owners()
             assert all(taken[k] in ("standby-a", "shard-1") for k in home[0]), taken
+            # where an operator looks: shard 0 dead, its links polled, by whom
+            transport = httpx.ASGITransport(
+                app=create_app(ApiContext(fleet=fleet, engine=engine, clock=SystemClock(), catalog={}))
+            )
+            async with httpx.AsyncClient(transport=transport, base_url="http://pumpwatch.test") as client:
+                await log_in(client, engine, fleet.tenants)
+                status = (await client.get("/api/v1/system/status")).json()
+            assert status["unpolled_links"] == []
+            assert {r["link"]: r["owner"] for r in status["links"]} == taken
 
             # the alarm goes on with the taker: not raised again while the mains stay off, cleared when back
             await asyncio.sleep(4)  # past the on-delay: a taker that forgot would raise it again

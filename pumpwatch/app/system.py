@@ -53,7 +53,7 @@ from pumpwatch.core.db import rls
 from pumpwatch.core.db.engine import make_engine
 from pumpwatch.core.db.migrate import upgrade
 from pumpwatch.core.historian_scale import Rollups
-from pumpwatch.core.leases import Fence, LeaseKeeper
+from pumpwatch.core.leases import Fence, LeaseKeeper, clock_skew_s, leases
 from pumpwatch.core.live import LiveSnapshot
 from pumpwatch.core.metrics import render
 from pumpwatch.core.rejections import RejectionLog
@@ -107,6 +107,8 @@ class System:
     dead_letter_keep: int = 1000  # dead letters kept per source (the newest)
     monitor: SystemMonitor | None = None  # system alarms of the centre, in a collector process
     _notifier_seen: tuple[float, datetime | None] | None = None  # (read at, newest notifier heartbeat)
+    _skew_seen: tuple[float, float | None] | None = None  # (read at, clock skew against the database)
+    _leases_seen: list[dict] = field(default_factory=list)  # the lease table as last read (shard details)
     _monitor_since: datetime | None = None
     _registry: object = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -386,6 +388,7 @@ class System:
         if self.rejections is not None:
             out.append(Reading(me, "rejected_per_min", self.rejections.rate_per_min()))
         out += self._shard_readings()
+        out.append(await self._skew_reading(me))
         if self.fleet.oncall is not None:
             out.append(await self._notifier_reading())
         return out
@@ -418,10 +421,50 @@ class System:
                     sid,
                     "shard_missed_beats",
                     age / interval,
-                    f"shard {i}/{r['shard_count']} {where}, last heartbeat {age:.0f} s ago",
+                    f"shard {i}/{r['shard_count']} {where}, last heartbeat {age:.0f} s ago"
+                    + self._taken_over(i, int(r["shard_count"])),
                 )
             )
         return out
+
+    async def _skew_reading(self, me: str, every_s: float = 5.0) -> Reading:
+        """This collector's clock against the database's (sample times, lease expiry and fencing use it)."""
+        mono = self.clock.monotonic()
+        if self._skew_seen is None or mono - self._skew_seen[0] >= every_s:
+            try:
+                skew = await asyncio.to_thread(clock_skew_s, self.engine, self.clock)
+                if self.leases is not None:
+                    self._leases_seen = await asyncio.to_thread(leases, self.engine)
+            except Exception:  # the database is away: nothing to compare with, hold
+                return Reading(me, "clock_skew_s", None)
+            self._skew_seen = (mono, skew)
+        skew = self._skew_seen[1]
+        if skew is None:
+            return Reading(me, "clock_skew_s", None)
+        return Reading(me, "clock_skew_s", abs(skew), f"{'ahead of' if skew > 0 else 'behind'} the database")
+
+    def _taken_over(self, shard: int, count: int) -> str:
+        """Who polls a dead shard's links now, as last read from the lease table."""
+        if not self._leases_seen:
+            return ""
+        theirs = stations_of(self.fleet, Shard(shard, count))
+        links = {
+            src.ctrl.id for src in self._link_sources.values() if any(u.station in theirs for u in src.units)
+        }
+        now = self.clock.now()
+        by: dict[str, int] = {}
+        unpolled = 0
+        for r in self._leases_seen:
+            if r["link_id"] not in links:
+                continue
+            if r["owner"] is None or r["expires_at"] < now or r["owner"] == f"shard-{shard}":
+                unpolled += 1
+            else:
+                by[r["owner"]] = by.get(r["owner"], 0) + 1
+        parts = [f"{n} links polled by {o}" for o, n in sorted(by.items())]
+        if unpolled:
+            parts.append(f"{unpolled} links NOT polled by anyone")
+        return "; " + ", ".join(parts) if parts else ""
 
     async def _notifier_reading(self, every_s: float = 5.0) -> Reading:
         """Seconds since any notifier replica completed a pass (its heartbeat in the database)."""

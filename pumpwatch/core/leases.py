@@ -22,7 +22,8 @@ a generation, an expiry. Every grant is kept in `lease_grant` (link, generation,
   the spool keeps the data) — during a partition between one collector and the database a link may thus be
   polled twice, and only the lease holder's writes are stored.
 - Times come from the collector's Clock (`now` for the rows, `monotonic` for its own view); collectors'
-  clocks must agree within a second or two (the clock-skew system alarm watches that).
+  clocks must agree within a second or two (`clock_skew_s` measures one against the database's; the
+  `clock_skew` system alarm rises above 2 s).
 """
 
 from __future__ import annotations
@@ -205,6 +206,21 @@ def within(window: Window | None, t: datetime) -> bool:
         return False
     start, end = window
     return start <= t and (end is None or t < end)
+
+
+def clock_skew_s(engine: Engine, clock: Clock) -> float | None:
+    """How far `clock` is off the database server's clock, seconds (positive: ahead), the query's round
+    trip halved; None where the database has no clock to compare with (SQLite)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        t0 = clock.now()
+        db_now = conn.execute(select(func.clock_timestamp())).scalar_one()
+        t1 = clock.now()
+    mid = t0 + (t1 - t0) / 2
+    return (mid - db_now).total_seconds()
 
 
 # --- the keeper ----------------------------------------------------------------------------------------
@@ -401,6 +417,7 @@ __all__ = [
     "Held",
     "LeaseKeeper",
     "acquire",
+    "clock_skew_s",
     "ask_back",
     "ensure_rows",
     "fence_windows",

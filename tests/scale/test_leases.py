@@ -160,3 +160,23 @@ def test_tagged_rows_survive_the_spool_format() -> None:
     tagged = [(*r, g) for r, g in zip(plain, [4, 2**40], strict=True)]
     assert decode_rows(encode_rows(plain)) == plain
     assert decode_rows(encode_tagged_rows(tagged)) == tagged
+
+
+async def test_clock_skew_against_the_database_is_measured_either_way(pg_url: str) -> None:
+    """A collector's clock 5 min ahead or behind the database's is measured (the `clock_skew` system
+    alarm rises above 2 s); a clock in step reads well under a second."""
+    from datetime import UTC, datetime
+
+    from pumpwatch.alarms.rules import default_system_rules
+    from pumpwatch.core.leases import clock_skew_s
+
+    e = make_engine(pg_url)
+    try:
+        for offset in (300.0, -300.0, 0.0):
+            clock = FakeClock(datetime.now(UTC) + timedelta(seconds=offset))
+            skew = clock_skew_s(e, clock)
+            assert skew is not None and abs(skew - offset) < 1.0, (offset, skew)
+    finally:
+        e.dispose()
+    rule = {r.name: r for r in default_system_rules()}["clock_skew"]
+    assert rule.point == "clock_skew_s" and rule.limit == 2 and rule.above

@@ -50,10 +50,11 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
-# long runs: a 15-minute (simulated) database outage at 1 Hz, the collector shards, the console's overview
-# with 10,000 stations
+# long runs: a 15-minute (simulated) database outage at 1 Hz, the collector shards, 20 SIGKILLs under load,
+# the nemesis for 30 min (PUMPWATCH_NEMESIS_S seconds), the console's overview with 10,000 stations
 soak: $(STAMP)
-	PUMPWATCH_SOAK_OUTAGE_S=900 PUMPWATCH_CONSOLE_STATIONS=10000 $(BIN)/pytest -q --timeout 1800 -s \
+	PUMPWATCH_SOAK_OUTAGE_S=900 PUMPWATCH_SOAK_KILLS=20 PUMPWATCH_NEMESIS_S=$${PUMPWATCH_NEMESIS_S:-1800} \
+		PUMPWATCH_CONSOLE_STATIONS=10000 $(BIN)/pytest -q -s --timeout 3600 \
 		tests/historian/test_outage.py tests/scale tests/browser/test_scale.py
 
 lint: $(STAMP)

@@ -47,6 +47,7 @@ class AlarmEvent:
     suppressed_by: str | None = None
     latch: bool = False
     quality: str | None = None  # input_not_good: the input's quality (stale, comm_loss, bad_value, ...)
+    gen: int = 0  # the lease generation of the station's link when decided (0: not leased; core.leases)
 
 
 @dataclass(slots=True)

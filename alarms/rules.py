@@ -49,6 +49,7 @@ SYSTEM_POINTS = {
     "shard_missed_beats": "heartbeats a collector shard has missed",
     "notifier_silent_s": "seconds since a notifier replica completed a pass",
     "rejected_per_min": "rejected inputs in the last minute",
+    "clock_skew_s": "seconds this collector's clock is off the database's (either way)",
 }
 
 

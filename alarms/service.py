@@ -31,6 +31,7 @@ from pumpwatch.alarms.rules import RuleSet
 from pumpwatch.core.backoff import Backoff
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.config import Fleet
+from pumpwatch.core.leases import Fence
 from pumpwatch.core.metrics import ALARM_BUCKETS, Histogram
 from pumpwatch.core.sample import Sample
 from pumpwatch.core.spool import Forwarder, Spool
@@ -48,12 +49,17 @@ class AlarmService:
         analyzers: dict[str, list[Analyzer]] | None = None,
         spool: Spool | None = None,
         stations: Iterable[str] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.spool = spool
         # events the journal cannot take now wait in the spool, in order (pumpwatch/core/spool.py)
         self._forward: Forwarder[AlarmEvent] | None = (
             Forwarder(spool, _encode_one, decode_event, self._persist) if spool is not None else None
         )
+        # On leased links (pumpwatch.core.leases) each station event carries its link's lease generation and
+        # is journaled only if that lease covered its time; `adopt` / `release` follow the leases.
+        self.fence = fence
+        self.fenced = 0
         self.latency = Histogram(ALARM_BUCKETS)  # sample time → event stored, seconds
         self.db_down = False
         self.fleet = fleet
@@ -85,14 +91,45 @@ class AlarmService:
             for sid, ev in self.evaluators.items()
         }
 
-    async def restore(self) -> None:
+    async def restore(self, stations: Iterable[str] | None = None) -> None:
+        """Mark the alarms active in the store active in the evaluators (of `stations`, or all)."""
+        only = set(stations) if stations is not None else None
         active = await asyncio.to_thread(
             store.list_alarms, self.engine, open_=True, active=True, limit=1_000_000
         )
         for a in active:
+            if only is not None and a["station_id"] not in only:
+                continue
             ev = self.evaluators.get(a["station_id"])
             if ev is not None:
                 ev.restore_active(a["name"], a["suppressed_by"])
+
+    async def adopt(self, stations: Iterable[str]) -> list[str]:
+        """Evaluate these stations' alarms from now on (a link taken over): fresh evaluators, with the
+        alarms the store holds active restored, so nothing is raised twice and every clear is seen."""
+        new = [s for s in stations if s not in self.evaluators and s in self.fleet.stations]
+        for sid in new:
+            self.evaluators[sid] = StationEvaluator(
+                self.fleet.stations[sid].tenant,
+                sid,
+                self.rules.get(sid),
+                stale_after_s=self.fleet.stale_after_s(sid),
+            )
+        if new:
+            await self.restore(new)
+        return new
+
+    async def release(self, stations: Iterable[str]) -> None:
+        """Stop evaluating these stations (their link goes to another collector), once every event already
+        decided for them is stored or spooled."""
+        for sid in stations:
+            self.evaluators.pop(sid, None)
+        await self._queue.join()
+
+    def _tagged(self, event: AlarmEvent) -> AlarmEvent:
+        if self.fence is None:
+            return event
+        return dataclasses.replace(event, gen=self.fence.tag(event.station))
 
     def derive(self, samples: Sequence[Sample]) -> list[Sample]:
         """Derived samples for the stations in this batch (one batch is usually one station)."""
@@ -121,7 +158,7 @@ class AlarmService:
             ev = self.evaluators.get(sid)
             if ev is not None:
                 for event in ev.evaluate(batch, now, extra):
-                    self._queue.put_nowait(event)
+                    self._queue.put_nowait(self._tagged(event))
 
     def submit(self, events: Iterable[AlarmEvent]) -> None:
         """Events decided elsewhere (the system monitor's), stored on the same path, in order."""
@@ -130,9 +167,9 @@ class AlarmService:
 
     def tick(self) -> None:
         now = self.clock.now()
-        for ev in self.evaluators.values():
+        for ev in list(self.evaluators.values()):
             for event in ev.tick(now):
-                self._queue.put_nowait(event)
+                self._queue.put_nowait(self._tagged(event))
 
     async def run(self, tick_s: float = 1.0) -> None:
         """Persist events as they come, let on/off delays run out, end expired shelves and maintenance
@@ -240,7 +277,12 @@ class AlarmService:
 
     def _persist(self, e: AlarmEvent) -> None:
         after: list[Callable[[], None]] = []
-        self._store(e, self.engine, after)
+        if e.gen == 0:
+            self._store(e, self.engine, after)
+        else:
+            with self.engine.begin() as conn:
+                if self._may_store(conn, [e])[0]:
+                    self._store(e, cast(Engine, _OneTransaction(conn)), after)
         for fn in after:
             fn()
         self._count(e)
@@ -251,12 +293,31 @@ class AlarmService:
         after: list[Callable[[], None]] = []
         with self.engine.begin() as conn:
             tx = _OneTransaction(conn)
-            for e in events:
-                self._store(e, cast(Engine, tx), after)  # (it stands in for the Engine: see the class)
+            ok = self._may_store(conn, events)
+            for e, k in zip(events, ok, strict=True):
+                if k:
+                    self._store(e, cast(Engine, tx), after)  # (it stands in for the Engine: see the class)
         for fn in after:
             fn()
         for e in events:
             self._count(e)
+
+    def _may_store(self, conn, events: Sequence[AlarmEvent]) -> list[bool]:
+        """The fence: an event decided under a lease generation that did not cover its time (a collector
+        that resumed after its links were taken over) is dropped, counted and logged."""
+        if self.fence is None or not any(e.gen for e in events):
+            return [True] * len(events)
+        ok = [
+            e.gen == 0 or k
+            for e, k in zip(
+                events, self.fence.keep(conn, [(e.station, e.gen, e.at) for e in events]), strict=True
+            )
+        ]
+        for e, k in zip(events, ok, strict=True):
+            if not k:
+                self.fenced += 1
+                log.error("alarm %s %s/%s not stored: its link's lease passed on", e.kind, e.station, e.name)
+        return ok
 
     def _count(self, e: AlarmEvent) -> None:
         self.events += 1
@@ -329,6 +390,7 @@ class AlarmService:
             "queued_events": self._queue.qsize(),
             "spooled_events": sp.pending_records if sp else 0,
             "dropped_events": sp.dropped_records if sp else 0,
+            "fenced_events": self.fenced,
         }
 
     async def drain(self, *, until_stored: bool = True) -> None:

@@ -15,8 +15,16 @@ class Runnable(Protocol):
     async def run(self) -> None: ...
 
 
+async def run_guarded(source: Runnable, restart_max_s: float) -> None:
+    """One source, restarted after a crash (pumpwatch.core.tasks.restarting: the one supervision rule)."""
+    await restarting(source.name, source.run, restart_max_s)
+
+
 async def run_sources(sources: Sequence[Runnable], *, restart_max_s: float = 30.0) -> None:
-    """Run until cancelled. Each source has its own task, named after it (`collector.modbus[gw-1]`)."""
+    """Run until cancelled. Each source has its own task, named after it (`collector.modbus[gw-1]`). With no
+    sources (a standby collector, whose links come with their leases) it just waits."""
+    if not sources:
+        await asyncio.Event().wait()
     async with asyncio.TaskGroup() as tg:
         for s in sources:
-            tg.create_task(restarting(s.name, s.run, restart_max_s), name=s.name)
+            tg.create_task(run_guarded(s, restart_max_s), name=s.name)

@@ -39,6 +39,7 @@ from pumpwatch.api.schemas import (
 )
 from pumpwatch.core import rejections
 from pumpwatch.core.db import rls
+from pumpwatch.core.leases import leases
 from pumpwatch.core.metrics import CONTENT_TYPE
 from pumpwatch.core.sharding import shard_health
 
@@ -54,6 +55,26 @@ PARTS: dict[str, SystemPart] = {
     "notifier_stopped": "notification",
     "dead_letter_rate": "input",
 }
+
+
+def _links(engine) -> list[dict] | str:
+    """Every leased link: who polls it, under which generation, and whether nobody does (`lapsed`)."""
+    try:
+        rows = leases(engine)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    now = datetime.now(UTC)
+    return [
+        {
+            "link": r["link_id"],
+            "owner": r["owner"],
+            "generation": r["generation"],
+            "expires_at": r["expires_at"].isoformat(),
+            "wanted_by": r["wanted_by"],
+            "lapsed": r["owner"] is None or r["expires_at"] < now,
+        }
+        for r in rows
+    ]
 
 
 def _shards(engine) -> list[dict]:
@@ -137,10 +158,12 @@ def _counts(engine, centre: str | None) -> list[dict] | str:
 @router.get("/status")
 async def system_status(ctx: Ctx, user: CurrentUser) -> dict:
     """Historian, alarm journal, rejected input and system monitor of this process; the collector shards'
-    heartbeats; the active system alarms; rejected input by source and reason (durable counts). The
-    monitoring centre's staff only: it covers every tenant's stations."""
+    heartbeats; the leased links (who polls each, and those nobody polls); the active system alarms;
+    rejected input by source and reason (durable counts). The monitoring centre's staff only: it covers
+    every tenant's stations."""
     access.require_centre(ctx, user, "viewer")
     shards = await asyncio.to_thread(_shards, ctx.engine)
+    links = await asyncio.to_thread(_links, ctx.engine)
     alarms, alarms_error = await system_alarms(ctx)
     counts = await asyncio.to_thread(_counts, ctx.engine, ctx.fleet.centre)
     by_source: dict[str, dict[str, dict]] = {}
@@ -156,6 +179,10 @@ async def system_status(ctx: Ctx, user: CurrentUser) -> dict:
         "process": ctx.status() if ctx.status else {},
         "shards": shards,
         "dead_shards": [r["shard"] for r in shards if r.get("alive") is False],
+        # leased links (pumpwatch.core.leases): those nobody polls now, and who polls each
+        "unpolled_links": [r["link"] for r in links if r["lapsed"]] if isinstance(links, list) else None,
+        "links": links if isinstance(links, list) else [],
+        "links_error": links if isinstance(links, str) else None,
         "system_alarms": [a.model_dump(mode="json") for a in alarms],
         "system_alarms_error": alarms_error,
         "rejections": {

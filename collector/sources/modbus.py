@@ -68,6 +68,7 @@ class SourceStats:
     connects: int = 0
     late_cycles: int = 0
     cycles: int = 0  # poll cycles completed (every unit once)
+    paused_cycles: int = 0  # cycles skipped: the link's lease was in doubt (may_poll said no)
     latency: Histogram = field(default_factory=lambda: Histogram(POLL_BUCKETS))  # seconds per unit read
 
 
@@ -120,6 +121,9 @@ class ModbusSource:
         # One request at a time on the link: polls and the (rare, engineer-confirmed) field write.
         self.io_lock = asyncio.Lock()
         self.in_cycle = False  # polling now, rather than waiting for the next slot
+        # Asked before each cycle (a collector on leased links: pumpwatch.core.leases.LeaseKeeper.may_poll);
+        # None: always poll.
+        self.may_poll: Callable[[], bool] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -128,11 +132,14 @@ class ModbusSource:
         try:
             while True:
                 _raise_if_cancelling()
-                self.in_cycle = True
-                try:
-                    await self.poll_once()
-                finally:
-                    self.in_cycle = False
+                if self.may_poll is not None and not self.may_poll():  # the link's lease is in doubt
+                    self.stats.paused_cycles += 1
+                else:
+                    self.in_cycle = True
+                    try:
+                        await self.poll_once()
+                    finally:
+                        self.in_cycle = False
                 self.stats.cycles += 1
                 next_at += interval
                 now = self.clock.monotonic()

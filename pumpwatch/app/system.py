@@ -47,14 +47,15 @@ from pumpwatch.collector.field_write import FieldWriter
 from pumpwatch.collector.fleet import build_modbus_sources, build_mqtt_ingest
 from pumpwatch.collector.sources.modbus import ModbusSource
 from pumpwatch.collector.sources.mqtt import MqttIngest
-from pumpwatch.collector.supervisor import run_sources
+from pumpwatch.collector.supervisor import run_guarded, run_sources
 from pumpwatch.core import historian, tasks
-from pumpwatch.core.clock import Clock
+from pumpwatch.core.clock import Clock, SystemClock
 from pumpwatch.core.config import Fleet
 from pumpwatch.core.db import rls
 from pumpwatch.core.db.engine import make_engine
 from pumpwatch.core.db.migrate import upgrade
 from pumpwatch.core.historian_scale import Rollups
+from pumpwatch.core.leases import Fence, LeaseKeeper, clock_skew_s, leases
 from pumpwatch.core.live import LiveSnapshot
 from pumpwatch.core.metrics import render
 from pumpwatch.core.rejections import RejectionLog
@@ -91,6 +92,13 @@ class System:
     shard: Shard | None = None  # this process polls only its shard's stations
     heartbeat: ShardHeartbeat | None = None
     heartbeat_interval_s: float = 5.0
+    # Leased links (pumpwatch.core.leases), on when sharded or a standby: every Modbus link is polled by the
+    # collector holding its lease; a dead collector's links are taken over and given back.
+    standby: bool = False  # no home links: only take over lapsed ones
+    collector_id: str | None = None  # the name in the leases (default shard-I / standby-<host>)
+    leases: LeaseKeeper | None = None
+    _link_sources: dict[str, ModbusSource] = field(default_factory=dict)
+    _link_tasks: dict[str, asyncio.Task] = field(default_factory=dict)
     # what the historian's database offers (TimescaleDB features present / missing and why); set at start
     historian_features: HistorianFeatures | None = None
     timescale_jobs: JobWatch | None = None  # a collector on TimescaleDB watches (and stands in for) its jobs
@@ -104,6 +112,8 @@ class System:
     dead_letter_keep: int = 1000  # dead letters kept per source (the newest)
     monitor: SystemMonitor | None = None  # system alarms of the centre, in a collector process
     _notifier_seen: tuple[float, datetime | None] | None = None  # (read at, newest notifier heartbeat)
+    _skew_seen: tuple[float, float | None] | None = None  # (read at, clock skew against the database)
+    _leases_seen: list[dict] = field(default_factory=list)  # the lease table as last read (shard details)
     _monitor_since: datetime | None = None
     _registry: CollectorRegistry | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -188,10 +198,26 @@ class System:
         if self.alarms is not None:
             self.alarms.accept(samples, derived)
 
+    def owner_id(self) -> str:
+        """This collector's name in the link leases."""
+        if self.collector_id:
+            return self.collector_id
+        if self.shard is not None:
+            return f"shard-{self.shard.index}"
+        import socket
+
+        return f"standby-{socket.gethostname()}"
+
+    @property
+    def leased(self) -> bool:
+        return self.shard is not None or self.standby
+
     async def start_collecting(self, stations: Iterable[str] | None = None) -> None:
         if self.shard is not None:
             mine = stations_of(self.fleet, self.shard)
             stations = mine if stations is None else mine & set(stations)
+        if self.standby:
+            stations = set()
         only = set(stations) if stations is not None else None
         if self.shard is not None and self.fleet.mqtt is not None:  # one MQTT session per shard
             cid = f"{self.fleet.mqtt.client_id}-shard{self.shard.index}"
@@ -202,25 +228,60 @@ class System:
             sample_spool = Spool(self.spool_dir / "samples", capacity_bytes=self.spool_capacity_bytes)
             alarm_spool = Spool(self.spool_dir / "alarms", capacity_bytes=64 * 1024**2)
             self.spools = [sample_spool, alarm_spool]
+        fence = None
+        link_of = {u.station: c.id for c in self.fleet.modbus_controllers() for u in c.units}
+        if self.leased:
+            home = sorted({link_of[s] for s in (only or ()) if s in link_of})
+            self.leases = LeaseKeeper(
+                self.engine,
+                self.owner_id(),
+                self.clock,
+                home=home,
+                links=sorted(set(link_of.values())),
+                interval_s=self.heartbeat_interval_s,
+                on_gain=self._links_gained,
+                on_lose=self._links_lost,
+            )
+            fence = Fence(self.leases, link_of)
         rollups = None
         features = self.historian_features or plain_features(self.engine)
         if features.rollup_job:  # no continuous aggregate serves long trends: keep the plain rollups
-            ids = None if only is None else [pid for (sid, _), pid in self.catalog.items() if sid in only]
+            ids = None
+            if only is not None and not self.leased:  # leased: any station may come this way
+                ids = [pid for (sid, _), pid in self.catalog.items() if sid in only]
             rollups = Rollups(point_ids=ids)
         self.writer = HistorianWriter(
-            self.engine, self.catalog, spool=sample_spool, rollups=rollups, clock=self.clock
+            self.engine, self.catalog, spool=sample_spool, rollups=rollups, clock=self.clock, fence=fence
         )
+        # leased: the Modbus stations' evaluators come with their links' leases (`_links_gained`)
+        evaluated = only if not self.leased else {s for s in (only or ()) if s not in link_of}
         self.alarms = AlarmService(
-            self.fleet, self.rules, self.engine, self.clock, self.analyzers, spool=alarm_spool, stations=only
+            self.fleet,
+            self.rules,
+            self.engine,
+            self.clock,
+            self.analyzers,
+            spool=alarm_spool,
+            stations=evaluated,
+            fence=fence,
         )
         await self.alarms.restore()
         self.rejections = RejectionLog(
             self.engine, self.clock, tenant_id=self.fleet.centre, keep_per_source=self.dead_letter_keep
         )
         reject = self.rejections.record
-        self.sources = build_modbus_sources(self.fleet, self.clock, self.emit, stations=only, reject=reject)
+        if self.leased:  # a source for every link, run while its lease is held
+            every = build_modbus_sources(self.fleet, self.clock, self.emit, reject=reject)
+            self._link_sources = {src.ctrl.id: src for src in every}
+            for src in every:
+                src.may_poll = lambda k=src.ctrl.id: self.leases is not None and self.leases.may_poll(k)
+            self.sources = []
+        else:
+            self.sources = build_modbus_sources(
+                self.fleet, self.clock, self.emit, stations=only, reject=reject
+            )
         self.mqtt = build_mqtt_ingest(self.fleet, self.clock, self.emit, stations=only, reject=reject)
-        owned = [s.ctrl.id for s in self.sources]
+        owned = [s.ctrl.id for s in self.sources] + sorted(self._link_sources)
         if self.mqtt is not None:
             owned += [h.ctrl.id for h in self.mqtt.json.values()] + [
                 h.ctrl.id for h in self.mqtt.spb.values()
@@ -241,6 +302,8 @@ class System:
                 "logged and shown in /readyz only, not journaled or notified"
             )
         runnables: list = [*self.sources, *([self.mqtt] if self.mqtt else [])]
+        if self.leases is not None:  # take the home links (and lapsed ones) before the first poll
+            await self.leases.step()
         self._tasks = [
             asyncio.create_task(run_sources(runnables), name="collector.sources"),
             asyncio.create_task(self.writer.run(), name="historian.writer"),
@@ -273,12 +336,50 @@ class System:
                 now=lambda: datetime.now(UTC),
             )
             self._tasks.append(asyncio.create_task(self.heartbeat.run(), name="shard.heartbeat"))
+        if self.leases is not None:
+            self._tasks.append(asyncio.create_task(self._keep_leases(), name="link.leases"))
         log.info(
             "collecting from %d Modbus controllers%s, %d stations",
             len(self.sources),
             f" and {len(self.fleet.mqtt_controllers())} MQTT controllers" if self.mqtt else "",
             len(self.fleet.stations),
         )
+
+    # -- leased links ------------------------------------------------------------------------------------
+    async def _keep_leases(self) -> None:
+        assert self.leases is not None
+        await self.clock.sleep(self.leases.interval_s)  # the first step ran at start
+        await self.leases.run()
+
+    def _stations_of_links(self, links: Iterable[str]) -> list[str]:
+        return [u.station for k in links if k in self._link_sources for u in self._link_sources[k].units]
+
+    async def _links_gained(self, links: list[str]) -> None:
+        """Links whose lease this collector now holds: their stations' alarms (active ones restored from
+        the store), then their polling."""
+        if self.alarms is not None:
+            await self.alarms.adopt(self._stations_of_links(links))
+        for k in links:
+            src = self._link_sources.get(k)
+            if src is None or k in self._link_tasks:
+                continue
+            if src not in self.sources:
+                self.sources.append(src)
+            self._link_tasks[k] = asyncio.create_task(run_guarded(src, 30.0), name=src.name)
+        if links:
+            log.info("%s polls %d links now: %s", self.owner_id(), len(self._link_tasks), ", ".join(links))
+
+    async def _links_lost(self, links: list[str]) -> None:
+        """Links lost or given back: stop polling them, store their alarm events, forget their evaluators."""
+        for k in links:
+            t = self._link_tasks.pop(k, None)
+            if t is not None:
+                await tasks.stop(t)
+            src = self._link_sources.get(k)
+            if src in self.sources:
+                self.sources.remove(src)
+        if self.alarms is not None:
+            await self.alarms.release(self._stations_of_links(links))
 
     # -- the system monitor's readings -------------------------------------------------------------------
     async def _system_readings(self) -> list[Reading]:
@@ -298,6 +399,8 @@ class System:
         if self.rejections is not None:
             out.append(Reading(me, "rejected_per_min", self.rejections.rate_per_min()))
         out += self._shard_readings()
+        if isinstance(self.clock, SystemClock):  # simulated time (demo, tests) is off by design
+            out.append(await self._skew_reading(me))
         if self.fleet.oncall is not None:
             out.append(await self._notifier_reading())
         return out
@@ -330,10 +433,50 @@ class System:
                     sid,
                     "shard_missed_beats",
                     age / interval,
-                    f"shard {i}/{r['shard_count']} {where}, last heartbeat {age:.0f} s ago",
+                    f"shard {i}/{r['shard_count']} {where}, last heartbeat {age:.0f} s ago"
+                    + self._taken_over(i, int(r["shard_count"])),
                 )
             )
         return out
+
+    async def _skew_reading(self, me: str, every_s: float = 5.0) -> Reading:
+        """This collector's clock against the database's (sample times, lease expiry and fencing use it)."""
+        mono = self.clock.monotonic()
+        if self._skew_seen is None or mono - self._skew_seen[0] >= every_s:
+            try:
+                skew = await asyncio.to_thread(clock_skew_s, self.engine, self.clock)
+                if self.leases is not None:
+                    self._leases_seen = await asyncio.to_thread(leases, self.engine)
+            except Exception:  # the database is away: nothing to compare with, hold
+                return Reading(me, "clock_skew_s", None)
+            self._skew_seen = (mono, skew)
+        skew = self._skew_seen[1]
+        if skew is None:
+            return Reading(me, "clock_skew_s", None)
+        return Reading(me, "clock_skew_s", abs(skew), f"{'ahead of' if skew > 0 else 'behind'} the database")
+
+    def _taken_over(self, shard: int, count: int) -> str:
+        """Who polls a dead shard's links now, as last read from the lease table."""
+        if not self._leases_seen:
+            return ""
+        theirs = stations_of(self.fleet, Shard(shard, count))
+        links = {
+            src.ctrl.id for src in self._link_sources.values() if any(u.station in theirs for u in src.units)
+        }
+        now = self.clock.now()
+        by: dict[str, int] = {}
+        unpolled = 0
+        for r in self._leases_seen:
+            if r["link_id"] not in links:
+                continue
+            if r["owner"] is None or r["expires_at"] < now or r["owner"] == f"shard-{shard}":
+                unpolled += 1
+            else:
+                by[r["owner"]] = by.get(r["owner"], 0) + 1
+        parts = [f"{n} links polled by {o}" for o, n in sorted(by.items())]
+        if unpolled:
+            parts.append(f"{unpolled} links NOT polled by anyone")
+        return "; " + ", ".join(parts) if parts else ""
 
     async def _notifier_reading(self, every_s: float = 5.0) -> Reading:
         """Seconds since any notifier replica completed a pass (its heartbeat in the database)."""
@@ -419,6 +562,8 @@ class System:
             out["historian"] = self.writer.status()
         if self.alarms is not None:
             out["alarm_journal"] = self.alarms.status()
+        if self.leases is not None:
+            out["leases"] = self.leases.status()
         if self.heartbeat is not None:
             out["shard"] = str(self.shard)
             out["shards"] = [
@@ -461,6 +606,9 @@ class System:
         """Stop polling, store what was read, then stop the writers."""
         for t in self._tasks[:1]:  # sources first: nothing new arrives after this
             await tasks.stop(t)
+        for t in list(self._link_tasks.values()):
+            await tasks.stop(t)
+        self._link_tasks = {}
         if self.alarms is not None:
             try:
                 await asyncio.wait_for(self.alarms.drain(until_stored=False), 10)

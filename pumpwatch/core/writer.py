@@ -30,6 +30,7 @@ from pumpwatch.core import historian
 from pumpwatch.core.backoff import Backoff
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.historian_scale import Rollups
+from pumpwatch.core.leases import Fence
 from pumpwatch.core.sample import Sample
 from pumpwatch.core.spool import Forwarder, Spool
 
@@ -55,12 +56,29 @@ def encode_rows(rows: Sequence[Row]) -> bytes:
     return zlib.compress(raw, 1)
 
 
-def _encode_batch(rows: list[Row]) -> tuple[bytes, int]:
-    return encode_rows(rows), len(rows)
+_TAGGED = b"G"  # a batch with a lease generation per row (never the first byte of a zlib stream, 0x78)
+
+
+def encode_tagged_rows(rows: Sequence[tuple]) -> bytes:
+    """Rows `(point_id, observed_at, value, quality, generation)`: the columns of `encode_rows` and the
+    generations (int64), marked so `decode_rows` tells them apart from untagged batches."""
+    gens = array.array("q", [r[4] for r in rows])
+    return _TAGGED + zlib.compress(zlib.decompress(encode_rows(rows)) + gens.tobytes(), 1)
 
 
 def decode_rows(data: bytes) -> list[Row]:
-    raw = zlib.decompress(data)
+    """A spooled batch back as rows; a tagged batch (`encode_tagged_rows`) gives 5-tuples."""
+    if data[:1] == _TAGGED:
+        raw = zlib.decompress(data[1:])
+        (n,) = _N.unpack_from(raw)
+        gens = array.array("q")
+        gens.frombytes(raw[len(raw) - 8 * n :])
+        rows = _decode_raw(raw[: len(raw) - 8 * n])
+        return [(*r, gens[i]) for i, r in enumerate(rows)]  # type: ignore[misc]
+    return _decode_raw(zlib.decompress(data))
+
+
+def _decode_raw(raw: bytes) -> list[Row]:
     (n,) = _N.unpack_from(raw)
     off = _N.size
     pids = array.array("i")
@@ -97,7 +115,14 @@ class HistorianWriter:
         rollups: Rollups | None = None,
         rollup_interval_s: float = 30.0,
         clock: Clock | None = None,
+        fence: Fence | None = None,
     ) -> None:
+        # With a fence (a collector on leased links), every row carries the generation of its link's lease
+        # and is stored only if that lease covered its time (pumpwatch.core.leases).
+        self.fence = fence
+        self.fenced = 0  # rows refused by the fence
+        if fence is not None:
+            self._station_of = {pid: sid for (sid, _), pid in catalog.items()}
         # how long rows have waited (the `historian_lagging` system alarm), on the injected clock
         self._mono = clock.monotonic if clock is not None else time.monotonic
         self._waiting_since: float | None = None  # rows have waited since then, without a break
@@ -112,7 +137,7 @@ class HistorianWriter:
         self.spool = spool
         # rows the database cannot take now wait in the spool, oldest delivered first (core/spool.py)
         self._forward: Forwarder[list[Row]] | None = (
-            Forwarder(spool, _encode_batch, decode_rows, self._deliver) if spool is not None else None
+            Forwarder(spool, self._encode_batch, decode_rows, self._store_rows) if spool is not None else None
         )
         self._backoff = Backoff(0.5, retry_max_s)  # 0.5 s, 1 s, 2 s … up to retry_max_s
         self._write = write
@@ -137,7 +162,14 @@ class HistorianWriter:
             if len(self._pending) >= self.max_pending:
                 self._pending.popleft()  # full: the oldest goes first, and is counted
                 self.dropped += 1
-            self._pending.append((pid, s.observed_at, s.value, int(s.quality)))
+            if self.fence is None:
+                self._pending.append((pid, s.observed_at, s.value, int(s.quality)))
+                continue
+            gen = self.fence.tag(s.station)
+            if gen < 0:  # read on a link this collector no longer holds: never stored
+                self.fenced += 1
+                continue
+            self._pending.append((pid, s.observed_at, s.value, int(s.quality), gen))  # type: ignore[arg-type]
         if self._pending and self._waiting_since is None:
             self._waiting_since = self._mono()
         if len(self._pending) >= self.batch_rows:
@@ -221,8 +253,9 @@ class HistorianWriter:
         self._backoff.reset()
         self.last_ok_monotonic = time.monotonic()
 
-    def _deliver(self, rows: list[Row]) -> None:
-        self._write(self.engine, rows)
+    def _encode_batch(self, rows: list[Row]) -> tuple[bytes, int]:
+        """A spooled batch: with the lease generation of each row when fenced (`encode_tagged_rows`)."""
+        return (encode_tagged_rows(rows) if self.fence is not None else encode_rows(rows)), len(rows)
 
     async def _spool_pending(self) -> None:
         if self._forward is None:
@@ -265,7 +298,7 @@ class HistorianWriter:
             n = min(len(self._pending), self.batch_rows)
             batch = [self._pending.popleft() for _ in range(n)]
             try:
-                await asyncio.to_thread(self._write, self.engine, batch)
+                await asyncio.to_thread(self._store_rows, batch)
             except BaseException:
                 self._pending.extendleft(reversed(batch))
                 if self.spool is not None:
@@ -292,10 +325,29 @@ class HistorianWriter:
             if self.rollups is not None:
                 self.rollups.note(rows)
 
+    def _store_rows(self, rows: Sequence[tuple]) -> None:
+        """Write a batch (in a worker thread). Tagged rows (5-tuples) pass the fence first: those read under
+        a lease generation that did not cover their time are dropped and counted (`fenced_rows`)."""
+        if not rows or len(rows[0]) == 4:
+            self._write(self.engine, rows)
+            return
+        if self.fence is None:  # tagged rows spooled by a fenced run, replayed by an unfenced one
+            self._write(self.engine, [r[:4] for r in rows])
+            return
+        sid = self._station_of
+        with self.engine.connect() as conn:
+            ok = self.fence.keep(conn, [(sid.get(r[0], ""), r[4], r[1]) for r in rows])
+        kept = [r[:4] for r, k in zip(rows, ok, strict=True) if k]
+        if len(kept) < len(rows):
+            self.fenced += len(rows) - len(kept)
+            log.error("%d rows not stored: read on a link whose lease had passed on", len(rows) - len(kept))
+        self._write(self.engine, kept)
+
     def status(self) -> dict[str, Any]:
         sp = self.spool.status() if self.spool is not None else None
         return {
             "state": "delayed" if self.delayed else "current",
+            "fenced_rows": self.fenced,
             "spool_fill_high": self.spool_fill_high,
             "pending_rows": self.pending,
             "written_rows": self.written,

@@ -65,7 +65,7 @@ def test_upgrade_is_idempotent_and_matches_metadata(db_url: str) -> None:
         assert current_revision(eng) is None
         upgrade(db_url)  # from a URL ...
         upgrade(eng)  # ... and again from an engine: a no-op
-        assert current_revision(eng) == head_revision() == "0012_drills_resources"
+        assert current_revision(eng) == head_revision() == "0015_leases"
         timescale = KIND.get(db_url) == "timescale"
         if timescale:  # the TimescaleDB server: its set-up must leave the schema as declared
             features = ensure_timescale(eng)

@@ -41,6 +41,7 @@ def test_the_defaults_and_the_shipped_thresholds() -> None:
         "shard_dead",
         "notifier_stopped",
         "dead_letter_rate",
+        "clock_skew",
     }
     spool = names["spool_high"]
     assert (spool.point, spool.limit, spool.deadband, spool.above) == ("spool_fill_pct", 80.0, 10.0, True)
@@ -105,7 +106,7 @@ def test_check_config_says_where_system_alarms_go(demo: Path) -> None:
     res = check(demo)
     assert res.exit_code == 0, res.output
     assert (
-        "system alarms (6:" in res.output and "of centre 'centre': routed to centre-system: OK" in res.output
+        "system alarms (7:" in res.output and "of centre 'centre': routed to centre-system: OK" in res.output
     )
 
 

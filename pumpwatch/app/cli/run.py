@@ -57,6 +57,8 @@ async def run_system(
     scenario: Path | None = None,
     backfill_hours: float = 0.0,
     seed: int = 7,
+    standby: bool = False,
+    collector_id: str | None = None,
 ) -> None:
     """Run the System. With `sim` (the demo's simulated fleet): first `backfill_hours` of its past into the
     historian (pumpwatch.app.backfill); the drill engine runs, and starts the drill in `scenario` once
@@ -82,6 +84,10 @@ async def run_system(
         system.shard = parse_shard(shard)
         if spool_dir is not None:
             spool_dir = spool_dir / f"shard-{system.shard.index}"
+    system.standby = standby
+    system.collector_id = collector_id
+    if standby and spool_dir is not None:
+        spool_dir = spool_dir / system.owner_id()
     system.spool_dir = spool_dir
     system.heartbeat_interval_s = settings.heartbeat_interval_s
     system.dead_letter_keep = settings.dead_letter_keep
@@ -156,6 +162,8 @@ async def run_system(
                 except (ConfigError, OSError, DrillConflict) as exc:
                     raise click.ClickException(f"drill {scenario}: {exc}") from None
                 log.warning("drill %d from %s is running: the console shows DRILL", did, scenario)
+        if collect and standby:
+            log.info("standby %s: polls the links whose lease lapses", system.owner_id())
         if api is not None:
             ctx = system.api_context(in_process_live=collect, auth=auth_config(settings, demo=demo), web=web)
             tls = settings.api_ssl_certfile is not None
@@ -193,6 +201,16 @@ async def run_system(
 @click.option(
     "--shard", default=None, help="I/N or ordinal/N: poll only this shard's stations (env PUMPWATCH_SHARD)"
 )
+@click.option(
+    "--standby",
+    is_flag=True,
+    help="poll no stations of its own; take over the links of a collector whose lease lapses",
+)
+@click.option(
+    "--collector-id",
+    default=None,
+    help="this collector's name in the link leases (default shard-I, or standby-<host> with --standby)",
+)
 @click.option("--spool-dir", type=click.Path(path_type=Path), default=None, help="default var/spool")
 @click.option("--probe-port", type=int, default=None, help="with --no-api: serve /healthz /readyz /metrics")
 @click.option("--probe-host", default="0.0.0.0", show_default=True)
@@ -205,6 +223,8 @@ def run(
     api_host: str | None,
     api_port: int | None,
     shard: str | None,
+    standby: bool,
+    collector_id: str | None,
     spool_dir: Path | None,
     probe_port: int | None,
     probe_host: str,
@@ -215,6 +235,10 @@ def run(
     if not (api or collect):
         raise click.UsageError("nothing to run: give --api or --collect")
     shard = shard or settings.shard
+    if standby and shard:
+        raise click.UsageError("--standby polls no shard of its own: give --standby or --shard, not both")
+    if standby and not collect:
+        raise click.UsageError("--standby needs --collect")
     if shard:
         try:
             parse_shard(shard)
@@ -240,5 +264,7 @@ def run(
                 spool_capacity_mb=settings.spool_capacity_mb,
                 shard=shard,
                 probe=(probe_host, probe_port) if probe_port and not api else None,
+                standby=standby,
+                collector_id=collector_id,
             )
         )

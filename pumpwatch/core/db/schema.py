@@ -18,6 +18,8 @@ Tables are singular snake_case; every timestamp ends in `_at` and is a `UTCDateT
   reads 720 rows, not 2.6 million. (With TimescaleDB, continuous aggregates take their place.)
 - `collector_shard` (one row per collector shard, its heartbeat) and `station_owner` (which shard polls a
   station): a dead shard is noticed by the others and the API; a station claimed twice is visible.
+- `link_lease` (who polls a link now, its generation and expiry) and `lease_grant` (every grant): a dead
+  collector's links are taken over, and writes are fenced by generation (`pumpwatch.core.leases`).
 - `dead_letter` (rejected inputs, the newest N per source) and `rejection_count` (every rejection ever, by
   source and reason, and how many dead letters the bound dropped): the centre's data (`tenant_id` is the
   centre), written by `pumpwatch.core.rejections`. `service_heartbeat`: the notifier replicas' heartbeats, so
@@ -352,6 +354,31 @@ station_owner = Table(
     Column("shard", Integer, nullable=False),
     Column("shard_count", Integer, nullable=False),
     Column("claimed_at", UTCDateTime, nullable=False),
+)
+
+# Leases on links (a Modbus endpoint: one device or a gateway), pumpwatch.core.leases: who polls a link now,
+# under which generation, until when; every grant is kept, so a write can be fenced by the generation it was
+# read under (a sample of generation g stands only if read between g's grant and the next one's).
+link_lease = Table(
+    "link_lease",
+    metadata,
+    Column("link_id", Text, primary_key=True),
+    Column("owner", Text, nullable=True),  # a collector id (shard-0, standby-a); None: released
+    Column("generation", BigInteger, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("renewed_at", UTCDateTime, nullable=True),
+    Column("wanted_by", Text, nullable=True),  # the link's home collector asks for it back
+)
+
+lease_grant = Table(
+    "lease_grant",
+    metadata,
+    Column("link_id", Text, primary_key=True),
+    Column("generation", BigInteger, primary_key=True, autoincrement=False),
+    Column("owner", Text, nullable=False),
+    Column("granted_at", UTCDateTime, nullable=False),
+    Column("previous_owner", Text, nullable=True),
+    Column("previous_expired_at", UTCDateTime, nullable=True),  # when the lease it replaced lapsed
 )
 
 # --- rejected input and service heartbeats (pumpwatch.core.rejections, alarms.system_monitor) ------------

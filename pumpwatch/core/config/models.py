@@ -368,15 +368,145 @@ class Levels(Strict):
         return self
 
 
+Slope = Annotated[float, Field(gt=0, lt=0.5)]
+Roughness = Annotated[float, Field(ge=0.008, le=0.03)]  # Manning's n (0.013: concrete or PVC, in service)
+
+
+class Reach(Strict):
+    """One stretch of a sewer between two manholes (or a change of slope), listed from the lower end up."""
+
+    length_m: Positive
+    slope: Slope
+    manhole: bool = True  # a manhole at its upper end (False: a change of slope without one)
+    manhole_area_m2: Positive | None = None  # that manhole's plan area (None: the pipe's)
+    benching_m: NonNegative | None = None  # that manhole's floor above this reach's invert (None: the pipe's)
+
+
 class Pipe(Strict):
-    """One upstream gravity sewer, straight, rising from the wet well at `slope`."""
+    """One upstream gravity sewer rising from the wet well (or, as a branch, from a manhole of another).
+
+    Either straight (`length_m`, `slope`, a manhole every `manhole_spacing_m`) or as `reaches`, each with its
+    own length, slope and manhole. A manhole stores from its floor (`benching_m` above the pipe invert: the
+    top of the benching, at most the crown; None: at the crown) up. `branches` join at this pipe's manholes.
+    """
 
     diameter_m: Positive
-    length_m: Positive
-    slope: Annotated[float, Field(gt=0, lt=0.5)]
-    invert_m: NonNegative  # invert where it enters the wet well
+    invert_m: NonNegative  # invert where it enters the wet well (a branch: where it enters its manhole)
+    length_m: Positive | None = None
+    slope: Slope | None = None
     manhole_spacing_m: Positive | None = None  # a manhole every so many metres along it
+    upper_end_manhole: bool = False  # straight pipe with manholes: one also at its upper end (x = length)
+    reaches: list[Reach] | None = None
     manhole_area_m2: Positive = 0.636  # 1号 manhole, φ900
+    benching_m: NonNegative | None = None
+    roughness_n: Roughness = 0.013
+    branches: list[Branch] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Pipe:
+        straight = self.length_m is not None or self.slope is not None
+        if self.reaches is not None:
+            if straight or self.manhole_spacing_m is not None or "upper_end_manhole" in self.model_fields_set:
+                raise ValueError(
+                    "give either `reaches` or a straight pipe (`length_m`, `slope`, `manhole_spacing_m`, "
+                    "`upper_end_manhole`), not both"
+                )
+            if not self.reaches:
+                raise ValueError("`reaches` needs at least one reach")
+        elif self.length_m is None or self.slope is None:
+            raise ValueError("a pipe needs `length_m` and `slope` (or `reaches`, one per stretch)")
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        d = self.diameter_m
+        if self.benching_m is not None and self.benching_m > d:
+            problems.append(
+                (
+                    ("benching_m",),
+                    f"benching_m {self.benching_m} is above the pipe crown ({d} m above the invert)",
+                )
+            )
+        for i, r in enumerate(self.reaches or ()):
+            if r.benching_m is not None and r.benching_m > d:
+                problems.append(
+                    (
+                        ("reaches", i, "benching_m"),
+                        f"benching_m {r.benching_m} is above the pipe crown ({d} m)",
+                    )
+                )
+        manholes = self.manhole_positions()
+        for i, b in enumerate(self.branches):
+            if not any(abs(b.at_m - x) <= 0.01 for x in manholes) and abs(b.at_m - self.total_length) > 0.01:
+                where = ", ".join(f"{x:g}" for x in manholes[:12]) + (" …" if len(manholes) > 12 else "")
+                problems.append(
+                    (
+                        ("branches", i, "at_m"),
+                        f"a branch joins at a manhole: at_m {b.at_m:g} is none of this pipe's manholes "
+                        f"({where or 'it has none'}) nor its upper end ({self.total_length:g} m)",
+                    )
+                )
+                continue
+            inv = self.invert_at(b.at_m)
+            if b.invert_m is not None and b.invert_m < inv - 1e-9:
+                problems.append(
+                    (
+                        ("branches", i, "invert_m"),
+                        f"the branch enters at invert {b.invert_m:g} m, below this pipe's invert there "
+                        f"({inv:.3f} m): sewage would flow into the branch",
+                    )
+                )
+        if problems:
+            raise LocatedError(problems)
+        return self
+
+    def stretches(self) -> list[tuple[float, float]]:
+        """(length, slope) of each stretch from the lower end up (a straight pipe: cut at its manholes)."""
+        if self.reaches is not None:
+            return [(r.length_m, r.slope) for r in self.reaches]
+        assert self.length_m is not None and self.slope is not None
+        return [(self.length_m, self.slope)]
+
+    @property
+    def total_length(self) -> float:
+        return sum(length for length, _ in self.stretches())
+
+    def manhole_positions(self) -> list[float]:
+        """Distances (m) from the lower end of this pipe's manholes."""
+        if self.reaches is not None:
+            out, x = [], 0.0
+            for r in self.reaches:
+                x += r.length_m
+                if r.manhole:
+                    out.append(x)
+            return out
+        assert self.length_m is not None
+        if not self.manhole_spacing_m:
+            return []
+        out = []
+        j = 1
+        while (x := j * self.manhole_spacing_m) < self.length_m - 1e-9:
+            out.append(x)
+            j += 1
+        if self.upper_end_manhole:
+            out.append(self.length_m)
+        return out
+
+    def invert_at(self, x: float) -> float:
+        """The invert (m, station datum) a distance x from the lower end."""
+        z, pos = self.invert_m, 0.0
+        for length, slope in self.stretches():
+            step = min(length, max(x - pos, 0.0))
+            z += slope * step
+            pos += length
+        return z
+
+
+class Branch(Pipe):
+    """A sewer joining another at one of its manholes."""
+
+    at_m: Positive  # the manhole it joins, metres from the lower end of the pipe it joins
+    invert_m: NonNegative | None = None  # type: ignore[assignment]  # None: the joined pipe's invert there
+
+
+Pipe.model_rebuild()
 
 
 class UpstreamStorage(Strict):

@@ -302,7 +302,7 @@ class AlarmService:
         for e in events:
             self._count(e)
 
-    def _may_store(self, conn, events: Sequence[AlarmEvent]) -> list[bool]:
+    def _may_store(self, conn: Connection, events: Sequence[AlarmEvent]) -> list[bool]:
         """The fence: an event decided under a lease generation that did not cover its time (a collector
         that resumed after its links were taken over) is dropped, counted and logged."""
         if self.fence is None or not any(e.gen for e in events):

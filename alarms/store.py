@@ -81,6 +81,7 @@ class AlarmRow(TypedDict):
     incident_id: int | None
     input_not_good_since: datetime | None
     input_quality: str | None
+    drill_id: int | None  # raised while a drill of its tenant ran (pumpwatch/core/drills.py)
 
 
 class JournalRow(TypedDict):
@@ -98,6 +99,7 @@ class JournalRow(TypedDict):
     station_id: str
     name: str
     priority: str
+    drill_id: int | None  # its alarm's drill (None: a real alarm)
 
 
 def alarm_row(r: Row[Any]) -> AlarmRow:

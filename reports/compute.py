@@ -454,19 +454,20 @@ def _summary(
             known = [p for p in parts if p is not None]
             vals[key] = sum(known) if known else None
         rows.append((r, vals))
-    hints = []
+    hints: list[tuple[str, str, str, float, float]] = []
     for key in ("starts", "run_time"):
         by_kind: dict[str, list[float]] = {}
         for r, v in rows:
-            if v[key] is not None:
-                by_kind.setdefault(r.kind, []).append(v[key])
+            x = v[key]
+            if x is not None:
+                by_kind.setdefault(r.kind, []).append(x)
         for r, v in rows:
-            vals_k = by_kind.get(r.kind, [])
-            if v[key] is None or len(vals_k) < 3:
+            x, vals_k = v[key], by_kind.get(r.kind, [])
+            if x is None or len(vals_k) < 3:
                 continue
             med = statistics.median(vals_k)
-            if med > 0 and v[key] > defs.summary.hint_factor * med:
-                hints.append((r.station_id, r.name, key, v[key], med))
+            if med > 0 and x > defs.summary.hint_factor * med:
+                hints.append((r.station_id, r.name, key, x, med))
     past = []
     year = period.last_day.year
     for cfg in cfgs:

@@ -68,11 +68,11 @@ class Period:
                 out.append(RowSpan(t.astimezone(self.zone).strftime("%H:%M"), t, nxt))
                 t = nxt
             return out
-        d = self.first_day
-        while d <= self.last_day:
-            nxt = d + timedelta(days=1)
-            out.append(RowSpan(d.isoformat(), self._local_midnight(d), self._local_midnight(nxt)))
-            d = nxt
+        day = self.first_day
+        while day <= self.last_day:
+            after = day + timedelta(days=1)
+            out.append(RowSpan(day.isoformat(), self._local_midnight(day), self._local_midnight(after)))
+            day = after
         return out
 
     def previous(self) -> Period:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import BigInteger, Engine, bindparam, text
 
@@ -146,9 +147,9 @@ def _us(t: datetime) -> int:
     return (t - _EPOCH) // _US
 
 
-def _params(names: tuple[str, ...]) -> list:
+def _params(names: tuple[str, ...]) -> list[Any]:
     types = {"lo": UTCDateTime(), "hi": UTCDateTime(), "lo_ext": UTCDateTime()}
-    out = [bindparam("ids", expanding=True)]
+    out: list[Any] = [bindparam("ids", expanding=True)]
     for n in names:
         out.append(bindparam(n, type_=types.get(n, BigInteger())))
     return out
@@ -235,7 +236,8 @@ def buckets(
             bindparam("lo", type_=UTCDateTime()),
             bindparam("hi", type_=UTCDateTime()),
         )
-        first_h = last_h = None
+        first_h: int | None = None
+        last_h: int | None = None
         for pid, b, n, good, s, mn, mx, h0, h1 in conn.execute(agg, p):
             _add(out, pid, int(b), n, good, s, mn, mx)
             first_h = h0 if first_h is None else min(first_h, h0)
@@ -255,6 +257,7 @@ def buckets(
                 a.inc += float(rise or 0)
                 a.inc_gap += float(rise_gap or 0)
         source = table
+        assert last_h is not None  # set with first_h
         for lo, hi in ((start, start + first_h * _HOUR), (start + (last_h + 1) * _HOUR, end)):
             if lo < hi:
                 _raw(conn, out, ids, counters, start, lo, hi, width_h, gap_s)

@@ -112,7 +112,7 @@ def start(
                 drill_id=did, at=at, kind="start", label=f"drill started: {title}", actor=actor
             )
         )
-    return did
+    return int(did)
 
 
 def stop(engine: Engine, drill_id: int, *, at: datetime, actor: str | None, outcome: str) -> bool:

@@ -78,7 +78,7 @@ def manning_flow(depth: float, diameter: float, slope: float, n: float) -> float
     theta = 2 * math.acos((r - h) / r)  # wetted angle
     area = r * r * (theta - math.sin(theta)) / 2
     perimeter = r * theta
-    return area * (area / perimeter) ** (2 / 3) * math.sqrt(slope) / n
+    return float(area * (area / perimeter) ** (2 / 3) * math.sqrt(slope) / n)
 
 
 def normal_depth(q_m3_s: float, diameter: float, slope: float, n: float) -> float:

@@ -33,8 +33,9 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, or_, select, tuple_, update
 
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.db.schema import lease_grant, link_lease
@@ -42,7 +43,7 @@ from pumpwatch.core.db.schema import lease_grant, link_lease
 log = logging.getLogger(__name__)
 
 
-def _insert(conn, table):
+def _insert(conn: Connection, table: Table) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite
 
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
@@ -170,12 +171,12 @@ def lapsed(engine: Engine, at: datetime, among: Collection[str] | None = None) -
         return sorted(conn.execute(q).scalars())
 
 
-def leases(engine: Engine) -> list[dict]:
+def leases(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(select(link_lease).order_by(link_lease.c.link_id))]
 
 
-def grants(engine: Engine, link: str | None = None) -> list[dict]:
+def grants(engine: Engine, link: str | None = None) -> list[dict[str, Any]]:
     q = select(lease_grant).order_by(lease_grant.c.link_id, lease_grant.c.generation)
     if link is not None:
         q = q.where(lease_grant.c.link_id == link)
@@ -186,7 +187,7 @@ def grants(engine: Engine, link: str | None = None) -> list[dict]:
 Window = tuple[datetime, datetime | None]  # [granted_at, next grant's granted_at or open)
 
 
-def fence_windows(conn, pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], Window]:
+def fence_windows(conn: Connection, pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], Window]:
     """For each (link, generation): the time it was valid. A pair with no grant is absent (never valid)."""
     pairs = set(pairs)
     if not pairs:
@@ -220,7 +221,7 @@ def clock_skew_s(engine: Engine, clock: Clock) -> float | None:
         db_now = conn.execute(select(func.clock_timestamp())).scalar_one()
         t1 = clock.now()
     mid = t0 + (t1 - t0) / 2
-    return (mid - db_now).total_seconds()
+    return float((mid - db_now).total_seconds())
 
 
 # --- the keeper ----------------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ class LeaseKeeper:
         self._ok_since: float | None = None  # renewing without a break since (monotonic)
         self._last_ok = 0.0
         self._ever_held: set[str] = set()
-        self.takeovers: list[dict] = []  # links this collector took from another, newest last
+        self.takeovers: list[dict[str, Any]] = []  # links this collector took from another, newest last
         self.given_back = 0
         self.lost = 0
 
@@ -376,7 +377,7 @@ class LeaseKeeper:
             await asyncio.to_thread(ask_back, self.engine, self.owner, refused)
         return got
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return {
             "owner": self.owner,
             "held": {k: h.generation for k, h in sorted(self.held.items())},
@@ -401,7 +402,7 @@ class Fence:
         link = self.link_of.get(station)
         return 0 if link is None else self.keeper.generation(link)
 
-    def keep(self, conn, items: list[tuple[str, int, datetime]]) -> list[bool]:
+    def keep(self, conn: Connection, items: list[tuple[str, int, datetime]]) -> list[bool]:
         """For each (station, generation, time): may it be stored?"""
         pairs = {(self.link_of[s], g) for s, g, _ in items if g > 0 and s in self.link_of}
         windows = fence_windows(conn, pairs)

@@ -135,15 +135,15 @@ def load_register(path: Path, fleet: Any) -> Register:
         ids.add(r.id)
         if r.tenant not in fleet.tenants:
             problems.append(f"{located.where(('resources', i, 'tenant'))}: unknown tenant {r.tenant!r}")
-        b = bases.get(r.base)
-        if b is None:
+        found = bases.get(r.base)
+        if found is None:
             problems.append(
                 f"{located.where(('resources', i, 'base'))}: unknown base {r.base!r} "
                 f"(known: {', '.join(sorted(bases)) or 'none'})"
             )
-        elif b.tenant != r.tenant:
+        elif found.tenant != r.tenant:
             problems.append(
-                f"{located.where(('resources', i, 'base'))}: base {r.base} is tenant {b.tenant!r}'s"
+                f"{located.where(('resources', i, 'base'))}: base {r.base} is tenant {found.tenant!r}'s"
             )
     if problems:
         raise ConfigError(problems)
@@ -251,7 +251,7 @@ def assign(
 
 def advance(
     engine: Engine, assignment_id: int, state: str, *, actor: str, now: datetime, tenants: Any
-) -> dict:
+) -> dict[str, Any]:
     """Move an assignment to its next state (the order is fixed; returned may come from any state)."""
     if state not in STATES[1:]:
         raise AssignError(422, f"state is one of {', '.join(STATES[1:])}")

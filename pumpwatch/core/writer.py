@@ -59,7 +59,7 @@ def encode_rows(rows: Sequence[Row]) -> bytes:
 _TAGGED = b"G"  # a batch with a lease generation per row (never the first byte of a zlib stream, 0x78)
 
 
-def encode_tagged_rows(rows: Sequence[tuple]) -> bytes:
+def encode_tagged_rows(rows: Sequence[tuple[Any, ...]]) -> bytes:
     """Rows `(point_id, observed_at, value, quality, generation)`: the columns of `encode_rows` and the
     generations (int64), marked so `decode_rows` tells them apart from untagged batches."""
     gens = array.array("q", [r[4] for r in rows])
@@ -325,7 +325,7 @@ class HistorianWriter:
             if self.rollups is not None:
                 self.rollups.note(rows)
 
-    def _store_rows(self, rows: Sequence[tuple]) -> None:
+    def _store_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Write a batch (in a worker thread). Tagged rows (5-tuples) pass the fence first: those read under
         a lease generation that did not cover their time are dropped and counted (`fenced_rows`)."""
         if not rows or len(rows[0]) == 4:

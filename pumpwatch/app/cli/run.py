@@ -117,7 +117,7 @@ async def run_system(
         fill = (
             backfill.plan(system.engine, clock.now(), backfill_hours) if sim and backfill_hours > 0 else None
         )
-        if fill is not None and fill.learn is not None:
+        if sim is not None and fill is not None and fill.learn is not None:
             log.info("simulating the last %g h into the historian (trends, learned inflow)", backfill_hours)
             models = await asyncio.to_thread(
                 backfill.simulate_into,

@@ -162,12 +162,12 @@ def _discharge_problems(
     seen: set[str] = set()
     for start in sorted(where):
         path: list[str] = []
-        sid: str | None = start
-        while sid is not None and sid in stations and sid not in seen and sid not in path:
-            path.append(sid)
-            sid = stations[sid].discharges_to
-        if sid is not None and sid in path and sid != path[-1]:  # a loop (itself is reported above)
-            loop = path[path.index(sid) :]
+        at: str | None = start
+        while at is not None and at in stations and at not in seen and at not in path:
+            path.append(at)
+            at = stations[at].discharges_to
+        if at is not None and at in path and at != path[-1]:  # a loop (itself is reported above)
+            loop = path[path.index(at) :]
             problems.append(
                 f"{where[loop[0]]}: `discharges_to` makes a cycle: {' → '.join([*loop, loop[0]])}"
             )

@@ -213,7 +213,8 @@ class ScenarioEvent(Strict):
 
     @property
     def spec(self) -> Strict:
-        return getattr(self, self.action)
+        spec: Strict = getattr(self, self.action)
+        return spec
 
     @property
     def end(self) -> timedelta:

@@ -133,6 +133,11 @@ def report_section(url: str) -> dict:
     return run(url, Period("month", date(2026, 11, 1), "Asia/Tokyo"))
 
 
+def smoke_section(url: str) -> dict:
+    """`make test`'s smoke of this section: one day (a day's report of the city), the same code path."""
+    return run(url, Period("day", date(2026, 11, 1), "Asia/Tokyo"))
+
+
 def smoke(url: str) -> dict:
     """Two days of the city, the month's report of them (the rest of the month is gaps): seconds."""
     p = Period("month", date(2026, 11, 1), "Asia/Tokyo")

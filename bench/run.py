@@ -1047,11 +1047,12 @@ async def main(
             res["api"] = await api_section(tmp, sizes)
             print("api:", json.dumps(res["api"]), flush=True)
         if not only or "reports" in only:
-            from bench.reports_part import report_section
+            from bench.reports_part import report_section, smoke_section
 
             rname, rurl = create_db()
-            try:
-                res["reports"] = await asyncio.to_thread(report_section, rurl)
+            try:  # the smoke size: a day of the city, not a month
+                section = smoke_section if sizes is SMOKE else report_section
+                res["reports"] = await asyncio.to_thread(section, rurl)
                 res["reports"]["load"] = load()
             finally:
                 drop_db(rname)

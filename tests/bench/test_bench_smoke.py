@@ -20,6 +20,7 @@ NEEDS = {
     "trend": ("postgres",),
     "timescale": ("postgres", "timescale"),
     "api": (),
+    "reports": ("postgres",),
 }
 
 

@@ -28,5 +28,6 @@ def test_every_sample_quality_is_a_shown_quality() -> None:
 
 
 def test_the_journal_row_is_the_event_with_its_alarms_names() -> None:
-    joined = {c.name for c in alarm_event.columns} | {"tenant_id", "station_id", "name", "priority", "drill_id"}
+    of_alarm = {"tenant_id", "station_id", "name", "priority", "drill_id"}
+    joined = {c.name for c in alarm_event.columns} | of_alarm
     assert set(JournalRow.__annotations__) == joined

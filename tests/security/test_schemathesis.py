@@ -23,7 +23,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Unsatisfiable
+from hypothesis.errors import FlakyStrategyDefinition, Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi import formats
@@ -150,7 +150,18 @@ def test_api_against_its_spec(world) -> None:
         with date_times(times):
             for op in operations:
                 try:
-                    _run(op, mode, examples, bearer if with_session else dict, checks, no_data_of_tenant_b)
+                    try:
+                        _run(
+                            op, mode, examples, bearer if with_session else dict, checks, no_data_of_tenant_b
+                        )
+                    except FlakyStrategyDefinition:
+                        # schemathesis' negative generation for a path parameter now and then draws
+                        # differently on Hypothesis's replay (seen twice on /notify/ack/{token} on a loaded
+                        # machine, never reproduced alone): that is the generator's, not the API's; run the
+                        # operation again, and whatever fails then is reported
+                        _run(
+                            op, mode, examples, bearer if with_session else dict, checks, no_data_of_tenant_b
+                        )
                 except Unsatisfiable:
                     pass  # nothing to break in this operation (no parameters, no body)
                 except (Exception, BaseExceptionGroup) as exc:  # every operation's failure, then all

@@ -196,6 +196,7 @@ def station_view(
         "kind": st.kind,
         "power_area": st.power_area,
         "location": {"lat": float(loc.lat), "lon": float(loc.lon)} if loc else None,
+        "discharges_to": st.discharges_to,
         "status": state.status,
         "active_alarms": state.active_alarms,
         "suppressed_alarms": state.suppressed_alarms,

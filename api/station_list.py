@@ -38,6 +38,8 @@ SLICE_S = 0.005  # the longest the encoding of a page works before letting the e
 # what `fields` may name: a station's top-level fields (`id` always comes; coverage is GET /stations/{id}'s)
 FIELDS = tuple(f for f in StationPublic.model_fields if f != "coverage")
 ALL = (*FIELDS, "coverage")  # the whole view, in StationPublic's order
+_ONE = "(" + "|".join(FIELDS) + ")"
+FIELDS_PATTERN = rf"^ *{_ONE} *(, *{_ONE} *)*$"  # what the API's schema says `fields` may be
 
 
 def parse_fields(text: str | None) -> tuple[str, ...] | None:

@@ -74,6 +74,7 @@ async def list_stations(
         str | None,
         Query(
             max_length=400,
+            pattern=station_list.FIELDS_PATTERN,
             description="only these fields of each station, comma-separated (`id` always comes): "
             + ", ".join(station_list.FIELDS),
         ),

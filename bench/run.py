@@ -60,6 +60,7 @@ class Sizes:
 
     levels: tuple[int, ...] = tuple(LEVELS)
     interval_s: float = INTERVAL_S  # the collector's poll interval
+    sim_base_port: int = 10_000  # the light simulators listen from here up (skipping ports in use)
     window_s: float | None = None  # the collector's measuring window (None: 15 s to 10,000, then 10 s)
     ingest_points: int = 20_000  # 1,000 stations × 20 points
     ingest_cycles: int = 20  # polls of every point: 400 k rows
@@ -205,7 +206,13 @@ async def collector_section(tmp: Path, sizes: Sizes = FULL) -> list[dict]:
     per_sim = min(PER_SIM, max(sizes.levels))
     for j in range(-(-max(sizes.levels) // per_sim)):
         sim = subprocess.Popen(
-            [sys.executable, "-m", "bench.lightsim", str(per_sim), str(10_000 + j * (PER_SIM + 200))],
+            [
+                sys.executable,
+                "-m",
+                "bench.lightsim",
+                str(per_sim),
+                str(sizes.sim_base_port + j * (PER_SIM + 200)),
+            ],
             stdout=subprocess.PIPE,
             cwd=HERE.parent,
         )

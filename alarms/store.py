@@ -549,6 +549,7 @@ def list_alarms(
     now: datetime | None = None,
     hidden: bool | None = None,
     limit: int = 500,
+    station_ids: Collection[str] | None = None,
     states: Collection[str] | None = None,
     priorities: Collection[str] | None = None,
     after: AlarmListKey | None = None,
@@ -557,8 +558,8 @@ def list_alarms(
 
     `open_`: True open occurrences only, False closed only, None both. `active`: filter on the condition.
     `hidden`: with `now`, True only shelved/suppressed/out-of-service ones, False only what the operator
-    should see, None both. `states`, `priorities`: only these. `after`: the rows that follow this one in
-    that order (`list_key` of the last row of a page: the next page, stable under inserts elsewhere).
+    should see, None both. `station_ids`, `states`, `priorities`: only these. `after`: the rows that follow
+    this one in that order (`list_key` of the last row of a page: the next page, stable under inserts).
     """
     if tenant_ids is not None and not tenant_ids:
         return []
@@ -574,6 +575,8 @@ def list_alarms(
     if hidden is not None and now is not None:
         is_hidden = hidden_clause(now)  # alarms/hidden.py: the one definition, with its Python twin
         stmt = stmt.where(is_hidden if hidden else ~is_hidden)
+    if station_ids is not None:
+        stmt = stmt.where(alarm.c.station_id.in_(list(station_ids)))
     if states is not None:
         stmt = stmt.where(alarm.c.state.in_(list(states)))
     if priorities is not None:

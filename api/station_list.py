@@ -38,6 +38,8 @@ SLICE_S = 0.005  # the longest the encoding of a page works before letting the e
 # what `fields` may name: a station's top-level fields (`id` always comes; coverage is GET /stations/{id}'s)
 FIELDS = tuple(f for f in StationPublic.model_fields if f != "coverage")
 ALL = (*FIELDS, "coverage")  # the whole view, in StationPublic's order
+_ONE = "(" + "|".join(FIELDS) + ")"
+FIELDS_PATTERN = rf"^ *{_ONE} *(, *{_ONE} *)*$"  # what the API's schema says `fields` may be
 
 
 def parse_fields(text: str | None) -> tuple[str, ...] | None:
@@ -78,8 +80,12 @@ def _alarm_key(alarms: Iterable[Mapping[str, Any]]) -> tuple:
 _AGE = b',"age_s":'
 
 
-def _age(now: datetime, t: datetime) -> bytes:
-    return orjson.dumps(round(max(0.0, (now - t).total_seconds()), 3))
+def _age(now: datetime, t: datetime, memo: dict[datetime, bytes]) -> bytes:
+    """The JSON of an age at `now` (`memo`: of this request; a poll's values share their instant)."""
+    got = memo.get(t)
+    if got is None:
+        got = memo[t] = orjson.dumps(round(max(0.0, (now - t).total_seconds()), 3))
+    return got
 
 
 class StationViews:
@@ -89,6 +95,7 @@ class StationViews:
         self.ctx = ctx
         self._kept: dict[str, _Kept] = {}
         self._order = sorted(ctx.fleet.stations)
+        self._totals: dict[tuple[frozenset[str], str | None], int] = {}  # the fleet is fixed
         self.built = 0  # views built (the rest were kept ones brought up to the request's instant)
 
     def encode_one(
@@ -99,6 +106,7 @@ class StationViews:
         mode: dict | None,
         now: datetime,
         fields: tuple[str, ...] | None = None,
+        memo: dict[datetime, bytes] | None = None,
     ) -> bytes:
         """The station's JSON at `now`: what `build_station(...).model_dump(mode="json")` says (with
         only `fields`, when given)."""
@@ -112,15 +120,18 @@ class StationViews:
             or (k.valid_until is not None and now >= k.valid_until)
         ):
             k = self._kept[sid] = self._build(sid, samples, alarms, mode, now, key)
+        memo = {} if memo is None else memo
         parts = []
         for f in fields or ALL:
             if f == "values":
                 vals = [k.pieces[0]]
                 for piece, t in zip(k.pieces[1:], k.observed, strict=True):
-                    vals += (_age(now, t), piece)
+                    vals += (_age(now, t, memo), piece)
                 parts.append(b'"values":' + b"".join(vals))
             elif f == "data_age_s":
-                parts.append(b'"data_age_s":' + (_age(now, k.heard) if k.heard is not None else b"null"))
+                parts.append(
+                    b'"data_age_s":' + (_age(now, k.heard, memo) if k.heard is not None else b"null")
+                )
             else:
                 parts.append(k.fields[f])
         return b"{" + b",".join(parts) + b"}"
@@ -176,7 +187,11 @@ class StationViews:
                     more = True
                     break
                 page.append(sid)
-        total = sum(1 for sid in self._order if match(sid))
+        total = self._totals.get((tenants, kind))
+        if total is None:
+            if len(self._totals) > 256:  # bounded: one entry per distinct tenant set and kind
+                self._totals.clear()
+            total = self._totals[(tenants, kind)] = sum(1 for sid in self._order if match(sid))
         return page, total, (page[-1] if more else None)
 
     async def encode(
@@ -190,11 +205,12 @@ class StationViews:
     ) -> list[bytes]:
         """Each station's JSON, letting the loop run every `SLICE_S`."""
         out: list[bytes] = []
+        memo: dict[datetime, bytes] = {}
         clock = time.perf_counter
         until = clock() + SLICE_S
         for sid in ids:
             out.append(
-                self.encode_one(sid, samples_of(sid), alarms.get(sid, []), modes.get(sid), now, fields)
+                self.encode_one(sid, samples_of(sid), alarms.get(sid, []), modes.get(sid), now, fields, memo)
             )
             if clock() >= until:
                 await asyncio.sleep(0)

@@ -34,10 +34,21 @@ MAX_HISTORY = timedelta(days=400)
 
 
 async def _open_alarms(
-    ctx: ApiContext, tenants: frozenset[str], station_id: str | None = None
+    ctx: ApiContext,
+    tenants: frozenset[str],
+    station_id: str | None = None,
+    station_ids: list[str] | None = None,
 ) -> dict[str, list[store.AlarmRow]]:
+    if station_ids is not None and not station_ids:
+        return {}
     rows = await asyncio.to_thread(
-        store.list_alarms, ctx.engine, open_=True, tenant_ids=tenants, station_id=station_id, limit=1_000_000
+        store.list_alarms,
+        ctx.engine,
+        open_=True,
+        tenant_ids=tenants,
+        station_id=station_id,
+        station_ids=station_ids,
+        limit=1_000_000,
     )
     out: dict[str, list[store.AlarmRow]] = {}
     for a in rows:
@@ -63,6 +74,7 @@ async def list_stations(
         str | None,
         Query(
             max_length=400,
+            pattern=station_list.FIELDS_PATTERN,
             description="only these fields of each station, comma-separated (`id` always comes): "
             + ", ".join(station_list.FIELDS),
         ),
@@ -81,7 +93,7 @@ async def list_stations(
         views = request.app.state.station_views = station_list.StationViews(ctx)
     ids, total, next_cursor = views.page_ids(tenants, kind, cursor, limit)
     latest = await ctx.latest()
-    alarms = await _open_alarms(ctx, tenants)
+    alarms = await _open_alarms(ctx, tenants, station_ids=ids)  # this page's only
     modes = await asyncio.to_thread(store.station_modes, ctx.engine)
     now = ctx.clock.now()
     parts = await views.encode(ids, lambda sid: station_samples(latest, sid), alarms, modes, now, names)

@@ -4,13 +4,14 @@ nothing, and the machine is shared."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from bench import run
-from tests.services import ADMIN_DSN, _admin_connect
+from tests.services import ADMIN_DSN, _admin_connect, free_port
 
 # what each section needs besides Python: the database servers it writes into
 NEEDS = {
@@ -36,7 +37,8 @@ async def test_bench_section_completes_and_writes_its_results(
         _admin_connect(kind).close()  # skips (fails under CI) with how to get the server
     monkeypatch.setattr(run, "PG_ADMIN", ADMIN_DSN["postgres"])
     monkeypatch.setattr(run, "TS_ADMIN", ADMIN_DSN["timescale"])
-    res = await run.main({section}, run.SMOKE, tmp_path, echo=False)
+    sizes = dataclasses.replace(run.SMOKE, sim_base_port=free_port())  # the simulator's 4 ports from there up
+    res = await run.main({section}, sizes, tmp_path, echo=False)
     written = json.loads((tmp_path / f"latest-{section}.json").read_text())
     assert written == json.loads(json.dumps(res))
     got = written[section]

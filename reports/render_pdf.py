@@ -195,8 +195,10 @@ def render_pdf(report: Report, locale: str) -> bytes:
         rows = [(r.label, r.values, _status(r, loc)) for r in st.rows]
         rows.append((t("total", loc), st.total.values, _status(st.total, loc)))
         doc.grid(first, st.columns, rows, 16)
+        doc.ln(2)
+        kinds = ", ".join(f"{name} {n}" for name, n in st.alarms_by_kind.items()) or t("none", loc)
+        doc.para(f"{t('alarms_by_kind', loc)}: {kinds}", 7)
         notes = st.note(loc)
         if notes:
-            doc.ln(2)
             doc.para(f"{t('notes', loc)}: " + " / ".join(notes), 7)
     return bytes(doc.output())

@@ -92,6 +92,7 @@ def report_json(report: Report, locale: str) -> dict[str, Any]:
                 "rows": [_row(r) for r in st.rows],
                 "total": _row(st.total),
                 "notes": st.note(locale),
+                "alarms_by_kind": st.alarms_by_kind,
                 "source": st.source,
             }
             for st in report.stations

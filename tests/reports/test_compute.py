@@ -83,7 +83,7 @@ def test_day_total_spanning_the_gap(day, defs: Definitions) -> None:
         slack = POLL * (truth.total_starts(k) + 2)
         assert outside - slack <= got <= outside + hour12 + slack
     assert tot["power_failure_time"] == pytest.approx(45.0)
-    assert tot["power_failures"] == 1.0
+    assert tot["power_failures"] == 1.0 and st.alarms_by_kind == {"power_failure": 1}
     assert tot["comm_loss"] == pytest.approx(150.0)
     assert st.total.completeness == pytest.approx(100.0 * (24 * 60 - 150) / (24 * 60))
     hourly_starts = sum(r.values["pump1_starts"] or 0 for r in st.rows)

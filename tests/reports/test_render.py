@@ -92,7 +92,7 @@ def test_pdf_text_holds_names_and_figures(report: Report, pdf: bytes) -> None:
         f"{tot['power_failure_time']:.1f}",
     ):
         assert figure in text
-    assert "欠測" in text
+    assert "欠測" in text and "警報内訳（種類別）: power_failure 1" in text
     summary = reader.pages[0].extract_text().replace("\x00", "")
     assert "総括" in summary and all(s.name in summary for s in report.stations)
     out = subprocess.run(

@@ -100,10 +100,11 @@ class _Doc(FPDF):
         size = 6.5 if n <= 12 else 5.6
         line = size * 0.42
         heads = [first, *(f"{c.label(loc)} ({unit_label(c.unit, loc)})" for c in cols), t("status", loc)]
+        wrap = WrapMode.CHAR if loc == "ja" else WrapMode.WORD  # Japanese has no spaces to break at
         widths = [first_w, *([w] * n), status_w]
         self.set_font("NotoCJK", "", size)
         lines = [
-            self.multi_cell(wd - 1, line, h, dry_run=True, output="LINES", wrapmode=WrapMode.CHAR)
+            self.multi_cell(wd - 1, line, h, dry_run=True, output="LINES", wrapmode=wrap)
             for wd, h in zip(widths, heads, strict=True)
         ]
         head_h = max(len(x) for x in lines) * line + 1.5

@@ -45,7 +45,8 @@ fuzz: $(STAMP)
 		$(BIN)/pytest -p no:cacheprovider --timeout 3600 \
 		tests/security/test_fuzz.py tests/security/test_hostile_fuzz.py tests/security/test_schemathesis.py
 
-# fleets of 200 to 20,000 simulated stations, ingest, alarms, API and trends against floors measured in the
+# fleets of 200 to 20,000 simulated stations, ingest, alarms, API, trends and a month's operation reports of
+# the city (216 stations) against floors and goals measured in the
 # same run (~10 min; needs PostgreSQL on 127.0.0.1:5432, or PUMPWATCH_BENCH_PG); writes bench/results/
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -81,6 +81,7 @@ class StationReport:
     interval_s: float | None
     notes: list[tuple[str, str]] = field(default_factory=list)  # (ja, en)
     source: str = "raw"
+    alarms_by_kind: dict[str, int] = field(default_factory=dict)  # rule name → alarms raised in the period
 
     def note(self, locale: str) -> list[str]:
         return [ja if locale == "ja" else en for ja, en in self.notes]
@@ -400,7 +401,14 @@ def build_report(
             notes.append(
                 ("欠測中の計数増分は合計にのみ含む", "counts that rose during a gap are in the total only")
             )
-        reports.append(StationReport(cfg.id, cfg.name, cfg.kind, tpl, cols, rows, total, iv, notes, source))
+        kinds: dict[str, int] = {}
+        for name, at in ctx.alarms:
+            if period.start <= at < period.end:
+                kinds[name] = kinds.get(name, 0) + 1
+        by_kind = dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        reports.append(
+            StationReport(cfg.id, cfg.name, cfg.kind, tpl, cols, rows, total, iv, notes, source, by_kind)
+        )
     incidents = _incidents(engine, tenant_id, period.start, period.end)
     summary = _summary(defs, reports, own, period, alarms["by_priority"], incidents)
     return Report(tenant_id, tenant.name, period, now, reports, summary, provisional=now < period.end)

@@ -33,6 +33,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "past_life": ("標準耐用年数を超えたポンプ", "Pumps past their standard life"),
     "incidents": ("インシデント", "Incidents"),
     "alarm_kpis": ("警報 KPI", "Alarm KPIs"),
+    "alarms_by_kind": ("警報内訳（種類別）", "Alarms by kind"),
     "pump": ("ポンプ", "Pump"),
     "install_year": ("設置年", "Installed"),
     "life_years": ("耐用年数", "Standard life (years)"),

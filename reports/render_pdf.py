@@ -22,6 +22,7 @@ from pumpwatch.reports.labels import pump_label, t, unit_label
 __all__ = ["PdfUnavailable", "cjk_fonts", "render_pdf"]
 
 _FONT_DIRS = ("/usr/share/fonts/opentype/noto", "/usr/share/fonts/truetype/noto", "/usr/local/share/fonts")
+_MAX_COLS = 15  # figure columns per table on a portrait A4 page (a manhole station: one table)
 _DIGITS = {"h": 2, "min": 1, "count": 0, "m3": 1, "m": 2, "mm": 1, "kWh": 1, "mg/L": 1, "pct": 1}
 
 
@@ -97,13 +98,14 @@ class _Doc(FPDF):
         n = len(cols)
         status_w = 12.0
         w = (190 - first_w - status_w) / max(1, n)
-        size = 6.5 if n <= 12 else 5.6
+        size = 6.5 if n <= 12 else 5.8
         line = size * 0.42
         heads = [first, *(f"{c.label(loc)} ({unit_label(c.unit, loc)})" for c in cols), t("status", loc)]
+        wrap = WrapMode.CHAR if loc == "ja" else WrapMode.WORD  # Japanese has no spaces to break at
         widths = [first_w, *([w] * n), status_w]
         self.set_font("NotoCJK", "", size)
         lines = [
-            self.multi_cell(wd - 1, line, h, dry_run=True, output="LINES", wrapmode=WrapMode.CHAR)
+            self.multi_cell(wd - 1, line, h, dry_run=True, output="LINES", wrapmode=wrap)
             for wd, h in zip(widths, heads, strict=True)
         ]
         head_h = max(len(x) for x in lines) * line + 1.5
@@ -194,9 +196,18 @@ def render_pdf(report: Report, locale: str) -> bytes:
         doc.heading(f"{st.name} ({st.station_id}) · {title}")
         rows = [(r.label, r.values, _status(r, loc)) for r in st.rows]
         rows.append((t("total", loc), st.total.values, _status(st.total, loc)))
-        doc.grid(first, st.columns, rows, 16)
+        # a wide station (a relay station's four pumps: 24 columns) in balanced parts of at most
+        # _MAX_COLS, each with the time column, one below the other: portrait A4 stays legible
+        parts = -(-len(st.columns) // _MAX_COLS)
+        size = -(-len(st.columns) // max(1, parts))
+        for i in range(0, len(st.columns), size):
+            if i:
+                doc.ln(3)
+            doc.grid(first, st.columns[i : i + size], rows, 16)
+        doc.ln(2)
+        kinds = ", ".join(f"{name} {n}" for name, n in st.alarms_by_kind.items()) or t("none", loc)
+        doc.para(f"{t('alarms_by_kind', loc)}: {kinds}", 7)
         notes = st.note(loc)
         if notes:
-            doc.ln(2)
             doc.para(f"{t('notes', loc)}: " + " / ".join(notes), 7)
     return bytes(doc.output())

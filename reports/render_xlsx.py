@@ -126,6 +126,12 @@ def _station_sheet(ws: Worksheet, report: Report, st: StationReport, locale: str
     rows = [(r.label, r.values, _status(r, locale)) for r in st.rows]
     rows.append((t("total", locale), st.total.values, _status(st.total, locale)))
     sh.table(first, st.columns, rows, locale)
+    sh.row()
+    sh.row(t("alarms_by_kind", locale), font=_BOLD)
+    for name, n in st.alarms_by_kind.items():
+        sh.row(name, n)
+    if not st.alarms_by_kind:
+        sh.row(t("none", locale))
     notes = st.note(locale)
     if notes:
         sh.row()

@@ -7,6 +7,7 @@ out; if the record cannot be written the file is not given (`AuditUnavailable`, 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,10 +48,13 @@ class Generated:
 
 
 def reports_root_for(fleet: Fleet) -> Path:
-    """`reports/` beside the fleet's folder (deploy/config/reports for deploy/config/<fleet>), else the
-    templates shipped in this checkout."""
+    """`reports/` beside the fleet's folder (deploy/config/reports for deploy/config/<fleet>), else
+    `PUMPWATCH_REPORTS_DIR` (the service image sets it), else the templates of this checkout."""
     beside = fleet.root.parent / "reports"
-    return beside if beside.is_dir() else default_root()
+    if beside.is_dir():
+        return beside
+    env = os.environ.get("PUMPWATCH_REPORTS_DIR")
+    return Path(env) if env else default_root()
 
 
 def definitions_for(fleet: Fleet) -> Definitions:

@@ -27,7 +27,8 @@ from pumpwatch.reports.service import definitions_for, generate
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
-Period = Annotated[str, Query(pattern=r"^\d{4}-\d{2}(-\d{2})?$", description="YYYY-MM-DD (a day) or YYYY-MM")]
+# checked after the tenant (a tenant that is not yours is a 404 whatever the period): ReportError → 422
+Period = Annotated[str, Query(min_length=1, max_length=10, description="YYYY-MM-DD (a day) or YYYY-MM")]
 StationIds = Annotated[
     list[Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]] | None,
     Query(max_length=500, description="only these stations of the tenant (default: all)"),
@@ -92,6 +93,7 @@ def report_json(report: Report, locale: str) -> dict[str, Any]:
                 "rows": [_row(r) for r in st.rows],
                 "total": _row(st.total),
                 "notes": st.note(locale),
+                "alarms_by_kind": st.alarms_by_kind,
                 "source": st.source,
             }
             for st in report.stations

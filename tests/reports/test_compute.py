@@ -16,7 +16,7 @@ from pumpwatch.reports.definitions import Definitions, load_definitions
 from pumpwatch.reports.errors import DefinitionError, ReportError
 from pumpwatch.reports.periods import Period, parse_period
 from tests.reports.conftest import DAY, JST, LATER, POLL, START, STATION
-from tests.reports.history import demo_fleet
+from tests.reports.history import demo_fleet, simulate
 
 
 def _report(day, defs: Definitions, period: Period | None = None, now: datetime = LATER):
@@ -83,7 +83,7 @@ def test_day_total_spanning_the_gap(day, defs: Definitions) -> None:
         slack = POLL * (truth.total_starts(k) + 2)
         assert outside - slack <= got <= outside + hour12 + slack
     assert tot["power_failure_time"] == pytest.approx(45.0)
-    assert tot["power_failures"] == 1.0
+    assert tot["power_failures"] == 1.0 and st.alarms_by_kind == {"power_failure": 1}
     assert tot["comm_loss"] == pytest.approx(150.0)
     assert st.total.completeness == pytest.approx(100.0 * (24 * 60 - 150) / (24 * 60))
     hourly_starts = sum(r.values["pump1_starts"] or 0 for r in st.rows)
@@ -203,3 +203,48 @@ def test_definition_errors_name_file_and_key(tmp_path: Path) -> None:
     )
     with pytest.raises(DefinitionError, match=r"bad.yaml: columns.0: .*figure 'max' needs a point"):
         load_definitions(tmp_path)
+
+
+def test_month_boundary_in_jst_against_the_simulator(tmp_path: Path, defs: Definitions) -> None:
+    """Two simulated days across a month's end (31 Oct and 1 Nov JST, an outage on each): each month's
+    report has that day's row equal to the simulator's truth, and nothing of the other month."""
+    fleet = demo_fleet(tmp_path, POLL)
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url)
+    eng = make_engine(url)
+    start = datetime(2026, 10, 31, tzinfo=JST)
+    outages = (start + timedelta(hours=22), start + timedelta(hours=26))  # 22:00 Oct 31 – 02:00 Nov 1
+    truth = simulate(eng, fleet, start, 48, poll_s=POLL, outage=outages)
+    october = build_report(
+        eng,
+        fleet,
+        defs,
+        "kita",
+        Period("month", date(2026, 10, 1), "Asia/Tokyo"),
+        LATER,
+        station_ids=[STATION],
+    )
+    november = build_report(
+        eng,
+        fleet,
+        defs,
+        "kita",
+        Period("month", date(2026, 11, 1), "Asia/Tokyo"),
+        LATER,
+        station_ids=[STATION],
+    )
+    oct31, nov1 = october.stations[0].rows[30], november.stations[0].rows[0]
+    assert (oct31.label, nov1.label) == ("2026-10-31", "2026-11-01")
+    for row, hours in ((oct31, range(24)), (nov1, range(24, 48))):
+        for k in (1, 2):
+            starts = truth.total_starts(k, hours)
+            assert row.values[f"pump{k}_starts"] == starts
+            assert abs(row.values[f"pump{k}_run_time"] * 3600 - truth.total_run_s(k, hours)) <= POLL * (
+                starts + 1
+            )
+        off = sum(truth.mains_off_s.get(h, 0.0) for h in hours) / 60
+        assert row.values["power_failure_time"] == pytest.approx(off) and off == pytest.approx(120.0)
+        assert row.completeness == pytest.approx(100.0)
+    assert october.stations[0].rows[29].no_data and november.stations[0].rows[1].no_data
+    assert october.stations[0].total.values["pump1_starts"] == truth.total_starts(1, range(24))
+    eng.dispose()

@@ -9,19 +9,23 @@ import io
 import os
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
+from pumpwatch.core import historian
+from pumpwatch.core.config.loader import load_fleet
+from pumpwatch.core.db import make_engine, upgrade
 from pumpwatch.reports.compute import Report, build_report
 from pumpwatch.reports.definitions import Definitions
 from pumpwatch.reports.periods import Period
 from pumpwatch.reports.render_csv import render_csv
 from pumpwatch.reports.render_pdf import PdfUnavailable, render_pdf
 from pumpwatch.reports.render_xlsx import render_xlsx
-from tests.reports.conftest import DAY, LATER, STATION
+from tests.reports.conftest import DAY, JST, LATER, STATION
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +96,7 @@ def test_pdf_text_holds_names_and_figures(report: Report, pdf: bytes) -> None:
         f"{tot['power_failure_time']:.1f}",
     ):
         assert figure in text
-    assert "欠測" in text
+    assert "欠測" in text and "警報内訳（種類別）: power_failure 1" in text
     summary = reader.pages[0].extract_text().replace("\x00", "")
     assert "総括" in summary and all(s.name in summary for s in report.stations)
     out = subprocess.run(
@@ -114,6 +118,29 @@ def test_pdf_page_renders_to_png(pdf: bytes, tmp_path: Path) -> None:
     keep = os.environ.get("PUMPWATCH_REPORT_PNG")
     if keep:  # to look at: PUMPWATCH_REPORT_PNG=/tmp/page.png pytest tests/reports -k png
         shutil.copy(png, keep)
+
+
+def test_a_wide_station_is_split_into_legible_tables(tmp_path: Path, defs: Definitions) -> None:
+    """A relay station's four pumps make 24 columns: two tables of 12, each with the time column."""
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    upgrade(url)
+    eng = make_engine(url)
+    fleet = load_fleet(Path(__file__).resolve().parents[2] / "deploy" / "config" / "city")
+    historian.sync_catalog(eng, fleet)
+    rep = build_report(
+        eng,
+        fleet,
+        defs,
+        "hanamizu",
+        Period("day", DAY, "Asia/Tokyo"),
+        datetime(2026, 11, 5, tzinfo=JST),
+        station_ids=["HNM-RPS-1"],
+    )
+    eng.dispose()
+    assert len(rep.stations[0].columns) == 24
+    text = PdfReader(io.BytesIO(render_pdf(rep, "ja"))).pages[1].extract_text().replace("\x00", "")
+    assert text.count("時刻") == 2 and text.count("合計") == 2 and "4号ポンプ" in text
 
 
 def test_pdf_without_the_font_says_what_to_install(report: Report, tmp_path: Path, monkeypatch) -> None:

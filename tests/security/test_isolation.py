@@ -71,6 +71,7 @@ def params_of_b(ids: dict[str, int]) -> dict[str, Any]:
 
 # Query parameters that are not about whose data (left out, or given a harmless value when required).
 NEUTRAL_QUERY = {
+    "period",  # reports: a day or a month
     "view",
     "kind",
     "state",

@@ -64,12 +64,11 @@ def scaled_city(n: int) -> Fleet:
 
 def samples(fleet: Fleet, sid: str, k: int, at: datetime) -> list[Sample]:
     out = []
-    for name, sp in fleet.points[sid].items():
-        v = (
-            (k % 7) * 0.1 + 0.4
-            if name == "wet_well_level_m"
-            else (1.0 if sp.spec.is_state and k % 3 == 0 else 0.0)
-        )
+    for name in fleet.points[sid]:
+        if name == "wet_well_level_m":
+            v = (k % 7) * 0.1 + 0.4
+        else:  # a third of the stations pumping, nothing failed
+            v = 1.0 if name.endswith("_running") and k % 3 == 0 else 0.0
         out.append(Sample(sid, name, v, at, Quality.GOOD))
     return out
 
@@ -140,7 +139,7 @@ async def test_the_overview_of_a_scaled_up_city_stays_responsive(browser, api) -
         await page.click("#login-form button[type=submit]")
         await page.wait_for_function(
             f"() => window.__pumpwatch.stations.size >= {N} && document.querySelector('.tile')",
-            timeout=150_000,
+            timeout=300_000,
         )
         first = time.monotonic() - t0
         total = await page.evaluate("window.__pumpwatch.stations.size")

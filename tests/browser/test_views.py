@@ -94,6 +94,7 @@ async def test_map_incidents_oncall_kpis_system_admin(browser, stack: Stack, lan
         for sid, status in server.items():
             assert await page.get_attribute(f'.mk[data-station="{sid}"]', "data-status") == status
         assert await page.locator("path.mp-link").count() == 7
+        assert await page.locator("path.mp-arrow").count() == 7  # which way each one runs
         assert await page.locator("path.mp-area").count() == 3
         assert "PUMPWATCH_MAP_TILES_URL" in await page.inner_text("#mp-tiles")  # the schematic, said so
         level = await page.inner_text('.mk[data-station="KITA-MP-05"] .mk-level')

@@ -104,7 +104,8 @@ function shown(st) {
   if (entry && entry.spill_at) m = (Date.parse(entry.spill_at) - serverNow()) / 60000;
   else if (tv && tv.live && tv.value != null) m = tv.value;
   const tto = m != null && m < 24 * 60 ? `${t("overview.tto")} ${minutes(Math.max(0, m))}` : "";
-  return { level, tto, live: !!(lv && lv.live) };
+  // red only for a station on the dispatch board (it cannot pump); else the estimate, in grey
+  return { level, tto, live: !!(lv && lv.live), urgent: !!entry };
 }
 
 function markerHtml(st) {
@@ -115,7 +116,7 @@ function updateMarker(st, m) {
   const status = stationStatus(st);
   const s = shown(st);
   const hl = highlight.stations.has(st.id);
-  const key = `${status}|${s.level}|${s.tto}|${s.live}|${hl}`;
+  const key = `${status}|${s.level}|${s.tto}|${s.live}|${hl}|${s.urgent}`;
   if (key === m.key) return; // nothing it shows changed: leave its element alone
   m.key = key;
   const el = m.marker.getElement();
@@ -124,7 +125,7 @@ function updateMarker(st, m) {
   el.classList.add(`st-${status}`);
   el.classList.toggle("stale", !s.live);
   el.classList.toggle("hl", hl);
-  el.classList.toggle("soon", !!s.tto);
+  el.classList.toggle("soon", s.urgent);
   el.dataset.status = status;
   el.dataset.highlight = hl ? "1" : "";
   el.querySelector(".mk-level").textContent = s.level;
@@ -153,8 +154,18 @@ function drawLayout(located) {
     }
     const to = st.discharges_to && state.stations.get(st.discharges_to);
     if (to && to.location) {
-      L.polyline([[st.location.lat, st.location.lon], [to.location.lat, to.location.lon]],
-        { className: "mp-link", weight: 2, interactive: false }).addTo(links);
+      const a = [st.location.lat, st.location.lon], b = [to.location.lat, to.location.lon];
+      L.polyline([a, b], { className: "mp-link", weight: 2, interactive: false }).addTo(links);
+      // an arrowhead 60 % of the way: which way the water goes
+      const dy = b[0] - a[0], dx = b[1] - a[1], len = Math.hypot(dx, dy);
+      if (len > 0) {
+        const size = Math.min(len * 0.08, 0.0004), uy = dy / len, ux = dx / len;
+        const p = [a[0] + dy * 0.6, a[1] + dx * 0.6];
+        L.polygon([[p[0] + uy * size, p[1] + ux * size],
+          [p[0] - uy * size * 0.3 + ux * size * 0.5, p[1] - ux * size * 0.3 - uy * size * 0.5],
+          [p[0] - uy * size * 0.3 - ux * size * 0.5, p[1] - ux * size * 0.3 + uy * size * 0.5]],
+        { className: "mp-arrow", weight: 1, interactive: false }).addTo(links);
+      }
     }
   }
   const d = 0.0008; // each station pads its area by about 90 m: one or two stations still make a shade

@@ -144,19 +144,31 @@ function incidents() {
     : `<p class="muted">${t("station.no_incidents")}</p>`;
 }
 
+// Each part is rewritten only when its HTML changed (at 1 Hz only the age's text moves on).
+const drawn = new WeakMap();
+function put(sel, html) {
+  const el = root.querySelector(sel);
+  if (!el || drawn.get(el) === html) return;
+  drawn.set(el, html);
+  el.innerHTML = html;
+}
+
 export function render() {
   if (!root) return;
   const st = state.stations.get(sid);
   if (!st) {
-    root.querySelector("#sd-head").innerHTML = `<p class="muted">${state.connected ? t("station.not_found") : t("conn.waiting")}</p>`;
+    put("#sd-head", `<p class="muted">${state.connected ? t("station.not_found") : t("conn.waiting")}</p>`);
     return;
   }
   const status = stationStatus(st);
   const tenant = state.tenants[st.tenant] ? state.tenants[st.tenant].name : st.tenant;
-  root.querySelector("#sd-head").innerHTML = `<div class="panel"><h2>${esc(st.name)} <span class="muted">${esc(st.id)}</span>
+  put("#sd-head", `<div class="panel"><h2>${esc(st.name)} <span class="muted">${esc(st.id)}</span>
       <span class="badge st-${status}" id="sd-status" data-status="${status}">${esc(term("status", status))}</span></h2>
-      <div class="muted">${esc(tenant)} · ${t("overview.area")} ${esc(st.power_area || "–")} · ${t("overview.age")} ${age(stationAge(st))}</div></div>`;
-  root.querySelector("#sd-mimic").innerHTML = mimic(st);
+      <div class="muted">${esc(tenant)} · ${t("overview.area")} ${esc(st.power_area || "–")} · ${t("overview.age")} <span id="sd-age"></span></div></div>`);
+  const ageEl = root.querySelector("#sd-age");
+  const a = age(stationAge(st));
+  if (ageEl && ageEl.textContent !== a) ageEl.textContent = a;
+  put("#sd-mimic", mimic(st));
   const v = name => st.values[name];
   const facts = [["tto_spill_min", "min"], ["tto_spill_conservative_min", "min"], ["inflow_m3_min", "m³/min"], ["battery_voltage_v", "V"], ["supply_voltage_v", "V"]]
     .filter(([k]) => v(k)).map(([k, u]) => {
@@ -164,7 +176,7 @@ export function render() {
       return `<span>${esc(term("point", k))}</span><span class="${x.quality === "good" ? "" : "muted"}">${x.value != null ? num(x.value, 2) + " " + u : "–"}
         ${x.quality !== "good" ? `(${esc(term("quality", x.quality))})` : ""}</span>`;
     }).join("");
-  root.querySelector("#sd-facts").innerHTML = `<div class="kv">${facts}</div>`;
+  put("#sd-facts", `<div class="kv">${facts}</div>`);
   const mine = sortAlarms([...state.alarms.values()].filter(a => a.station === sid));
   const box = root.querySelector("#sd-alarms");
   const sig = mine.map(a => `${a.id}:${a.state}:${a.shelve_kind}:${a.hidden}`).join(",");

@@ -19,7 +19,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/pumpwatch demo --fleet deploy/config/demo/full $(if $(SCENARIO),--scenario $(SCENARIO))
+	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then \
+	  echo "make demo: mosquitto is installed: Minami's MQTT and Sparkplug stations too"; \
+	  fleet=deploy/config/demo/full/mqtt; \
+	else \
+	  echo "make demo: no mosquitto: every station over Modbus (apt-get install mosquitto adds MQTT and Sparkplug ones)"; \
+	  fleet=deploy/config/demo/full; \
+	fi; \
+	$(BIN)/pumpwatch demo --fleet $$fleet $(if $(SCENARIO),--scenario $(SCENARIO))
 
 # the seed city's whole fleet (216 stations, Modbus + MQTT); needs mosquitto installed
 demo-city: $(STAMP)

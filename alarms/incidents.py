@@ -116,6 +116,9 @@ class IncidentGrouper:
             if count < rule.min_stations:
                 return None
             title = rule.title.format(count=count, alarm=rule.alarm, area=key[2])
+            drill_id = drills.active_drill_id(conn, key[1])
+            if drill_id is not None:  # said in its title and journal, whoever reads them
+                title = f"[DRILL {drill_id}] {title}"
             iid: int = conn.execute(
                 insert(incident)
                 .values(
@@ -125,7 +128,7 @@ class IncidentGrouper:
                     title=title,
                     phase="report",
                     opened_at=min(m[0] for m in members),
-                    drill_id=drills.active_drill_id(conn, key[1]),
+                    drill_id=drill_id,
                 )
                 .returning(incident.c.id)
             ).scalar_one()

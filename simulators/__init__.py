@@ -24,7 +24,8 @@ RTUs, for demos and tests.
 - `fleet`: `SimulatedFleet`, every station of a `Fleet` simulated and every Modbus controller behind a real
   loopback socket, plus a physics task stepping on a `Clock` (`ScaledClock` for demos, `FakeClock` for tests).
 - `scenarios`: scripted faults (power outage, pump fault, clog, stuck level sensor, rain and hyetographs,
-  river level, generator, blower, gauge and HV faults, toxic shock) and `run_scenario`.
+  river level, generator, blower, gauge and HV faults, toxic shock) and `run_scenario`; `drill`: a drill
+  scenario file (`pumpwatch.core.config.scenario`) compiled onto them, tagged, with an undo.
 - `mqtt_link`: `MqttLink`, one MQTT session kept alive (reconnect with backoff); `mqtt_values`: value
   sources and their conversion to a metric's type; `mqtt_json_publisher`: `JsonPublisher` (plain JSON, one
   session per station); `sparkplug_node`: `SparkplugEdgeNode` (a Sparkplug B edge node).

@@ -15,6 +15,7 @@ jump at the present.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,9 +65,11 @@ def simulate_into(
     seed: int = 7,
     substep_s: float = 10.0,
     batch_rows: int = 50_000,
+    cancel: threading.Event | None = None,
 ) -> dict[str, StationModel]:
     """Simulate every station from `start` to `end` into the historian, a sample every `every_s` (and the
-    analyzers observing each, when given); returns the models as they ended."""
+    analyzers observing each, when given); returns the models as they ended. `cancel` set: it stops after
+    the step it is in (what it wrote stays)."""
     t0 = time.monotonic()
     models: dict[str, StationModel] = {}
     for sid, cfg in fleet.stations.items():
@@ -81,6 +84,9 @@ def simulate_into(
     written = 0
     steps = int((end - start).total_seconds() // every_s)
     for k in range(1, steps + 1):
+        if cancel is not None and cancel.is_set():
+            log.info("backfill cancelled at %s", (start + timedelta(seconds=k * every_s)).isoformat())
+            break
         at = start + timedelta(seconds=k * every_s)
         for sid, st in models.items():
             st.step(at)

@@ -133,6 +133,7 @@ async def test_a_drill_end_to_end(rig: Rig) -> None:
     assert journal and all(e["detail"].startswith(f"[DRILL {d['id']}]") for e in journal)
     incidents = (await rig.as_("op", "GET", "/api/v1/incidents")).json()["data"]
     assert [i["drill_id"] for i in incidents] == [d["id"]]
+    assert incidents[0]["title"].startswith(f"[DRILL {d['id']}] ")
     # an operator acknowledges one
     first = pf[0]
     r = await rig.as_("op", "POST", f"/api/v1/alarms/{first['id']}/ack", json={})

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -165,3 +166,24 @@ async def test_compiled_drill_changes_the_field_at_its_times_and_undo_puts_it_ri
         assert not st["KITA-MP-05"].float_stuck and not st["KITA-MP-06"].sensor_stuck_low
         assert not st["KITA-RP-01"].generator.faulted  # type: ignore[attr-defined]
         await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (
+            'a: &a ["x", "x", "x"]\nb: [*a, *a, *a]\n',
+            "scenario:1: anchors and aliases (&, *) are not allowed",
+        ),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "scenario:1: nested deeper than 16 levels"),
+        ("name: t\n  bad: [\n", "scenario:2: not valid YAML"),
+    ],
+)
+def test_hostile_text_is_refused_quickly_and_precisely(text, why):
+    """A scenario sent to the API: a few hundred bytes of aliases would expand to billions of nodes, deep
+    nesting would overflow the recursion (a 500): both are refused with where, before anything is built."""
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        parse_scenario_text(text, "scenario")
+    assert time.monotonic() - t0 < 2
+    assert err.value.problems[0].startswith(why), err.value.problems

@@ -65,6 +65,18 @@ def full_demo_fleet_dir_on_free_ports(tmp: Path) -> Path:
     return demo / "full"
 
 
+def mqtt_demo_fleet_dir_on_free_ports(tmp: Path) -> Path:
+    """`make demo` with Mosquitto installed (deploy/config/demo/full/mqtt); the broker port is a free one
+    nothing listens on, so the demo starts its own private Mosquitto (never the machine's shared one)."""
+    full_demo_fleet_dir_on_free_ports(tmp)
+    shutil.copytree(DEMO_FLEET.parent / "metrics", tmp / "metrics")
+    path = tmp / "demo" / "full" / "mqtt" / "fleet.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["mqtt"]["port"] = free_port()
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path.parent
+
+
 async def wait_until(predicate: Callable[[], bool], limit_s: float, what: str, step: float = 0.05) -> None:
     deadline = time.monotonic() + limit_s
     while not predicate():

@@ -13,8 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.fleets import demo_fleet_dir_on_free_ports, full_demo_fleet_dir_on_free_ports
-from tests.services import free_port
+from tests.drills import SCENARIOS
+from tests.e2e.fleets import (
+    demo_fleet_dir_on_free_ports,
+    full_demo_fleet_dir_on_free_ports,
+    mqtt_demo_fleet_dir_on_free_ports,
+)
+from tests.mqtt_broker import mosquitto_binary
+from tests.services import free_port, service_missing
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +111,12 @@ def test_make_demo_shows_every_kind_and_a_day_of_trend_within_60_s(tmp_path: Pat
     fleet = full_demo_fleet_dir_on_free_ports(tmp_path)
     port = free_port()
     cmd = [sys.executable, "-m", "pumpwatch.app.cli", "demo", "--fleet", str(fleet), "--api-port", str(port)]
-    cmd += ["--db", f"sqlite:///{tmp_path / 'demo.db'}"]
+    cmd += [
+        "--db",
+        f"sqlite:///{tmp_path / 'demo.db'}",
+        "--scenario",
+        str(SCENARIOS / "failed-level-sensor.yaml"),
+    ]
     log = (tmp_path / "demo.log").open("w")
     t0 = time.monotonic()
     proc = subprocess.Popen(
@@ -158,6 +169,33 @@ def test_make_demo_shows_every_kind_and_a_day_of_trend_within_60_s(tmp_path: Pat
         assert len(kinds) == 11, kinds
         assert span_h > 23, f"{span_h:.1f} h of trend within 60 s"
         assert tto is not None and tto > 0
+        # the drill given at start runs; `pumpwatch drill` stops it and starts another through the API
+        running = httpx.get(
+            f"{base}/api/v1/drills", params={"running": "true"}, headers=auth, timeout=5
+        ).json()
+        assert [d["name"] for d in running["data"]] == ["failed-level-sensor"]
+        env = {**os.environ, "PUMPWATCH_DRILL_PASSWORD": "pumpwatch-demo"}
+
+        def drill(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "pumpwatch.app.cli", "drill", *args, "--url", base],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+
+        first = running["data"][0]["id"]
+        r = drill("run", str(SCENARIOS / "lightning-night.yaml"), "--user", "trainer")
+        assert r.returncode == 1 and "is running for tenant kita" in r.stderr, r.stderr
+        r = drill("stop", str(first), "--user", "kita")
+        assert r.returncode == 1 and "needs the trainer role" in r.stderr, r.stderr
+        assert drill("stop", str(first), "--user", "trainer").returncode == 0
+        r = drill("run", str(SCENARIOS / "lightning-night.yaml"), "--user", "trainer")
+        assert r.returncode == 0 and "running: Lightning night" in r.stdout, r.stderr
+        second = int(r.stdout.split()[1])
+        r = drill("report", str(second), "--user", "trainer")
+        assert r.returncode == 0 and '"name": "lightning-night"' in r.stdout, r.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -168,3 +206,53 @@ def test_make_demo_shows_every_kind_and_a_day_of_trend_within_60_s(tmp_path: Pat
         log.close()
     assert code == 0, (tmp_path / "demo.log").read_text()
     assert "Traceback" not in (tmp_path / "demo.log").read_text()
+
+
+def test_make_demo_with_mosquitto_has_mqtt_and_sparkplug_stations_too(tmp_path: Path) -> None:
+    """With Mosquitto installed `make demo` runs deploy/config/demo/full/mqtt: Minami's MQTT JSON manhole
+    station and Sparkplug B relay station and plant report live values beside the Modbus ones."""
+    if mosquitto_binary() is None:
+        service_missing("mosquitto", "apt-get install mosquitto")
+    fleet = mqtt_demo_fleet_dir_on_free_ports(tmp_path)
+    port = free_port()
+    cmd = [sys.executable, "-m", "pumpwatch.app.cli", "demo", "--fleet", str(fleet), "--api-port", str(port)]
+    cmd += ["--db", f"sqlite:///{tmp_path / 'demo.db'}", "--backfill-hours", "0"]
+    log = (tmp_path / "demo.log").open("w")
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=tmp_path
+    )
+    base = f"http://127.0.0.1:{port}"
+    want = {"MINAMI-MP-05", "MINAMI-RP-01", "MINAMI-TP-01", "MINAMI-MP-01"}
+    live: set[str] = set()
+    try:
+        auth: dict[str, str] = {}
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 and not want <= live:
+            assert proc.poll() is None, (tmp_path / "demo.log").read_text()
+            try:
+                if not auth:
+                    r = httpx.post(
+                        f"{base}/api/v1/auth/login",
+                        json={"username": "minami", "password": "pumpwatch-demo"},
+                        timeout=5,
+                    )
+                    auth = {"Authorization": f"Bearer {r.json()['token']}"}
+                body = httpx.get(f"{base}/api/v1/stations", timeout=5, headers=auth).json()
+                live = {
+                    s["id"] for s in body["data"] if any(v["quality"] == "good" for v in s["values"].values())
+                }
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(1)
+        assert want <= live, (live, (tmp_path / "demo.log").read_text()[-3000:])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        log.close()
+    text = (tmp_path / "demo.log").read_text()
+    assert code == 0 and "Traceback" not in text, text[-3000:]
+    assert "started a private mosquitto" in text and "MQTT devices (JSON and Sparkplug B)" in text

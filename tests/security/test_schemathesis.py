@@ -24,7 +24,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import FlakyStrategyDefinition, Unsatisfiable
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import not_a_server_error, positive_data_acceptance
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi import formats
 from sqlalchemy import update
@@ -170,6 +170,9 @@ def test_api_against_its_spec(world) -> None:
     assert not failures, "\n\n".join(failures)
 
 
+DOCUMENT_BODIES = {("POST", "/api/v1/drills")}
+
+
 def _run(op, mode: GenerationMode, examples: int, headers, checks, leak_check) -> None:
     @settings(
         max_examples=examples,
@@ -181,7 +184,10 @@ def _run(op, mode: GenerationMode, examples: int, headers, checks, leak_check) -
     @given(case=op.as_strategy(generation_mode=mode))
     def run(case) -> None:
         if checks is None:
-            case.call_and_validate(headers=headers(), additional_checks=[leak_check])
+            # a body whose validity no JSON schema can say (a drill scenario is a YAML document in a
+            # string): a 422 for a schema-valid one is the right answer, not a rejected valid request
+            skip = [positive_data_acceptance] if (op.method.upper(), op.path) in DOCUMENT_BODIES else []
+            case.call_and_validate(headers=headers(), additional_checks=[leak_check], excluded_checks=skip)
         else:
             case.call_and_validate(headers=headers(), checks=checks)
 

@@ -102,6 +102,16 @@ def demo(
     async def body() -> None:
         async with SimulatedFleet(f, clock, seed=seed) as sim:
             log.info("simulating %d stations (seed %d, speed ×%g)", len(f.stations), seed, speed)
+            n_mqtt = len(f.mqtt_controllers())
+            if n_mqtt:
+                log.info(
+                    "%d MQTT devices (JSON and Sparkplug B) publish to %s:%d",
+                    n_mqtt,
+                    f.mqtt.host,
+                    f.mqtt.port,
+                )
+            else:
+                log.info("every station over Modbus TCP (no MQTT device in fleet %s)", f.name)
             await run_system(
                 f,
                 url,

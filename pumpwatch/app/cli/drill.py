@@ -11,6 +11,7 @@ history and the process list).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -96,7 +97,7 @@ def _detail(r: httpx.Response) -> str:
 def run(file: Path, url: str, username: str) -> None:
     """Start the drill in FILE on the running demo; prints its id."""
     text = file.read_text(encoding="utf-8")
-    with _session(url, username) as client:
+    with contextlib.closing(_session(url, username)) as client:
         r = client.post("/api/v1/drills", json={"scenario": text})
         if r.status_code != 201:
             raise click.ClickException(f"drill {file} not started: {_detail(r)}")
@@ -110,7 +111,7 @@ def run(file: Path, url: str, username: str) -> None:
 @_user_option
 def stop(drill_id: int, url: str, username: str) -> None:
     """Stop a running drill now (its faults are put right)."""
-    with _session(url, username) as client:
+    with contextlib.closing(_session(url, username)) as client:
         r = client.post(f"/api/v1/drills/{drill_id}/stop")
         if r.status_code != 200:
             raise click.ClickException(f"drill {drill_id} not stopped: {_detail(r)}")
@@ -123,7 +124,7 @@ def stop(drill_id: int, url: str, username: str) -> None:
 @_user_option
 def report(drill_id: int, url: str, username: str) -> None:
     """The drill's report as JSON."""
-    with _session(url, username) as client:
+    with contextlib.closing(_session(url, username)) as client:
         r = client.get(f"/api/v1/drills/{drill_id}/report")
         if r.status_code != 200:
             raise click.ClickException(f"no report for drill {drill_id}: {_detail(r)}")

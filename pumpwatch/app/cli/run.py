@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,7 @@ async def run_system(
     system.spool_capacity_bytes = spool_capacity_mb * 1024**2
     drill_task: asyncio.Task[None] | None = None
     history_task: asyncio.Task[Any] | None = None
+    history_cancel = threading.Event()
     try:
         if demo:
             made = await asyncio.to_thread(seed_demo_users, system.engine, sorted(f.tenants))
@@ -142,6 +144,7 @@ async def run_system(
                         end=fill.history[1],
                         every_s=300.0,
                         seed=seed + 1,
+                        cancel=history_cancel,
                     ),
                     name="pumpwatch.backfill",
                 )
@@ -178,7 +181,7 @@ async def run_system(
             await until_signal()
     finally:
         if history_task is not None and not history_task.done():
-            log.info("waiting for the history backfill to finish its batch")
+            history_cancel.set()  # stopped early: what it wrote stays, the rest of the day is a gap
             with contextlib.suppress(Exception):
                 await history_task
         if drill_task is not None:

@@ -34,6 +34,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from pumpwatch.core.config.loader import located_problems
@@ -277,8 +278,47 @@ def load_scenario(path: str | Path, fleet: Any | None = None) -> Scenario:
     return scenario
 
 
+MAX_DEPTH = 16  # a scenario nests 4 deep; anything far deeper is not one
+
+_OPEN = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSE = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _plain_yaml(text: str, name: str) -> None:
+    """Refuse what a scenario never needs and a hostile request body uses: anchors and aliases (a few
+    hundred bytes of them expand into billions of nodes) and deep nesting (recursion), with where."""
+    depth = 0
+    try:
+        for tok in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(tok, yaml.AnchorToken | yaml.AliasToken):
+                line = tok.start_mark.line + 1
+                raise ConfigError(
+                    [f"{name}:{line}: anchors and aliases (&, *) are not allowed in a scenario"]
+                )
+            if isinstance(tok, _OPEN):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = tok.start_mark.line + 1
+                    raise ConfigError(
+                        [f"{name}:{line}: nested deeper than {MAX_DEPTH} levels: not a scenario"]
+                    )
+            elif isinstance(tok, _CLOSE):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark else name
+        raise ConfigError([f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+
+
 def parse_scenario_text(text: str, name: str = "<scenario>", fleet: Any | None = None) -> Scenario:
-    """A scenario given as text (an API request body): the same validation, lines counted in `text`."""
+    """A scenario given as text (an API request body): the same validation, lines counted in `text`;
+    no anchors or aliases, at most `MAX_DEPTH` levels deep."""
+    _plain_yaml(text, name)
     located = load_yaml_text(text, Path(name))
     scenario = _validate(located)
     if fleet is not None:

@@ -34,7 +34,8 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, or_, select, tuple_, update
+from sqlalchemy import Engine, func, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.db.schema import lease_grant, link_lease
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 
 
 def _insert(conn, table):
-    from sqlalchemy.dialects import postgresql, sqlite
-
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
@@ -213,8 +212,6 @@ def clock_skew_s(engine: Engine, clock: Clock) -> float | None:
     trip halved; None where the database has no clock to compare with (SQLite)."""
     if engine.dialect.name != "postgresql":
         return None
-    from sqlalchemy import func
-
     with engine.connect() as conn:
         t0 = clock.now()
         db_now = conn.execute(select(func.clock_timestamp())).scalar_one()

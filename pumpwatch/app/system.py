@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -204,8 +205,6 @@ class System:
             return self.collector_id
         if self.shard is not None:
             return f"shard-{self.shard.index}"
-        import socket
-
         return f"standby-{socket.gethostname()}"
 
     @property

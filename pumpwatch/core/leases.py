@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, func, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from pumpwatch.core.clock import Clock
 from pumpwatch.core.db.schema import lease_grant, link_lease
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 
 
 def _insert(conn: Connection, table: Table) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
@@ -214,8 +213,6 @@ def clock_skew_s(engine: Engine, clock: Clock) -> float | None:
     trip halved; None where the database has no clock to compare with (SQLite)."""
     if engine.dialect.name != "postgresql":
         return None
-    from sqlalchemy import func
-
     with engine.connect() as conn:
         t0 = clock.now()
         db_now = conn.execute(select(func.clock_timestamp())).scalar_one()

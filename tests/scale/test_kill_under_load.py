@@ -151,10 +151,22 @@ async def test_sigkill_under_load_loses_no_spooled_sample(pg_url: str, tmp_path:
             ).scalar_one()
             for k, r in dead
         )
+        # the gap each kill left in one point per station: dead time (kill → restart command) + the restart
+        # (the process's start until its first poll) + at most one poll interval
+        gaps = []
+        for k, r in dead:
+            before = conn.execute(
+                select(func.max(sample.c.observed_at)).where(sample.c.observed_at <= k + MARGIN)
+            ).scalar_one()
+            after = conn.execute(
+                select(func.min(sample.c.observed_at)).where(sample.c.observed_at >= r)
+            ).scalar_one()
+            gaps.append(((after - before).total_seconds(), (r - k).total_seconds()))
     points = len({k[0] for k in keys})
     print(
         f"\n{KILLS} SIGKILLs while the database was away: {len(keys)} samples spooled over {points} points; "
-        f"lost {len(lost)}, changed {len(changed)}, stamped while dead {filled}"
+        f"lost {len(lost)}, changed {len(changed)}, stamped while dead {filled}; gaps "
+        + ", ".join(f"{g:.1f} s ({d:.1f} s dead + {g - d:.1f} s restart and poll)" for g, d in gaps)
     )
     assert not lost, f"{len(lost)} spooled samples lost, e.g. {lost[:3]}"
     assert not changed

@@ -57,8 +57,9 @@ fill since the last run), followed from (1.1 + 1.0/√minutes) × the scale, ful
 is carried on towards a plateau, rise·τ·(1 − e^(−t/τ)), τ = 30 min, at most 3 × the current inflow.
 
 Going forward Q(t) = k_d·f(t) + b: k_d = min(k, k_dry), the dry-weather scale (7-day window with the prior,
-fed only while the recent scale is within 1.25 × it), and b = (k − k_d)·f(now), the wet-weather excess as
-an added flow (infiltration does not follow the diurnal profile), plus the rise; integrated on a
+fed only while the recent scale is within 1.25 × it), and b the wet-weather excess as an added flow
+(infiltration does not follow the diurnal profile): the larger of (k − k_d)·f(now) and the recent window's
+plain mean inflow less k_dry × its mean f; plus the rise; integrated on a
 cumulative profile table (bisection when b or the rise is not 0), up to 24 h. The volume to fill is
 `storage.volume_with_flow` at the current inflow: the flow already in the pipes at normal depth is not
 storage (docs/domain.md §3.1).
@@ -886,6 +887,15 @@ class OverflowForecaster:
         k_dry = self._dry_scale()
         k_diurnal = min(k, k_dry) if k_dry is not None else k
         added = (k - k_diurnal) * f_now
+        if k_dry is not None and k > k_dry:
+            # The excess from the recent window's plain mean inflow (m³ per minute, not per profile-minute):
+            # a profile-weighted k under-reads a constant added flow when f(now) is below the window's mean f
+            w = self._recent
+            num, _ = self._balance_sums(w) if self._qp_ready(w) else (w.fill_v, w.fill_f)
+            t_min = w.fill_t + w.bal_t if self._qp_ready(w) else w.fill_t
+            f_min = w.fill_f + w.bal_f if self._qp_ready(w) else w.fill_f
+            if t_min > 0:
+                added = max(added, num / t_min - k_dry * f_min / t_min)
         # The volume still to fill: the flow already in the pipes at the current inflow excluded.
         z0 = self.storage.level(v0)
         q_key = _bucket(q_now)

@@ -2,7 +2,9 @@
 
 `ManholePumpStation` (§1.2–§1.5), per sub-step:
 - Inflow from `DiurnalInflow` (catchment population × L/person/day) × `rain_factor`.
-- Volume balance on the `StageStorage` of the station (wet well + upstream sewers); level = storage.level(V).
+- Volume balance on the `StageStorage` of the station (wet well + upstream sewers); level = storage.level(V)
+  below the inlet invert, above it the level of the `FlowTable` at the mean inflow when the level rose past
+  the invert (the flow already in the pipes is not storage).
   At the spill level the volume is capped and the excess counted as overflow (`overflow_m3`, `spilled_at`).
 - The panel (§1.4) controls on the *measured* level: lead pump at start, second at lag, all stop at stop; the
   lead alternates every cycle; faulted pumps are skipped (standby pumps only replace faulted duty pumps).
@@ -27,8 +29,8 @@ from collections import deque
 from datetime import datetime, timedelta, tzinfo
 
 from pumpwatch.core.config.models import StationConfig
-from pumpwatch.core.hydraulics import StageStorage
-from pumpwatch.simulators.inflow import DiurnalInflow, catchment_q_avg_m3_min
+from pumpwatch.core.hydraulics import FlowTable, StageStorage
+from pumpwatch.simulators.inflow import DiurnalInflow, catchment_q_avg_m3_min, diurnal_factor
 from pumpwatch.simulators.pumps import PumpControls, pumps_from_config
 from pumpwatch.simulators.rtu import BATTERY_EMPTY_V, BATTERY_FLOAT_V, BATTERY_FULL_V, BATTERY_LOW_V
 from pumpwatch.simulators.station_model import PointValues, StationModel
@@ -99,6 +101,10 @@ class ManholePumpStation(PumpControls, StationModel):
         self.volume_m3 = self.storage.volume(initial_level_m)
         self.level_m = self.storage.level(self.volume_m3)  # true (physical) level
         self.spill_volume_m3 = self.storage.volume(lv.spill_m)
+        # Above the inlet invert the sewer fills only above the flow already in it (hydraulics.FlowTable):
+        # the table for the mean inflow when the level rose past the invert, kept until it falls below.
+        self._inlet_volume_m3 = self.storage.volume(lv.inlet_invert_m)
+        self._flow_table: FlowTable | None = None
         self.overflow_m3 = 0.0
         self.spilled_at: datetime | None = None
         self.spilling = False
@@ -243,6 +249,15 @@ class ManholePumpStation(PumpControls, StationModel):
                 out += p.flow_m3_s
                 p.run_s += dt
         v = max(0.0, self.volume_m3 + (self.inflow_m3_s - out) * dt)
+        if v <= self._inlet_volume_m3:
+            self._flow_table = None
+            self.spill_volume_m3 = self.storage.volume(self.levels.spill_m)
+        elif self._flow_table is None:
+            q_mean = self.q_avg_m3_min * self.rain_factor
+            if self.diurnal:
+                q_mean *= diurnal_factor(self._local_seconds_of_day(t_s))
+            self._flow_table = self.storage.with_flow(q_mean)
+            self.spill_volume_m3 = self._flow_table.volume(self.levels.spill_m)
         self.spilling = v > self.spill_volume_m3
         if self.spilling:
             self.overflow_m3 += v - self.spill_volume_m3
@@ -250,7 +265,7 @@ class ManholePumpStation(PumpControls, StationModel):
             if self.spilled_at is None:
                 self.spilled_at = self.start + timedelta(seconds=(self._tick + 1) * dt)
         self.volume_m3 = v
-        self.level_m = self.storage.level(v)
+        self.level_m = self._flow_table.level(v) if self._flow_table is not None else self.storage.level(v)
 
         # power supply and telemetry battery
         if self.mains_ok:

@@ -50,10 +50,19 @@ The forecast uses the recent k (2 h forgetting: with the ±30 % inflow noise of 
 the scale within ~3 %). Rain: the fills are cut into 5-minute blocks, and an upward step of the inflow is
 searched over the blocks of the last 3 h (the split with the largest z of after-vs-before scale, pooled
 noise); from z = 3.5 (and ≥ 1.3×) the forecast moves towards the scale since the step (the balance since
-then), fully from z = 7 (`surge`). Only upward steps count. Going forward Q(t) = Q_now · f(t)/f(now) =
-k·f(t), integrated in 1-minute steps (a cumulative table) until the volume between the current level and
-the target is filled, up to 24 h. Since k comes from hours of data, Q_now is not a noisy point rate, and
-the bound on f(t)/f(now) is the profile's own range (0.42…1.55 for the default).
+then), fully from z = 7 (`surge`). Only upward steps count. Faster, for rain that has just begun: the mean
+rate of the cumulative inflow over the last ≤ 10 minutes (balance once the pump flows are learned, else the
+fill since the last run), followed from (1.1 + 1.0/√minutes) × the scale, fully 0.25 higher; then a rise
+(the curvature of a parabola through up to 20 minutes of the cumulative inflow, over 2.5 standard errors)
+is carried on towards a plateau, rise·τ·(1 − e^(−t/τ)), τ = 30 min, at most 3 × the current inflow.
+
+Going forward Q(t) = k_d·f(t) + b: k_d = min(k, k_dry), the dry-weather scale (7-day window with the prior,
+fed only while the recent scale is within 1.25 × it), and b the wet-weather excess as an added flow
+(infiltration does not follow the diurnal profile): the larger of (k − k_d)·f(now) and the recent window's
+plain mean inflow less k_dry × its mean f; plus the rise; integrated on a
+cumulative profile table (bisection when b or the rise is not 0), up to 24 h. The volume to fill is
+`storage.volume_with_flow` at the current inflow: the flow already in the pipes at normal depth is not
+storage (docs/domain.md §3.1).
 
 Why the spill figure has no usable-fraction haircut: the volume the water must fill is exactly the stage–
 storage volume the station's geometry gives (the simulator and the real sewer alike have no "unusable"
@@ -123,6 +132,18 @@ RATE_MIN_S = 30.0
 QP_LEARNED = 3  # draw-downs before a pump's learned flow is trusted for the balance
 QP_MEMORY = 10  # running mean over the first draw-downs, then exponential with this weight
 SEGMENT_CAP = 5000
+DRY_RATIO = 1.25  # intervals count towards the dry-weather scale while the recent scale is within this ratio
+RECENT_S = 1200.0  # totals are kept for 20 minutes (the rate uses the last 10)
+RECENT_MIN_S = 120.0  # ... once it spans this much
+RECENT_RATIO0 = 1.1  # the forecast follows the last minutes from 1.1 + 1.0/√minutes × the scale ...
+RECENT_NOISE = 1.0
+RECENT_FULL = 0.25  # ... fully from 0.25 higher
+RATE_SPAN_MIN = 10.0  # the recent rate is the mean over this many minutes
+RISE_MIN_MIN = 5.0  # a rise (the curvature of the cumulative inflow) needs this many minutes
+RISE_Z = 2.5  # ... and this many standard errors, and is followed only with a rate above the threshold
+RISE_TAU_MIN = 30.0  # a rising inflow is taken to approach its plateau with this time constant
+RISE_CAP = 3.0  # ... and to add at most 3 × the current inflow
+SNAP_S = 15.0  # totals are kept every 15 s for the recent balance
 
 LEVEL = "wet_well_level_m"
 MAINS = "mains_failed"
@@ -163,6 +184,13 @@ class OverflowForecast:
     pump_flow_m3_min: tuple[float, ...]  # learned Q_p,eff per pump (rated until learned)
     pumps_running: int
     mains_failed: bool | None
+
+
+def _bucket(q: float) -> float:
+    """q rounded to 1 % steps, so the normal depths of the pipes are not recomputed for every sample."""
+    if q <= 0:
+        return 0.0
+    return 1.01 ** round(math.log(q) / math.log(1.01))
 
 
 class _Window:
@@ -212,6 +240,22 @@ def _fit(points: Sequence[tuple[float, float]]) -> tuple[float, float, float]:
     return sum((p[0] - mt) * (p[1] - mv) for p in points) / stt, mt, mv
 
 
+def _solve3(m: list[list[float]], y: list[float]) -> list[float] | None:
+    """Solve a 3 × 3 linear system (Gaussian elimination with partial pivoting); None when singular."""
+    a = [row[:] + [v] for row, v in zip(m, y, strict=True)]
+    for col in range(3):
+        piv = max(range(col, 3), key=lambda r: abs(a[r][col]))
+        if abs(a[piv][col]) < 1e-12:
+            return None
+        a[col], a[piv] = a[piv], a[col]
+        for r in range(3):
+            if r != col:
+                f = a[r][col] / a[col][col]
+                for c in range(col, 4):
+                    a[r][c] -= f * a[col][c]
+    return [a[i][3] / a[i][i] for i in range(3)]
+
+
 class OverflowForecaster:
     """Time to overflow of one pumping station; see the module docstring."""
 
@@ -253,7 +297,11 @@ class OverflowForecaster:
         self._hour = _Window(TAU_HOUR_S, self.n_pumps)
         self._recent = _Window(TAU_RECENT_S, self.n_pumps)
         self._long = _Window(TAU_LONG_S, self.n_pumps)
+        self._dry = _Window(TAU_LONG_S, self.n_pumps)  # only intervals while the inflow is not elevated
         self._windows = (self._hour, self._recent, self._long)
+        self._dry_ok = True
+        self._snaps: deque[tuple[float, tuple[float, ...]]] = deque()  # (t, totals) every SNAP_S
+        self._recent_memo: tuple[object, list, tuple[float, float] | None, dict[str, float]] | None = None
         self._fill_min = 0.0  # unweighted minutes of measured fill
         self._bal_min = 0.0  # unweighted minutes of pump intervals
         self._blk_v = self._blk_f = self._blk_t = 0.0
@@ -320,18 +368,45 @@ class OverflowForecaster:
         i = min(max(bisect.bisect_right(self._cm, r) - 1, 0), 1439)
         return d * 1440.0 + i + (r - self._cm[i]) / self._fm[i]
 
-    def _minutes_to_fill(self, need_m3: float, k: float, x0: float) -> float | None:
-        """Minutes until ∫ k·f dt from local minute x0 reaches need_m3 (None beyond the horizon)."""
+    def _minutes_to_fill(
+        self, need_m3: float, k: float, x0: float, b: float = 0.0, rise: float = 0.0
+    ) -> float | None:
+        """Minutes until ∫ (k·f + b + rise·τ·(1 − e^(−t/τ))) dt from local minute x0 reaches need_m3 (None
+        beyond the horizon): the diurnal flow, a constant added flow (wet weather), and a rise going on
+        towards a plateau rise·τ above the current inflow."""
         if need_m3 <= 0:
             return 0.0
-        if k <= 0:
+        if k <= 0 and b <= 0 and rise <= 0:
             return None
         c0 = self._cum(x0)
-        t = self._inv_cum(c0 + need_m3 / k) - x0
-        return t if t <= HORIZON_MIN else None
+        if b <= 0 and rise <= 0:
+            t = self._inv_cum(c0 + need_m3 / k) - x0
+            return t if t <= HORIZON_MIN else None
+        tau = RISE_TAU_MIN
 
-    def _minutes_to_fill_floor(self, need_m3: float, k: float, floor: float, x0: float) -> float | None:
-        """Minutes until ∫ 1.2·max(k·f, floor) dt from local minute x0 reaches need_m3 (None beyond the
+        def filled(t: float) -> float:
+            v = k * (self._cum(x0 + t) - c0) + b * t
+            if rise > 0:
+                v += rise * tau * (t - tau * (1 - math.exp(-t / tau)))
+            return v
+
+        if filled(HORIZON_MIN) < need_m3:
+            return None
+        lo, hi = 0.0, HORIZON_MIN
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if filled(mid) < need_m3:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < 1e-3:
+                break
+        return (lo + hi) / 2
+
+    def _minutes_to_fill_floor(
+        self, need_m3: float, k: float, floor: float, x0: float, b: float = 0.0
+    ) -> float | None:
+        """Minutes until ∫ 1.2·max(k·f + b, floor) dt from local minute x0 reaches need_m3 (None beyond the
         horizon): 1-minute steps, taken 10 minutes at a time where the floor is clear of the profile."""
         if need_m3 <= 0:
             return 0.0
@@ -340,15 +415,17 @@ class OverflowForecaster:
             m = math.floor(x)
             if x == m and m % CHUNK_MIN == 0 and x + CHUNK_MIN <= end:
                 c = (m % 1440) // CHUNK_MIN
-                lo, hi = self._chunk_min[c] * k, self._chunk_max[c] * k
+                lo, hi = self._chunk_min[c] * k + b, self._chunk_max[c] * k + b
                 if floor <= lo or floor >= hi:
-                    dv = CONSERVATIVE_FACTOR * (k * self._chunk_sum[c] if floor <= lo else floor * CHUNK_MIN)
+                    dv = CONSERVATIVE_FACTOR * (
+                        k * self._chunk_sum[c] + b * CHUNK_MIN if floor <= lo else floor * CHUNK_MIN
+                    )
                     if acc + dv < need_m3:
                         acc += dv
                         x += CHUNK_MIN
                         continue
             nxt = min(m + 1.0, end)
-            q = CONSERVATIVE_FACTOR * max(k * fm[m % 1440], floor)
+            q = CONSERVATIVE_FACTOR * max(k * fm[m % 1440] + b, floor)
             dv = q * (nxt - x)
             if q > 0 and acc + dv >= need_m3:
                 return x - x0 + (need_m3 - acc) / q
@@ -505,7 +582,8 @@ class OverflowForecaster:
         if not fill:
             for i in range(self.n_pumps):
                 self._tot_run[i] += dt_min * (p0[i] + p1[i]) / 2
-        for w in self._windows:
+        windows = (*self._windows, self._dry) if self._dry_ok else self._windows
+        for w in windows:
             w.decay_to(t1)
             if fill:
                 w.fill_v += dv
@@ -526,6 +604,13 @@ class OverflowForecaster:
                 self._close_block(t1)
         else:
             self._bal_min += dt_min  # a block runs on over pump runs: every block holds BLOCK_S of fills
+        if not self._snaps or t1 - self._snaps[-1][0] >= SNAP_S:
+            self._snaps.append((t1, self._totals()))
+            while len(self._snaps) > 2 and self._snaps[1][0] <= t1 - RECENT_S:
+                self._snaps.popleft()
+            k_dry, k_recent = self._dry_scale(), self._recent_plain()
+            # before the recent scale exists only a station without any dry-weather figure learns from it
+            self._dry_ok = k_dry is None or (k_recent is not None and k_recent <= DRY_RATIO * k_dry)
 
     def _totals(self) -> tuple[float, ...]:
         return (self._tot_v, self._tot_f, *self._tot_run)
@@ -559,8 +644,66 @@ class OverflowForecaster:
             den += PRIOR_WEIGHT_MIN
         return num / den if den > 0 else None
 
-    def _scale(self, ts: float) -> tuple[float, str, bool, float | None] | None:
-        """(k, method, surge, relative standard error), or None when there is no estimate yet."""
+    def _dry_scale(self) -> float | None:
+        """The dry-weather scale: the long-term one over intervals while the inflow was not elevated."""
+        w = self._dry
+        num, den = self._balance_sums(w) if self._qp_ready(w) else (w.fill_v, w.fill_f)
+        if self._k_prior is not None:
+            num += self._k_prior * PRIOR_WEIGHT_MIN
+            den += PRIOR_WEIGHT_MIN
+        return num / den if den >= MIN_MEASURED_MIN else None
+
+    def _recent_plain(self) -> float | None:
+        w = self._recent
+        num, den = self._balance_sums(w) if self._qp_ready(w) else (w.fill_v, w.fill_f)
+        return num / den if den >= MIN_MEASURED_MIN else None
+
+    def _recent_points(self) -> list[tuple[float, float]]:
+        """The cumulative inflow every 15 s over the last 20 minutes as (minutes before the last, m³): ΔV
+        plus run minutes × Q_p,eff once the pump flows are learned, else the fill since the last pump run."""
+        snaps = self._snaps
+        if len(snaps) < 3:
+            return []
+        t1, last = snaps[-1]
+        start = 0
+        if not self._qp_ready(self._recent):
+            start = len(snaps) - 1
+            while start > 0 and snaps[start - 1][1][2:] == last[2:]:
+                start -= 1
+        pts = []
+        for t, tot in list(snaps)[start:]:
+            pumped = sum(q * r for q, r in zip(self._qp, tot[2:], strict=True))
+            pts.append(((t - t1) / 60.0, tot[0] + pumped))
+        return pts
+
+    def _last_minutes(self, pts: list[tuple[float, float]]) -> tuple[float, float] | None:
+        """(mean inflow m³/min over the last ≤ 10 minutes, minutes it spans), from 2 minutes on: the least-
+        squares slope of the cumulative curve (the noise integrates: a rate, not a derivative of levels)."""
+        recent = [p for p in pts if p[0] >= -RATE_SPAN_MIN]
+        if len(recent) < 3 or -recent[0][0] * 60.0 < RECENT_MIN_S:
+            return None
+        return _fit(recent)[0], -recent[0][0]
+
+    def _rise(self, pts: list[tuple[float, float]]) -> float:
+        """The rise (m³/min²) of the inflow still going on: the curvature 2c of a least-squares parabola
+        y = a + b·x + c·x² through the cumulative inflow, if it spans 5 minutes and is over 2.5 standard
+        errors; else 0."""
+        if len(pts) < 4 or -pts[0][0] < RISE_MIN_MIN:
+            return 0.0
+        sx = [sum(x**j for x, _ in pts) for j in range(5)]
+        sy = [sum(y * x**j for x, y in pts) for j in range(3)]
+        m = [[sx[i + j] for j in range(3)] for i in range(3)]
+        sol, inv = _solve3(m, sy), _solve3(m, [0.0, 0.0, 1.0])
+        if sol is None or inv is None:
+            return 0.0
+        a, b, c = sol
+        rss = sum((y - a - b * x - c * x * x) ** 2 for x, y in pts)
+        se_c = math.sqrt(max(rss / max(len(pts) - 3, 1), 0.0) * max(inv[2], 0.0))
+        return 2 * c if c > RISE_Z * se_c else 0.0
+
+    def _scale(self, ts: float) -> tuple[float, str, bool, float | None, float] | None:
+        """(k, method, surge, relative standard error, rise m³/min²), or None when there is no estimate
+        yet."""
         w = self._recent
         k_long = self._long_scale()
         qp_ready = self._qp_ready(w)
@@ -569,7 +712,7 @@ class OverflowForecaster:
             started = self._first_good is not None and ts - self._first_good >= PROFILE_ONLY_AFTER_S
             if k_long is None or not started or self._k_prior is None:
                 return None
-            return k_long, "profile", False, None
+            return k_long, "profile", False, None, 0.0
         if not qp_ready:
             num, den, method = w.fill_v, w.fill_f, "fill_rate"
         else:
@@ -592,7 +735,30 @@ class OverflowForecaster:
             # (z ≥ SURGE_Z1) all the way, so a run of noisy minutes cannot halve a dry-weather forecast.
             weight = min(1.0, (step[1] - SURGE_Z0) / (SURGE_Z1 - SURGE_Z0))
             k, surge = k + weight * (step[0] - k), True
-        return k, method, surge, rel_se
+        rise = 0.0
+        # the totals move every 15 s: the rate and the rise are worked out again only then
+        key = (self._snaps[-1][0] if self._snaps else None, len(self._snaps), tuple(self._qp))
+        if self._recent_memo is None or self._recent_memo[0] != key:
+            pts = self._recent_points()
+            self._recent_memo = (key, pts, self._last_minutes(pts) if pts else None, {})
+        _, pts, recent, rises = self._recent_memo
+        if recent is not None:
+            # A rise within the last minutes (rain that has just begun) is followed at once. The noise of a
+            # small catchment over m minutes is about ±30 %/√m, so the threshold falls with the span: from
+            # 1.1 + 1.0/√m (over 3 standard errors) above the scale in part, fully 0.25 higher.
+            q_last, span = recent
+            f_now = self._f_hour(self._local_minute(ts) / 60.0)
+            last = q_last / f_now if f_now > 0 else 0.0
+            r0 = RECENT_RATIO0 + RECENT_NOISE / math.sqrt(span)
+            if last > r0 * k:
+                weight = min(1.0, (last / k - r0) / RECENT_FULL)
+                k, surge = k + weight * (last - k), True
+                if "g" not in rises:
+                    rises["g"] = self._rise(pts)
+                g = rises["g"]  # still rising: it goes on, towards a plateau (RISE_TAU_MIN)
+                if g > 0:
+                    rise = min(g, RISE_CAP * q_last / RISE_TAU_MIN)
+        return k, method, surge, rel_se, rise
 
     def _surge(self, ts: float) -> tuple[float, float] | None:
         """(scale since, z) of an upward step of the inflow (rain), if the fill blocks of the last 3 h show
@@ -711,17 +877,38 @@ class OverflowForecaster:
         sc = self._scale(ts)
         if sc is None:
             return self._not_available(at)
-        k, method, surge, rel_se = sc
+        k, method, surge, rel_se, rise = sc
         x0 = self._local_minute(ts)
         f_now = self._f_hour(x0 / 60.0)
         v0 = self._v_est
-        need_hwl = self._v_hwl - v0
-        need_spill = self._v_spill - v0
-        t_hwl = self._minutes_to_fill(need_hwl, k, x0)
-        t_spill = self._minutes_to_fill(need_spill, k, x0)
+        q_now = k * f_now
+        # Wet weather is an added flow (infiltration, rain-derived inflow), not a multiple of the diurnal
+        # profile: above the dry-weather scale the excess is carried forward as a constant flow.
+        k_dry = self._dry_scale()
+        k_diurnal = min(k, k_dry) if k_dry is not None else k
+        added = (k - k_diurnal) * f_now
+        if k_dry is not None and k > k_dry:
+            # The excess from the recent window's plain mean inflow (m³ per minute, not per profile-minute):
+            # a profile-weighted k under-reads a constant added flow when f(now) is below the window's mean f
+            w = self._recent
+            num, _ = self._balance_sums(w) if self._qp_ready(w) else (w.fill_v, w.fill_f)
+            t_min = w.fill_t + w.bal_t if self._qp_ready(w) else w.fill_t
+            f_min = w.fill_f + w.bal_f if self._qp_ready(w) else w.fill_f
+            if t_min > 0:
+                added = max(added, num / t_min - k_dry * f_min / t_min)
+        # The volume still to fill: the flow already in the pipes at the current inflow excluded.
+        z0 = self.storage.level(v0)
+        q_key = _bucket(q_now)
+        base = self.storage.volume_with_flow(z0, q_key)
+        need_hwl = self.storage.volume_with_flow(self.levels.hwl_m, q_key) - base
+        need_spill = self.storage.volume_with_flow(self.levels.spill_m, q_key) - base
+        t_hwl = self._minutes_to_fill(need_hwl, k_diurnal, x0, added, rise)
+        t_spill = self._minutes_to_fill(need_spill, k_diurnal, x0, added, rise)
         h = self._hour
         floor = h.fill_v / h.fill_t if h.fill_t >= HOUR_MIN_WEIGHT_MIN else 0.0
-        t_cons = self._minutes_to_fill_floor(self.storage.usable_fraction * need_spill, k, floor, x0)
+        t_cons = self._minutes_to_fill_floor(
+            self.storage.usable_fraction * need_spill, k_diurnal, floor, x0, added
+        )
 
         if method == "profile" or rel_se is None or rel_se > 0.2:
             confidence = "low"
@@ -743,7 +930,7 @@ class OverflowForecaster:
 
         fc = OverflowForecast(
             at=at,
-            level_m=self.storage.level(v0),
+            level_m=z0,
             level_source=self._v_source,
             volume_to_hwl_m3=max(need_hwl, 0.0),
             volume_to_spill_m3=max(need_spill, 0.0),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 from fpdf import FPDF
 from fpdf.enums import WrapMode
@@ -104,8 +105,8 @@ class _Doc(FPDF):
         wrap = WrapMode.CHAR if loc == "ja" else WrapMode.WORD  # Japanese has no spaces to break at
         widths = [first_w, *([w] * n), status_w]
         self.set_font("NotoCJK", "", size)
-        lines = [
-            self.multi_cell(wd - 1, line, h, dry_run=True, output="LINES", wrapmode=wrap)
+        lines: list[list[str]] = [  # output="LINES": the lines (fpdf2's return type is a union)
+            cast("list[str]", self.multi_cell(wd - 1, line, h, dry_run=True, output="LINES", wrapmode=wrap))
             for wd, h in zip(widths, heads, strict=True)
         ]
         head_h = max(len(x) for x in lines) * line + 1.5

@@ -136,8 +136,8 @@ def _station_sheet(ws: Worksheet, report: Report, st: StationReport, locale: str
     if notes:
         sh.row()
         sh.row(t("notes", locale), font=_BOLD)
-        for n in notes:
-            sh.row(n)
+        for note in notes:
+            sh.row(note)
 
 
 def _summary_sheet(ws: Worksheet, report: Report, locale: str, styles: dict) -> None:

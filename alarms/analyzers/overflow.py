@@ -301,7 +301,10 @@ class OverflowForecaster:
         self._windows = (self._hour, self._recent, self._long)
         self._dry_ok = True
         self._snaps: deque[tuple[float, tuple[float, ...]]] = deque()  # (t, totals) every SNAP_S
-        self._recent_memo: tuple[object, list, tuple[float, float] | None, dict[str, float]] | None = None
+        # (key, recent points, last minutes, rises): worked out again only when the totals move
+        self._recent_memo: (
+            tuple[object, list[tuple[float, float]], tuple[float, float] | None, dict[str, float]] | None
+        ) = None
         self._fill_min = 0.0  # unweighted minutes of measured fill
         self._bal_min = 0.0  # unweighted minutes of pump intervals
         self._blk_v = self._blk_f = self._blk_t = 0.0

@@ -103,7 +103,7 @@ def demo(
         async with SimulatedFleet(f, clock, seed=seed) as sim:
             log.info("simulating %d stations (seed %d, speed ×%g)", len(f.stations), seed, speed)
             n_mqtt = len(f.mqtt_controllers())
-            if n_mqtt:
+            if n_mqtt and f.mqtt is not None:
                 log.info(
                     "%d MQTT devices (JSON and Sparkplug B) publish to %s:%d",
                     n_mqtt,

@@ -24,12 +24,14 @@ from pumpwatch.core.config import Fleet, load_fleet
 from pumpwatch.core.db.engine import make_engine
 from pumpwatch.core.db.migrate import upgrade
 from pumpwatch.core.db.schema import (
+    drill,
     escalation,
     incident,
     incident_station,
     notification,
     notification_alarm,
     notify_item,
+    resource_assignment,
 )
 from tests.auth import PASSWORD, add_user, token
 from tests.conftest import DEMO_FLEET
@@ -138,11 +140,37 @@ def fill(engine: Engine, catalog: dict[tuple[str, str], int]) -> dict[str, int]:
             conn.execute(insert(incident_station).values(incident_id=iid, station_id=sid, joined_at=T0))
         incidents.add_note(engine, iid, actor="x", at=T0, text="note", phase=None)
         _notification_rows(engine, tenant, a.id)
-        ids = {"alarm_id": a.id, "incident_id": iid}
+        did, asg = _drill_and_assignment_rows(engine, tenant, sid)
+        ids = {"alarm_id": a.id, "incident_id": iid, "drill_id": did, "assignment_id": asg}
         Audit(at=T0, action="alarm.ack", username="x", tenant_id=tenant, target=f"alarm:{a.id}").record(
             engine
         )
     return ids
+
+
+def _drill_and_assignment_rows(engine: Engine, tenant: str, sid: str) -> tuple[int, int]:
+    """A finished drill of the tenant and a generator of its sent to the station (issue 18's tables)."""
+    with engine.begin() as conn:
+        did = conn.execute(
+            insert(drill)
+            .values(
+                tenant_id=tenant, name=f"{tenant}-drill", title=f"{tenant} drill", scenario="x: 1",
+                notify="drill_contacts", contacts="", started_at=T0, started_by="x",
+                ends_at=T0 + timedelta(minutes=30), stopped_at=T0 + timedelta(minutes=30),
+                outcome="completed",
+            )
+            .returning(drill.c.id)
+        ).scalar_one()  # fmt: skip
+        asg = conn.execute(
+            insert(resource_assignment)
+            .values(
+                tenant_id=tenant, resource_id=f"{tenant}-gen-1", station_id=sid, state="dispatched",
+                assigned_at=T0, assigned_by="x", eta_at=T0 + timedelta(minutes=10), travel_s=600.0,
+                updated_at=T0,
+            )
+            .returning(resource_assignment.c.id)
+        ).scalar_one()  # fmt: skip
+    return int(did), int(asg)
 
 
 def _notification_rows(engine: Engine, tenant: str, alarm_id: int) -> None:

@@ -63,6 +63,9 @@ def params_of_b(ids: dict[str, int]) -> dict[str, Any]:
         "point": "wet_well_level_m",
         "alarm_id": ids["alarm_id"],
         "incident_id": ids["incident_id"],
+        "drill_id": ids["drill_id"],
+        "assignment_id": ids["assignment_id"],
+        "resource_id": "minami-gen-1",
         "username": B_USER,
         "tenant": B_TENANT,
         "token": "not-a-valid-signed-token",  # issue 5's ack link: a forged token must not act

@@ -603,6 +603,11 @@ class System:
 
     async def stop(self) -> None:
         """Stop polling, store what was read, then stop the writers."""
+        # the lease keeper first: a link it gained during the drain below would start a poll task that
+        # nothing stops any more (its leases simply lapse, as a dead shard's do)
+        for t in [t for t in self._tasks if t.get_name() == "link.leases"]:
+            await tasks.stop(t)
+            self._tasks.remove(t)
         for t in self._tasks[:1]:  # sources first: nothing new arrives after this
             await tasks.stop(t)
         for t in list(self._link_tasks.values()):

@@ -159,15 +159,15 @@ class HistorianWriter:
             if pid is None:
                 self.unknown += 1
                 continue
-            if len(self._pending) >= self.max_pending:
+            gen = 0 if self.fence is None else self.fence.tag(s.station)
+            if gen < 0:  # read on a link this collector no longer holds: never stored
+                self.fenced += 1
+                continue
+            if len(self._pending) >= self.max_pending:  # (after the fence: a refused row evicts nothing)
                 self._pending.popleft()  # full: the oldest goes first, and is counted
                 self.dropped += 1
             if self.fence is None:
                 self._pending.append((pid, s.observed_at, s.value, int(s.quality)))
-                continue
-            gen = self.fence.tag(s.station)
-            if gen < 0:  # read on a link this collector no longer holds: never stored
-                self.fenced += 1
                 continue
             self._pending.append((pid, s.observed_at, s.value, int(s.quality), gen))  # type: ignore[arg-type]
         if self._pending and self._waiting_since is None:

@@ -80,6 +80,32 @@ def _point_value(
     return PointValue(value=value, unit=unit, quality=quality, observed_at=s.observed_at, age_s=age_s)
 
 
+def assess_station(
+    ctx: ApiContext,
+    sid: str,
+    samples: Mapping[str, Sample],
+    alarms: Sequence[Mapping[str, Any]],
+    now: datetime,
+    mode: Mapping[str, Any] | None,
+    *,
+    with_shown: bool = True,
+) -> tuple[status.StationState, bool]:
+    """alarms/status.py's decision for one station as the views feed it (its measured points, open alarms,
+    out of service, stale limit, alarm roles), and whether it is out of service."""
+    oos = bool(mode and mode.get("out_of_service"))
+    state = status.assess(
+        measured=ctx.fleet.points.get(sid, {}).keys(),
+        samples=samples,
+        alarms=[status.OpenAlarm.of(a) for a in alarms],
+        out_of_service=oos,
+        now=now,
+        stale_after_s=ctx.fleet.stale_after_s(sid),
+        roles=ctx.alarm_roles(sid),
+        with_shown=with_shown,
+    )
+    return state, oos
+
+
 def build_station(
     ctx: ApiContext,
     sid: str,
@@ -93,16 +119,7 @@ def build_station(
     st = fleet.stations[sid]
     stale_after = fleet.stale_after_s(sid)
     points = fleet.points.get(sid, {})
-    oos = bool(mode and mode.get("out_of_service"))
-    state = status.assess(
-        measured=points.keys(),
-        samples=samples,
-        alarms=[status.OpenAlarm.of(a) for a in alarms],
-        out_of_service=oos,
-        now=now,
-        stale_after_s=stale_after,
-        roles=ctx.alarm_roles(sid),
-    )
+    state, oos = assess_station(ctx, sid, samples, alarms, now, mode)
     values = {
         name: _point_value(samples.get(name), state.shown[name], sp.spec.unit, sp.spec.is_state)
         for name, sp in points.items()
@@ -167,16 +184,7 @@ def station_view(
     st = fleet.stations[sid]
     stale_after = fleet.stale_after_s(sid)
     points = fleet.points.get(sid, {})
-    oos = bool(mode and mode.get("out_of_service"))
-    state = status.assess(
-        measured=points.keys(),
-        samples=samples,
-        alarms=[status.OpenAlarm.of(a) for a in alarms],
-        out_of_service=oos,
-        now=now,
-        stale_after_s=stale_after,
-        roles=ctx.alarm_roles(sid),
-    )
+    state, oos = assess_station(ctx, sid, samples, alarms, now, mode)
     shown = state.shown
     iso: dict[datetime, str] = {}  # a poll's values share their instant
     values = {

@@ -28,10 +28,11 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from pumpwatch.alarms import status, store
+from pumpwatch.alarms import store
 from pumpwatch.api.auth import access
 from pumpwatch.api.context import ApiContext, station_samples
 from pumpwatch.api.deps import Ctx, CurrentUser
+from pumpwatch.api.views import assess_station
 from pumpwatch.core.db import rls
 
 router = APIRouter(prefix="/overview", tags=["stations"])
@@ -57,17 +58,8 @@ def _station(
     fleet = ctx.fleet
     st = fleet.stations[sid]
     points = fleet.points.get(sid, {})
-    oos = bool(mode and mode.get("out_of_service"))
-    state = status.assess(
-        measured=points.keys(),
-        samples=samples,
-        alarms=[status.OpenAlarm.of(a) for a in alarms],
-        out_of_service=oos,
-        now=now,
-        stale_after_s=fleet.stale_after_s(sid),
-        roles=ctx.alarm_roles(sid),
-        with_shown=False,  # the overview carries values, not their qualities
-    )
+    # the overview carries values, not their qualities
+    state, oos = assess_station(ctx, sid, samples, alarms, now, mode, with_shown=False)
     values: dict[str, object] = {}
     for name, sp in points.items():
         s = samples.get(name)
